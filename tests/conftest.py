@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny random Llama-family models and a word-level tokenizer, built in memory
+so unit tests need no trained checkpoint and no network."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def make_tokenizer(words):
+    """A word-level PreTrainedTokenizerFast over ``words`` (plus special tokens)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<bos>", "<eos>"]
+    vocab = {w: i for i, w in enumerate(specials + sorted(set(words) - set(specials)))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<bos>", eos_token="<eos>"
+    )
+
+
+def make_model(kind="llama", vocab_size=64, hidden_size=32, layers=2, heads=4, kv_heads=None,
+               intermediate_size=64, seed=0):
+    """A small random model of the Llama family: ``llama`` (MHA), ``gqa`` (Mistral-style grouped
+    query attention, kv_heads < heads) or ``qwen2`` (biases on q/k/v)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    if kv_heads is None:
+        kv_heads = heads // 2 if kind in ("gqa", "qwen2") else heads
+    common = dict(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                  num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                  max_position_embeddings=64, tie_word_embeddings=False)
+    if kind == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common, use_sliding_window=False))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_model_factory():
+    return make_model
+
+
+@pytest.fixture
+def tiny_tokenizer_factory():
+    return make_tokenizer

@@ -1,0 +1,54 @@
+"""The ``clue`` command: one subcommand per Snakemake rule, so a user can rerun or inspect any
+stage by hand with the same code the workflow runs."""
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module that implements it, one-line help). Modules are imported lazily so
+# ``clue --help`` stays fast and a stage's heavy imports (torch, lm-eval) load only when used.
+STAGES = {
+    "data": ("clue.data", "write a task's train/test/pairs splits (toy generator or a real dataset)"),
+    "base-model": ("clue.base_model", "train the toy Llama from scratch, or record a pretrained model"),
+    "circuit": ("clue.circuits.discover", "edge pruning with a noising or denoising intervention"),
+    "gates": ("clue.logic.gates", "type node-level edges AND / OR / ADDER from the two circuits"),
+    "cnf": ("clue.logic.cnf", "Tseitin CNF (Eq. 4) and the weighted MaxSAT instance"),
+    "solve": ("clue.logic.solve", "solve the CNF and sort neurons into forget / conflict / retain"),
+    "explain": ("clue.logic.explain", "show the clauses that make a neuron a conflict neuron"),
+    "masks": ("clue.masks", "neuron categories to forget and conflict axis masks (safetensors)"),
+    "unlearn": ("clue.unlearn", "masked two-stage unlearning (or a baseline method)"),
+    "evaluate": ("clue.evaluate", "lm-eval simple_evaluate on a checkpoint: FE, RU, GU"),
+    "table1": ("clue.report", "collect eval JSONs into results/table1.csv and table1.md"),
+}
+
+
+def build_parser(only):
+    parser = argparse.ArgumentParser(prog="clue", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="STAGE")
+    sub.required = True
+    for name, (module, help_text) in STAGES.items():
+        if name != only:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Only import the chosen stage's module: each has heavy dependencies.
+    only = next((a for a in argv if a in STAGES), None)
+    args = build_parser(only).parse_args(argv)
+    from clue.errors import ClueError
+
+    try:
+        return importlib.import_module(args._module).main(args) or 0
+    except ClueError as err:
+        print(f"clue {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

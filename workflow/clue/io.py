@@ -1,0 +1,84 @@
+"""Atomic writes and checked reads. A stage writes to a temporary path next to the target and
+renames it into place, so an interrupted or failed stage never leaves a half-written artifact."""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from clue.errors import ClueError
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary file path beside ``path``; rename it to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary directory beside ``path``; replace ``path`` with it on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_json(path, obj):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_jsonl(path, records):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            for r in records:
+                f.write(json.dumps(r, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ClueError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise ClueError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_jsonl(path, required=()):
+    """Read JSON lines; every record must have the ``required`` fields (named in the error)."""
+    records = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        raise ClueError(f"{path}: file not found") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ClueError(f"{path}:{lineno}: not valid JSON ({e})") from None
+        missing = [k for k in required if k not in rec]
+        if missing:
+            raise ClueError(f"{path}:{lineno}: record is missing field(s) {', '.join(missing)}")
+        records.append(rec)
+    return records
