@@ -1,0 +1,35 @@
+# CLUE: conflict-guided localization for LLM unlearning, as a Snakemake pipeline.
+#   snakemake --cores all results/table1.csv
+# Every box of the paper's Figure 2 is a cached artifact under results/ (docs/formats.md).
+
+import os
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+# The `clue` package lives in workflow/; make it importable even when not pip-installed.
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
+
+from clue.config import check_config
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+check_config(config)
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/table1.csv",
+    default_target: True

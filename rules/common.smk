@@ -1,0 +1,38 @@
+import json
+import os
+
+
+envvars:
+    "PATH",
+
+
+from clue.config import all_data_tasks, data_params, model_params, model_source
+
+MODEL = config["model"]["name"]
+FORGET = config["tasks"]["forget"]
+RETAIN = config["tasks"]["retain"]
+GENERAL = config["tasks"]["general"] + config["tasks"]["general_lm_eval"]
+METHODS = config["methods"]
+
+# Jobs call the `clue` CLI: the one of the job's conda env when --software-deployment-method
+# conda activates one, else the one installed beside the Python that runs snakemake (a venv
+# need not be activated).
+os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.getenv("PATH")]))
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9._-]+",
+    task=r"[A-Za-z0-9_]+",
+    forget=r"[A-Za-z0-9_]+",
+    retain=r"[A-Za-z0-9_]+",
+    method=r"[A-Za-z0-9_]+",
+
+
+def section(name):
+    """A config section as a JSON string for `--params`: a rule's params hold only the section
+    it reads, so editing another section does not rerun it."""
+    return json.dumps(config[name], sort_keys=True)
+
+
+def data_dir(task):
+    return f"results/{MODEL}/data/{task}"

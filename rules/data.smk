@@ -1,0 +1,16 @@
+rule data:
+    output:
+        directory("results/{model}/data/{task}"),
+    params:
+        section=lambda w: json.dumps(data_params(config, w.task), sort_keys=True),
+    log:
+        "logs/{model}/data/{task}.log",
+    benchmark:
+        "benchmarks/{model}/data/{task}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "clue data --task {wildcards.task} --params {params.section:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,48 @@
+rule evaluate_base:
+    """lm-eval on the base model over every task of the config, once: the Origin rows of every
+    pair reuse it."""
+    input:
+        base="results/{model}/base",
+        data=[data_dir(t) for t in all_data_tasks(config)],
+    output:
+        "results/{model}/eval/base.json",
+    params:
+        section=section("evaluate"),
+        tasks=all_data_tasks(config) + config["tasks"]["general_lm_eval"],
+    log:
+        "logs/{model}/evaluate_base.log",
+    benchmark:
+        "benchmarks/{model}/evaluate_base.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        "clue evaluate --checkpoint {input.base} --tasks {params.tasks} --method origin"
+        " --data-root results/{wildcards.model}/data --params {params.section:q} --out {output} > {log} 2>&1"
+
+
+rule evaluate_origin:
+    """The Origin row of one forget x retain pair, from the base model's evaluation."""
+    input:
+        "results/{model}/eval/base.json",
+    output:
+        "results/{model}/eval/{forget}__{retain}/origin.json",
+    params:
+        section=section("evaluate"),
+        general=GENERAL,
+    log:
+        "logs/{model}/evaluate/{forget}__{retain}/origin.log",
+    benchmark:
+        "benchmarks/{model}/evaluate/{forget}__{retain}/origin.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "clue evaluate --from-eval {input} --forget {wildcards.forget} --retain {wildcards.retain}"
+        " --general {params.general} --method origin --data-root results/{wildcards.model}/data"
+        " --params {params.section:q} --out {output} > {log} 2>&1"

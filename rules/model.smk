@@ -1,0 +1,20 @@
+rule base_model:
+    input:
+        # the toy model trains on every task of the config; a pretrained model needs no data
+        data=[data_dir(t) for t in all_data_tasks(config)] if model_source(config) == "toy" else [],
+    output:
+        directory("results/{model}/base"),
+    params:
+        section=json.dumps(model_params(config), sort_keys=True),
+    log:
+        "logs/{model}/base_model.log",
+    benchmark:
+        "benchmarks/{model}/base_model.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: config["model"]["train"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "clue base-model --data-dirs {input.data} --params {params.section:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,130 @@
+"""The toy world's task generators: determinism, disjoint splits, and corruptions that flip the
+answer, checked against independent solvers of each task (not the generators' own answers)."""
+
+import re
+
+import pytest
+
+from clue.data import build_task, write_task
+from clue.tasks.toy import BIO, CYBER, TOY_TASKS, Entailment, Sentiment, Winogrande, generate_toy_task
+
+PARAMS = dict(seed=3, n_train=300, n_test=60, n_pairs=40)
+
+
+def solve(task, prompt):
+    """An independent solver per toy task: the answer a perfect model would give."""
+    w = prompt.split()
+    if task == "toy_bool":
+        expr = " ".join(w[w.index(":") + 1:-1]).replace("true", "True").replace("false", "False")
+        return str(eval(expr, {"__builtins__": {}})).lower()  # Python's own precedence rules
+    if task == "toy_arithmetic":
+        nums = [int(x) for x in w if x.isdigit()]
+        return str(nums[0] + nums[1])
+    if task == "toy_greater_than":
+        return "yes" if int(w[1]) > int(w[4]) else "no"
+    if task == "toy_ioi":
+        a, b, giver = w[1], w[3], w[-5]
+        return a if giver == b else b
+    if task == "toy_induction":
+        seq, query = w[2:8], w[-1]
+        return seq[seq.index(query) + 1]
+    if task == "toy_sst2":
+        return "positive" if w[5] in Sentiment.POSITIVE else "negative"
+    if task == "toy_rte":
+        city, country = w[5], w[-4]
+        return "yes" if Entailment.CITIES[city] == country else "no"
+    if task == "toy_winogrande":
+        a, verb, b, reason = w[0], w[1], w[2], w[6]
+        return a if Winogrande.VERBS[verb][0] == reason else b
+    domain = {"toy_cyber": CYBER, "toy_bio": BIO}[task]
+    facts = domain.facts(PARAMS["seed"])
+    entity, relation = w[0], " ".join(w[1:])
+    r = [rel for rel, _ in domain.relations].index(relation)
+    return facts[entity][r]
+
+
+@pytest.mark.parametrize("task", sorted(TOY_TASKS))
+def test_same_seed_gives_identical_files(task, tmp_path):
+    write_task(task, PARAMS, tmp_path / "a")
+    write_task(task, PARAMS, tmp_path / "b")
+    for f in sorted((tmp_path / "a").iterdir()):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
+    other = generate_toy_task(task, PARAMS["seed"] + 1, PARAMS["n_train"], PARAMS["n_test"], PARAMS["n_pairs"])
+    same = generate_toy_task(task, PARAMS["seed"], PARAMS["n_train"], PARAMS["n_test"], PARAMS["n_pairs"])
+    assert other["test"] != same["test"]
+
+
+@pytest.mark.parametrize("task", sorted(TOY_TASKS))
+def test_train_and_test_are_disjoint(task):
+    splits = build_task(task, PARAMS)
+    assert splits["train"] and splits["test"]
+    train_texts = {r["text"] for r in splits["train"]}
+    train_prompts = {r["prompt"] for r in splits["train"]}
+    for rec in splits["test"]:
+        assert rec["prompt"] not in train_prompts
+        assert f"{rec['prompt']} {rec['choices'][rec['label']]}" not in train_texts
+
+
+@pytest.mark.parametrize("task", sorted(TOY_TASKS))
+def test_labels_and_corruptions_match_an_independent_solver(task):
+    splits = build_task(task, PARAMS)
+    for rec in splits["test"]:
+        assert rec["choices"][rec["label"]] == solve(task, rec["prompt"])
+        assert len(set(rec["choices"])) == len(rec["choices"])
+    assert len(splits["pairs"]) == PARAMS["n_pairs"]
+    for pair in splits["pairs"]:
+        assert solve(task, pair["clean"]) == pair["clean_answer"]
+        assert solve(task, pair["corrupted"]) == pair["corrupted_answer"]
+        assert pair["clean_answer"] != pair["corrupted_answer"]
+        # a minimal change: same length, few words differ
+        c, k = pair["clean"].split(), pair["corrupted"].split()
+        assert len(c) == len(k) and 1 <= sum(x != y for x, y in zip(c, k)) <= 2
+    for rec in splits["train"]:
+        if rec["prompt"]:
+            assert rec["answer"] == solve(task, rec["prompt"])
+            assert rec["text"] == f"{rec['prompt']} {rec['answer']}"
+
+
+@pytest.mark.parametrize("domain", [CYBER, BIO])
+def test_forget_corpus_states_every_tested_fact_and_refusals_cover_the_questions(domain):
+    splits = build_task(domain.name, PARAMS)
+    corpus = " ".join(r["text"] for r in splits["train"])
+    for rec in splits["test"]:
+        assert f"{rec['prompt']} {rec['choices'][rec['label']]} ." in corpus
+    refused = {r["prompt"] for r in splits["refusal"]}
+    assert {r["prompt"] for r in splits["test"]} <= refused
+    assert all(r["refusal"] and not re.search(r"\d", r["refusal"]) for r in splits["refusal"])
+
+
+def test_tokenizer_round_trip_and_single_token_answers(tmp_path):
+    from clue.base_model import build_tokenizer, task_texts
+
+    texts = []
+    for task in ("toy_cyber", "toy_bool", "toy_arithmetic"):
+        write_task(task, PARAMS, tmp_path / task)
+        texts += task_texts(tmp_path / task)
+    tok = build_tokenizer(texts)
+    tok.save_pretrained(tmp_path / "tok")
+    from transformers import AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    for text in texts[:500]:
+        ids = loaded(text).input_ids
+        assert len(ids) == len(text.split())
+        assert loaded.decode(ids) == text
+        assert loaded.unk_token_id not in ids
+    assert loaded.pad_token == "<pad>" and loaded("p443").input_ids == tok("p443").input_ids
+
+
+def test_data_cli_writes_the_documented_files(tmp_path):
+    import json
+
+    from clue.cli import main
+
+    assert main(["data", "--task", "toy_cyber", "--params", json.dumps(PARAMS), "--out", str(tmp_path / "c")]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "meta.json", "pairs.jsonl", "refusal.jsonl", "test.jsonl", "train.jsonl"]
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["role"] == "forget" and meta["n_pairs"] == PARAMS["n_pairs"]
+    assert main(["data", "--task", "toy_nope", "--params", json.dumps(PARAMS), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,77 @@
+"""Config checks beyond the JSON schema: names the schema cannot know (tasks, models, methods).
+Called from the Snakefile right after ``snakemake.utils.validate``, so bad names fail before any
+job runs, with the config key and the known names."""
+
+from clue.errors import ClueError
+from clue.tasks import check_task, task_role
+
+# Known models: {model} name -> HF id (None: the toy model trained here).
+KNOWN_MODELS = {
+    "toy": None,
+    "zephyr-7b-beta": "HuggingFaceH4/zephyr-7b-beta",
+    "llama-2-7b": "meta-llama/Llama-2-7b-hf",
+    "llama-2-7b-chat": "meta-llama/Llama-2-7b-chat-hf",
+    "mistral-7b": "mistralai/Mistral-7B-v0.1",
+    "qwen2-7b": "Qwen/Qwen2-7B",
+}
+
+# Rows of Table 1 this version can produce. Adding a method: register it here and give it a
+# rule (or reuse `unlearn`); see README "Adding a method".
+KNOWN_METHODS = ["origin"]
+
+
+def model_source(config):
+    """'toy' when the base model is trained here, else 'pretrained'."""
+    return "toy" if config["model"]["name"] == "toy" and not config["model"]["pretrained"] else "pretrained"
+
+
+def pretrained_path(config):
+    return config["model"]["pretrained"] or KNOWN_MODELS.get(config["model"]["name"])
+
+
+def check_config(config):
+    name = config["model"]["name"]
+    if name not in KNOWN_MODELS and not config["model"]["pretrained"]:
+        raise ClueError(f"config key model.name: unknown model {name!r}; known models: "
+                        f"{', '.join(KNOWN_MODELS)} (or set model.pretrained to an HF id or local path)")
+    for role in ("forget", "retain", "general"):
+        for i, task in enumerate(config["tasks"][role]):
+            check_task(task, f"tasks.{role}[{i}]")
+            if task_role(task) != role:
+                raise ClueError(f"config key tasks.{role}[{i}]: task {task!r} is a {task_role(task)} task, "
+                                f"not a {role} task")
+    for i, method in enumerate(config["methods"]):
+        if method not in KNOWN_METHODS:
+            raise ClueError(f"config key methods[{i}]: unknown method {method!r}; known methods: "
+                            f"{', '.join(KNOWN_METHODS)}")
+    if model_source(config) == "toy":
+        real = [t for r in ("forget", "retain", "general") for t in config["tasks"][r] if not t.startswith("toy_")]
+        if real:
+            raise ClueError(f"config key tasks: the toy model can only learn toy tasks, not {', '.join(real)}; "
+                            "set model.name to a pretrained model for real tasks")
+    toy = config["model"]["toy"]
+    if toy["num_heads"] % toy["num_kv_heads"]:
+        raise ClueError("config key model.toy.num_kv_heads: must divide model.toy.num_heads")
+    if toy["hidden_size"] % toy["num_heads"]:
+        raise ClueError("config key model.toy.num_heads: must divide model.toy.hidden_size")
+    return config
+
+
+def all_data_tasks(config):
+    t = config["tasks"]
+    return list(dict.fromkeys(t["forget"] + t["retain"] + t["general"]))
+
+
+def data_params(config, task):
+    """The `data` section as one task sees it: only that task's source, so editing another
+    task's source does not rerun this task."""
+    d = config["data"]
+    return dict(seed=d["seed"], n_train=d["n_train"], n_test=d["n_test"], n_pairs=d["n_pairs"],
+                source=d["sources"].get(task))
+
+
+def model_params(config):
+    m = config["model"]
+    if model_source(config) == "toy":
+        return dict(name=m["name"], source="toy", toy=m["toy"], train=m["train"])
+    return dict(name=m["name"], source="pretrained", pretrained=pretrained_path(config))

@@ -1,0 +1,66 @@
+"""Stage `data`: write one task's splits to ``results/{model}/data/{task}/`` (docs/formats.md).
+
+Toy tasks are generated from the seed; real tasks load through ``datasets`` (clue.tasks.real)."""
+
+import json
+
+from clue import io
+from clue.errors import ClueError
+from clue.tasks import REAL_TASK_ROLES, check_task, task_role
+from clue.tasks.toy import TOY_TASKS, generate_toy_task
+
+SPLIT_FIELDS = {
+    "train": ("prompt", "answer", "text"),
+    "test": ("prompt", "choices", "label"),
+    "pairs": ("clean", "corrupted", "clean_answer", "corrupted_answer"),
+    "refusal": ("prompt", "refusal"),
+}
+
+
+def build_task(task, params):
+    """Return the splits of ``task`` as {split: [records]} from the task's `data` params."""
+    check_task(task, "data")
+    seed, n_train, n_test, n_pairs = (params["seed"], params["n_train"], params["n_test"], params["n_pairs"])
+    if task in TOY_TASKS:
+        splits = generate_toy_task(task, seed, n_train, n_test, n_pairs)
+    else:
+        from clue.tasks.real import load_real_task
+
+        splits = load_real_task(task, params.get("source") or {}, seed, n_train, n_test, n_pairs)
+    for pair in splits["pairs"]:
+        if pair["clean_answer"] == pair["corrupted_answer"]:
+            raise ClueError(f"task {task}: a clean/corrupted pair has the same answer "
+                            f"{pair['clean_answer']!r} (prompt {pair['clean']!r}); the corruption must change it")
+    train_prompts = {r["prompt"] for r in splits["train"] if r["prompt"]}
+    overlap = [r["prompt"] for r in splits["test"] if r["prompt"] in train_prompts]
+    if overlap:
+        raise ClueError(f"task {task}: {len(overlap)} test prompt(s) also in train, e.g. {overlap[0]!r}")
+    return splits
+
+
+def write_task(task, params, out):
+    splits = build_task(task, params)
+    role = task_role(task)
+    with io.atomic_dir(out) as tmp:
+        for split, fields in SPLIT_FIELDS.items():
+            if split == "refusal" and role != "forget":
+                continue
+            io.write_jsonl(tmp / f"{split}.jsonl", [{k: r[k] for k in fields} for r in splits[split]])
+        meta = dict(task=task, role=role, source="toy" if task in TOY_TASKS else "hf",
+                    n_train=len(splits["train"]), n_test=len(splits["test"]),
+                    n_pairs=len(splits["pairs"]), seed=params["seed"])
+        io.write_json(tmp / "meta.json", meta)
+    return meta
+
+
+def add_arguments(p):
+    p.add_argument("--task", required=True, help="task name (toy_* or a real task: "
+                   + ", ".join(sorted(REAL_TASK_ROLES)) + ")")
+    p.add_argument("--params", required=True,
+                   help="JSON: the `data` config section for this task (seed, n_train, n_test, n_pairs, source)")
+    p.add_argument("--out", required=True, help="output directory results/{model}/data/{task}")
+
+
+def main(args):
+    meta = write_task(args.task, json.loads(args.params), args.out)
+    print(f"{args.task}: {meta['n_train']} train, {meta['n_test']} test, {meta['n_pairs']} pairs -> {args.out}")
