@@ -25,6 +25,9 @@ check_config(config)
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
+include: "rules/circuits.smk"
+include: "rules/logic.smk"
+include: "rules/unlearn.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 

@@ -13,6 +13,8 @@ FORGET = config["tasks"]["forget"]
 RETAIN = config["tasks"]["retain"]
 GENERAL = config["tasks"]["general"] + config["tasks"]["general_lm_eval"]
 METHODS = config["methods"]
+# Methods that fine-tune every parameter (no localization).
+FULL_FINETUNE = ("ga", "npo", "po")
 
 # Jobs call the `clue` CLI: the one of the job's conda env when --software-deployment-method
 # conda activates one, else the one installed beside the Python that runs snakemake (a venv
@@ -36,3 +38,11 @@ def section(name):
 
 def data_dir(task):
     return f"results/{MODEL}/data/{task}"
+
+
+def unlearn_masks(w):
+    """The mask a method trains inside: CLUE's forget/conflict masks, a localizer's mask, or none
+    (GA, NPO, PO train every parameter)."""
+    if w.method in FULL_FINETUNE:
+        return []
+    return f"results/{w.model}/masks/{w.forget}__{w.retain}/{w.method}.safetensors"

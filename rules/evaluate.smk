@@ -46,3 +46,34 @@ rule evaluate_origin:
         "clue evaluate --from-eval {input} --forget {wildcards.forget} --retain {wildcards.retain}"
         " --general {params.general} --method origin --data-root results/{wildcards.model}/data"
         " --params {params.section:q} --out {output} > {log} 2>&1"
+
+
+rule evaluate:
+    """lm-eval on an unlearned checkpoint: forget, retain and general tasks of its pair."""
+    input:
+        ckpt="results/{model}/unlearned/{forget}__{retain}/{method}",
+        base="results/{model}/base",
+        forget="results/{model}/data/{forget}",
+        retain="results/{model}/data/{retain}",
+        general=[data_dir(t) for t in config["tasks"]["general"]],
+    output:
+        "results/{model}/eval/{forget}__{retain}/{method}.json",
+    params:
+        section=section("evaluate"),
+        general=GENERAL,
+    wildcard_constraints:
+        method="(?!origin$)[a-z0-9_]+",
+    log:
+        "logs/{model}/evaluate/{forget}__{retain}/{method}.log",
+    benchmark:
+        "benchmarks/{model}/evaluate/{forget}__{retain}/{method}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "clue evaluate --checkpoint {input.ckpt} --forget {wildcards.forget} --retain {wildcards.retain}"
+        " --general {params.general} --method {wildcards.method} --base-dir {input.base}"
+        " --data-root results/{wildcards.model}/data --params {params.section:q} --out {output} > {log} 2>&1"

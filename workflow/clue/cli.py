@@ -16,6 +16,7 @@ STAGES = {
     "solve": ("clue.logic.solve", "solve the CNF and sort neurons into forget / conflict / retain"),
     "explain": ("clue.logic.explain", "show the clauses that make a neuron a conflict neuron"),
     "masks": ("clue.masks", "neuron categories to forget and conflict axis masks (safetensors)"),
+    "localize": ("clue.localizers", "baseline localizers (WAGLE, DEPN, PCGU, MEMIT-style tracing) -> masks"),
     "unlearn": ("clue.unlearn", "masked two-stage unlearning (or a baseline method)"),
     "evaluate": ("clue.evaluate", "lm-eval simple_evaluate on a checkpoint: FE, RU, GU"),
     "table1": ("clue.report", "collect eval JSONs into results/table1.csv and table1.md"),

@@ -147,26 +147,25 @@ class Sentiment(ToyTask):
 
 
 class Entailment(ToyTask):
-    """Does 'X lives in <city>' entail 'X lives in <country>'? (stands for RTE)."""
+    """Does the premise entail the hypothesis? The premise lists what someone owns; the
+    hypothesis claims one item (stands for RTE)."""
 
     name, role, stands_for = "toy_rte", "retain", "RTE"
-    CITIES = {"paris": "france", "lyon": "france", "rome": "italy", "milan": "italy",
-              "berlin": "germany", "munich": "germany", "madrid": "spain", "seville": "spain",
-              "tokyo": "japan", "osaka": "japan", "lima": "peru", "cusco": "peru",
-              "cairo": "egypt", "giza": "egypt", "oslo": "norway", "bergen": "norway"}
+    ITEMS = ["car", "bike", "boat", "dog", "cat", "house", "farm", "piano", "horse", "drum", "lamp", "kite"]
 
-    def _render(self, name, city, country):
-        return f"premise : {name} lives in {city} . hypothesis : {name} lives in {country} . entailed :"
+    def _render(self, name, owned, claim):
+        return (f"premise : {name} owns a {owned[0]} , a {owned[1]} and a {owned[2]} . "
+                f"hypothesis : {name} owns a {claim} . entailed :")
 
     def example(self, rng):
         name = rng.choice(NAMES)
-        city = rng.choice(sorted(self.CITIES))
-        true_country = self.CITIES[city]
-        false_country = rng.choice(sorted(set(self.CITIES.values()) - {true_country}))
+        owned = rng.sample(self.ITEMS, 3)
+        inside = rng.choice(owned)
+        outside = rng.choice([i for i in self.ITEMS if i not in owned])
         label = rng.randrange(2)  # 1 = entailed
-        shown, flipped = (true_country, false_country) if label else (false_country, true_country)
-        return dict(prompt=self._render(name, city, shown), answer=["no", "yes"][label],
-                    choices=["no", "yes"], label=label, corrupted=self._render(name, city, flipped),
+        shown, flipped = (inside, outside) if label else (outside, inside)
+        return dict(prompt=self._render(name, owned, shown), answer=["no", "yes"][label],
+                    choices=["no", "yes"], label=label, corrupted=self._render(name, owned, flipped),
                     corrupted_answer=["no", "yes"][1 - label])
 
 
@@ -247,19 +246,22 @@ class Arithmetic(ToyTask):
 
 
 class Induction(ToyTask):
-    """'... A B ... A' -> B over random symbol sequences."""
+    """'... A B ... A' -> B: a random symbol sequence, then its beginning again; the answer is the
+    next symbol. The corruption swaps the answer with the symbol after it in the first copy."""
 
     name, role, stands_for = "toy_induction", "general", "induction"
     SYMBOLS = ["ka", "lo", "mi", "nu", "po", "ri", "su", "te", "vy", "wo", "xe", "yu", "za", "bo", "ce", "du"]
 
+    def _render(self, seq, k):
+        return "sequence : " + " ".join(seq) + " . again : " + " ".join(seq[:k])
+
     def example(self, rng):
         seq = rng.sample(self.SYMBOLS, 6)
-        i, j = rng.sample(range(5), 2)  # query position and the corrupted query position
-        prompt = "sequence : " + " ".join(seq) + f" . again : {seq[i]}"
-        corrupted = "sequence : " + " ".join(seq) + f" . again : {seq[j]}"
-        choices, label = _mc(rng, seq[i + 1], seq, 4)
-        return dict(prompt=prompt, answer=seq[i + 1], choices=choices, label=label,
-                    corrupted=corrupted, corrupted_answer=seq[j + 1])
+        k = rng.randrange(1, 5)  # the repeat shows seq[:k]; the answer is seq[k]
+        swapped = seq[:k] + [seq[k + 1], seq[k]] + seq[k + 2:]
+        choices, label = _mc(rng, seq[k], seq, 4)
+        return dict(prompt=self._render(seq, k), answer=seq[k], choices=choices, label=label,
+                    corrupted=self._render(swapped, k), corrupted_answer=seq[k + 1])
 
 
 class IOI(ToyTask):

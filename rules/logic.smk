@@ -1,0 +1,69 @@
+rule gates:
+    """Typed gate graph: noising-only edges are AND, denoising-only OR, both ADDER."""
+    input:
+        noising="results/{model}/circuits/{task}/noising.json",
+        denoising="results/{model}/circuits/{task}/denoising.json",
+    output:
+        json="results/{model}/gates/{task}.json",
+        drawing="results/{model}/gates/{task}.svg",
+    log:
+        "logs/{model}/gates/{task}.log",
+    benchmark:
+        "benchmarks/{model}/gates/{task}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "clue gates --noising {input.noising} --denoising {input.denoising} --task {wildcards.task}"
+        " --out {output.json} --drawing {output.drawing} > {log} 2>&1"
+
+
+rule cnf:
+    """Phi (Eq. 4) as DIMACS CNF, and the split-variable weighted MaxSAT instance."""
+    input:
+        forget="results/{model}/gates/{forget}.json",
+        retain="results/{model}/gates/{retain}.json",
+    output:
+        cnf="results/{model}/cnf/{forget}__{retain}.cnf",
+        wcnf="results/{model}/cnf/{forget}__{retain}.wcnf",
+    params:
+        section=section("logic"),
+    log:
+        "logs/{model}/cnf/{forget}__{retain}.log",
+    benchmark:
+        "benchmarks/{model}/cnf/{forget}__{retain}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "clue cnf --forget-gates {input.forget} --retain-gates {input.retain} --params {params.section:q}"
+        " --out-cnf {output.cnf} --out-wcnf {output.wcnf} > {log} 2>&1"
+
+
+rule solve:
+    """SAT decides Phi; RC2 finds the fewest conflict neurons, then the fewest forget neurons."""
+    input:
+        cnf="results/{model}/cnf/{forget}__{retain}.cnf",
+        wcnf="results/{model}/cnf/{forget}__{retain}.wcnf",
+        forget="results/{model}/gates/{forget}.json",
+        retain="results/{model}/gates/{retain}.json",
+    output:
+        "results/{model}/assign/{forget}__{retain}.json",
+    params:
+        section=section("solve"),
+    log:
+        "logs/{model}/solve/{forget}__{retain}.log",
+    benchmark:
+        "benchmarks/{model}/solve/{forget}__{retain}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "clue solve --cnf {input.cnf} --wcnf {input.wcnf} --forget-gates {input.forget}"
+        " --retain-gates {input.retain} --params {params.section:q} --out {output} > {log} 2>&1"

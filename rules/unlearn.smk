@@ -1,0 +1,49 @@
+rule masks:
+    """Forget and conflict neurons -> axis masks over their parameter rows/columns."""
+    input:
+        assign="results/{model}/assign/{forget}__{retain}.json",
+        base="results/{model}/base",
+    output:
+        "results/{model}/masks/{forget}__{retain}/clue.safetensors",
+    log:
+        "logs/{model}/masks/{forget}__{retain}/clue.log",
+    benchmark:
+        "benchmarks/{model}/masks/{forget}__{retain}/clue.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "clue masks --assign {input.assign} --model-dir {input.base} --localizer clue"
+        " --model-name {wildcards.model} --out {output} > {log} 2>&1"
+
+
+rule unlearn:
+    input:
+        base="results/{model}/base",
+        forget="results/{model}/data/{forget}",
+        retain="results/{model}/data/{retain}",
+        masks=unlearn_masks,
+    output:
+        directory("results/{model}/unlearned/{forget}__{retain}/{method}"),
+    params:
+        section=section("unlearn"),
+        method=lambda w: "clue" if w.method == "clue" else (w.method if w.method in FULL_FINETUNE else "po"),
+        masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
+    wildcard_constraints:
+        method="(?!origin$)[a-z0-9_]+",
+    log:
+        "logs/{model}/unlearn/{forget}__{retain}/{method}.log",
+    benchmark:
+        "benchmarks/{model}/unlearn/{forget}__{retain}/{method}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        "clue unlearn --base-dir {input.base} --forget-dir {input.forget} --retain-dir {input.retain}"
+        " --method {params.method} {params.masks} --params {params.section:q} --out {output}"
+        " --no-progress > {log} 2>&1"

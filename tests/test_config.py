@@ -1,0 +1,106 @@
+"""Config validation: the schema fills defaults and names the bad key; unknown task, model and
+method names fail before any job runs, listing the known names."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from clue.config import KNOWN_METHODS, KNOWN_MODELS, check_config, data_params
+from clue.errors import ClueError
+from clue.tasks import known_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def load(path="config.yaml"):
+    config = yaml.safe_load((ROOT / path).read_text())
+    validate(config, SCHEMA)
+    return config
+
+
+def test_schema_fills_every_default():
+    config = {}
+    validate(config, SCHEMA)
+    assert config["model"]["name"] == "toy"
+    assert config["model"]["train"]["min_accuracy"] == 0.9
+    assert config["tasks"]["forget"] == ["toy_cyber", "toy_bio"]
+    assert len(config["tasks"]["retain"]) == 4 and len(config["tasks"]["general"]) >= 4
+    check_config(config)
+
+
+def test_embedded_default_has_two_forget_sets_and_four_retain_sets():
+    config = check_config(load())
+    assert len(config["tasks"]["forget"]) >= 2 and len(config["tasks"]["retain"]) >= 4
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    (("model", "toy", "hidden_size"), "wide", "hidden_size"),
+    (("data", "n_train"), 0, "n_train"),
+    (("model", "train", "lr"), -1, "lr"),
+    (("tasks", "forget"), "toy_cyber", "forget"),
+])
+def test_malformed_config_names_the_key(key, value, fragment):
+    config = load()
+    node = config
+    for k in key[:-1]:
+        node = node.setdefault(k, {})
+    node[key[-1]] = value
+    with pytest.raises(Exception) as err:
+        validate(config, SCHEMA)
+    assert fragment in str(err.value)
+
+
+def test_unknown_top_level_key_is_rejected():
+    config = load()
+    config["modle"] = {}
+    with pytest.raises(Exception, match="modle"):
+        validate(config, SCHEMA)
+
+
+@pytest.mark.parametrize("mutate, key, known", [
+    (lambda c: c["tasks"]["forget"].append("toy_chem"), "tasks.forget[2]", "toy_cyber"),
+    (lambda c: c["tasks"]["retain"].__setitem__(0, "toy_cyber"), "tasks.retain[0]", "forget task"),
+    (lambda c: c["model"].__setitem__("name", "gpt-5"), "model.name", "zephyr-7b-beta"),
+    (lambda c: c["methods"].append("magic"), "methods[1]", KNOWN_METHODS[0]),
+])
+def test_unknown_names_fail_listing_known_ones(mutate, key, known):
+    config = load()
+    mutate(config)
+    with pytest.raises(ClueError) as err:
+        check_config(config)
+    assert key in str(err.value) and known in str(err.value)
+
+
+def test_known_names_are_listed_in_full():
+    config = load()
+    config["tasks"]["general"] = ["toy_nope"]
+    with pytest.raises(ClueError) as err:
+        check_config(config)
+    for name in known_tasks():
+        assert name in str(err.value)
+    assert set(KNOWN_MODELS) >= {"toy", "zephyr-7b-beta", "llama-2-7b"}
+
+
+def test_data_params_hold_only_the_tasks_own_source():
+    config = load()
+    config["data"]["sources"] = {"sst2": {"path": "a"}, "rte": {"path": "b"}}
+    before = copy.deepcopy(data_params(config, "sst2"))
+    config["data"]["sources"]["rte"]["path"] = "c"
+    assert data_params(config, "sst2") == before == {**before, "source": {"path": "a"}}
+
+
+def test_bad_task_fails_before_any_job_runs(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks:\n  forget: [toy_chem]\n")
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "tasks.forget[0]" in text and "toy_chem" in text and "toy_cyber" in text
+    assert "Job stats" not in text

@@ -1,0 +1,115 @@
+"""Forget and retain losses against values computed by hand (math.log / math.exp) on a bigram
+"model" whose logits are a fixed table: the logits at a position are the row of the current token."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from clue.errors import ClueError
+from clue.losses import (FORGET_LOSSES, collate, encode_prompt_target, encode_text, get_forget_loss,
+                         retain_loss, sequence_logprob)
+from conftest import make_model, make_tokenizer
+
+TABLE = [[0.0, 1.0, 2.0], [0.5, -1.0, 0.0], [1.0, 1.0, 3.0]]
+
+
+class Bigram(torch.nn.Module):
+    def __init__(self, table=TABLE):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(table, dtype=torch.float64))
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=self.w[input_ids])
+
+
+def lp(prev, nxt, table=TABLE):
+    """log p(nxt | prev) by hand."""
+    row = table[prev]
+    return row[nxt] - math.log(sum(math.exp(x) for x in row))
+
+
+def batch_of(*seqs, targets=None):
+    enc = [(list(s), [False] + [True] * (len(s) - 1) if targets is None else t) for s, t in
+           zip(seqs, targets or [None] * len(seqs))]
+    return collate(enc, pad_id=0)
+
+
+def test_registry():
+    assert {"ga", "npo", "po"} <= set(FORGET_LOSSES)
+    assert get_forget_loss("po").data == "refusal" and get_forget_loss("ga").data == "text"
+    assert get_forget_loss("npo").needs_reference and not get_forget_loss("po").needs_reference
+    with pytest.raises(ClueError, match="unknown forget loss 'kl'.*ga, npo, po"):
+        get_forget_loss("kl")
+
+
+def test_ga_two_tokens():
+    # one two-token text [0, 2]: GA = -NLL = log p(2|0)
+    got = get_forget_loss("ga").fn(Bigram(), batch_of([0, 2]))
+    assert got.item() == pytest.approx(lp(0, 2), abs=1e-12)
+    assert lp(0, 2) == pytest.approx(2 - math.log(1 + math.e + math.e ** 2))
+
+
+def test_ga_is_token_mean_and_ignores_padding():
+    # [0, 2] and [1, 1, 0] (the first is padded with token 0): 3 scored tokens in all
+    got = get_forget_loss("ga").fn(Bigram(), batch_of([0, 2], [1, 1, 0]))
+    assert got.item() == pytest.approx((lp(0, 2) + lp(1, 1) + lp(1, 0)) / 3, abs=1e-12)
+
+
+def test_ga_step_lowers_the_likelihood():
+    model = Bigram()
+    loss = get_forget_loss("ga").fn(model, batch_of([0, 2]))
+    loss.backward()
+    with torch.no_grad():
+        model.w -= 0.1 * model.w.grad
+    assert sequence_logprob(model, batch_of([0, 2])).item() < lp(0, 2)
+
+
+def test_npo_by_hand():
+    beta = 0.5
+    batch = batch_of([0, 2], [1, 1, 0])
+    ref = [-1.0, -4.0]
+    batch["ref_logp"] = torch.tensor(ref, dtype=torch.float64)
+    theta = [lp(0, 2), lp(1, 1) + lp(1, 0)]  # sequence log-prob = sum over tokens
+    want = -(2 / beta) * sum(math.log(1 / (1 + math.exp(beta * (t - r)))) for t, r in zip(theta, ref)) / 2
+    got = get_forget_loss("npo").fn(Bigram(), batch, {"npo_beta": beta})
+    assert got.item() == pytest.approx(want, abs=1e-12)
+
+
+def test_npo_at_the_reference_is_2_log2_over_beta():
+    batch = batch_of([0, 2])
+    batch["ref_logp"] = torch.tensor([lp(0, 2)], dtype=torch.float64)
+    assert get_forget_loss("npo").fn(Bigram(), batch, {}).item() == pytest.approx(2 / 0.1 * math.log(2))
+    del batch["ref_logp"]
+    with pytest.raises(ClueError, match="ref_logp"):
+        get_forget_loss("npo").fn(Bigram(), batch, {})
+
+
+def test_po_scores_only_the_refusal_tokens():
+    # prompt [0], refusal [2, 1]: PO = -(log p(2|0) + log p(1|2)) / 2
+    batch = batch_of([0, 2, 1], targets=[[False, True, True]])
+    got = get_forget_loss("po").fn(Bigram(), batch)
+    assert got.item() == pytest.approx(-(lp(0, 2) + lp(2, 1)) / 2, abs=1e-12)
+
+
+def test_encoding_with_a_word_tokenizer():
+    tok = make_tokenizer("what is the virus i do not know".split())
+    ids, tmask = encode_prompt_target(tok, "what is the virus", "i do not know")
+    assert tok.convert_ids_to_tokens(ids) == "what is the virus i do not know".split()
+    assert tmask == [False] * 4 + [True] * 4
+    ids, tmask = encode_text(tok, "the virus")
+    assert len(ids) == 2 and tmask == [False, True]
+    with pytest.raises(ClueError, match="fewer than two tokens"):
+        encode_text(tok, "virus")
+
+
+def test_retain_loss_matches_the_hf_language_modelling_loss():
+    # independent reference: transformers' own shifted cross-entropy with labels = input_ids
+    model = make_model("llama", vocab_size=16, layers=1).double()
+    tok = make_tokenizer("a b c d e f g h".split())
+    enc = [encode_text(tok, "a b c d e"), encode_text(tok, "f g h")]
+    want = sum(model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss.item() * (len(ids) - 1)
+               for ids, _ in enc) / (4 + 2)
+    got = retain_loss(model, collate(enc, pad_id=tok.pad_token_id))
+    assert got.item() == pytest.approx(want, rel=1e-6)  # HF computes its loss in float32

@@ -1,0 +1,238 @@
+"""Axis masks: neuron -> parameter slices, the safetensors format, the dense loader and the
+unlearned-parameter percentages. Expected slices are written out by hand from the head dimension."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from clue.errors import ClueError
+from clue.masks import (axis_masks_from_neurons, dense_to_axis_masks, load_masks, mask_param_pct,
+                        matrix_names, neuron_slices, unlearned_param_pct, unlearned_param_pct_dirs,
+                        write_masks)
+from conftest import make_model
+
+ATTN = "model.layers.{}.self_attn.{}_proj.weight"
+MLP = "model.layers.{}.mlp.{}_proj.weight"
+
+
+def shapes_of(model):
+    return {n: tuple(p.shape) for n, p in model.named_parameters()}
+
+
+def write(tmp_path, model, by_cat, name="m.safetensors"):
+    path = tmp_path / name
+    write_masks(path, axis_masks_from_neurons(by_cat, model.config, shapes_of(model)), model="toy",
+                localizer="clue", categories=["forget", "conflict"])
+    return path
+
+
+def rows_mask(shape, lo, hi):
+    m = torch.zeros(shape, dtype=torch.bool)
+    m[lo:hi, :] = True
+    return m
+
+
+def cols_mask(shape, lo, hi):
+    m = torch.zeros(shape, dtype=torch.bool)
+    m[:, lo:hi] = True
+    return m
+
+
+def test_head_slices_are_its_rows_and_columns(tmp_path):
+    # hidden 32, 4 heads -> head_dim 8: head 2 owns rows 16..23 of q/k/v and columns 16..23 of o
+    model = make_model("llama", hidden_size=32, heads=4, layers=2)
+    masks = load_masks(write(tmp_path, model, {"forget": ["a1.h2"], "conflict": []}), model)
+    got = masks["forget"]
+    assert set(got) == {ATTN.format(1, p) for p in "qkvo"}
+    assert masks["conflict"] == {}
+    for p in "qkv":
+        assert torch.equal(got[ATTN.format(1, p)], rows_mask((32, 32), 16, 24)), p
+    assert torch.equal(got[ATTN.format(1, "o")], cols_mask((32, 32), 16, 24))
+    assert got[ATTN.format(1, "q")].sum().item() == 8 * 32
+
+
+@pytest.mark.parametrize("heads,kv_heads,head,kv", [(4, 2, 0, 0), (4, 2, 1, 0), (4, 2, 3, 1), (8, 2, 5, 1), (8, 2, 3, 0)])
+def test_gqa_maps_query_head_to_its_kv_head(tmp_path, heads, kv_heads, head, kv):
+    model = make_model("gqa", hidden_size=32, heads=heads, kv_heads=kv_heads, layers=1)
+    hd = 32 // heads
+    got = load_masks(write(tmp_path, model, {"forget": [f"a0.h{head}"], "conflict": []}), model)["forget"]
+    kv_shape = (kv_heads * hd, 32)
+    assert torch.equal(got[ATTN.format(0, "q")], rows_mask((32, 32), head * hd, (head + 1) * hd))
+    assert torch.equal(got[ATTN.format(0, "o")], cols_mask((32, 32), head * hd, (head + 1) * hd))
+    for p in "kv":
+        assert torch.equal(got[ATTN.format(0, p)], rows_mask(kv_shape, kv * hd, (kv + 1) * hd)), p
+
+
+def test_kv_head_selected_when_any_head_of_group_is(tmp_path):
+    # 4 query heads share 2 kv heads: heads 2 and 3 read kv head 1; selecting both gives it once
+    model = make_model("gqa", hidden_size=32, heads=4, kv_heads=2, layers=1)
+    got = load_masks(write(tmp_path, model, {"forget": ["a0.h2", "a0.h3"], "conflict": []}), model)["forget"]
+    assert torch.equal(got[ATTN.format(0, "k")], rows_mask((16, 32), 8, 16))
+    assert torch.equal(got[ATTN.format(0, "q")], rows_mask((32, 32), 16, 32))
+
+
+def test_mlp_neuron_owns_gate_up_rows_and_down_columns(tmp_path):
+    model = make_model("llama", hidden_size=32, intermediate_size=64, layers=2)
+    got = load_masks(write(tmp_path, model, {"forget": [], "conflict": ["m1"]}), model)["conflict"]
+    assert set(got) == {MLP.format(1, p) for p in ("gate", "up", "down")}
+    assert all(bool(m.all()) for m in got.values())
+    assert got[MLP.format(1, "down")].shape == (32, 64)
+
+
+def test_qwen2_head_includes_its_qkv_bias_rows(tmp_path):
+    model = make_model("qwen2", hidden_size=32, heads=4, kv_heads=2, layers=1)
+    got = load_masks(write(tmp_path, model, {"forget": ["a0.h1"], "conflict": []}), model)["forget"]
+    q_bias = torch.zeros(32, dtype=torch.bool)
+    q_bias[8:16] = True
+    kv_bias = torch.zeros(16, dtype=torch.bool)
+    kv_bias[0:8] = True
+    assert torch.equal(got["model.layers.0.self_attn.q_proj.bias"], q_bias)
+    assert torch.equal(got["model.layers.0.self_attn.k_proj.bias"], kv_bias)
+    assert torch.equal(got["model.layers.0.self_attn.v_proj.bias"], kv_bias)
+
+
+def test_file_format_and_metadata(tmp_path):
+    model = make_model("llama", layers=2)
+    path = write(tmp_path, model, {"forget": ["a0.h0"], "conflict": ["m1"]})
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        keys = set(f.keys())
+        vec = f.get_tensor("forget/model.layers.0.self_attn.q_proj.weight/rows")
+    assert meta == {"format": "clue-axis-mask/1", "model": "toy", "localizer": "clue", "categories": "forget,conflict"}
+    assert keys == {"forget/" + ATTN.format(0, "q") + "/rows", "forget/" + ATTN.format(0, "o") + "/cols",
+                    "forget/" + ATTN.format(0, "k") + "/rows", "forget/" + ATTN.format(0, "v") + "/rows",
+                    "conflict/" + MLP.format(1, "gate") + "/rows", "conflict/" + MLP.format(1, "up") + "/rows",
+                    "conflict/" + MLP.format(1, "down") + "/cols"}
+    assert vec.dtype == torch.uint8 and vec.tolist() == [1] * 8 + [0] * 24
+
+
+def test_dense_mask_equals_axis_definition(tmp_path):
+    # element (r, c) is in the mask iff rows[r] or cols[c] or dense[r, c]: checked element by element
+    model = make_model("llama", hidden_size=32, layers=1)
+    g = torch.Generator().manual_seed(1)
+    rows = (torch.rand(64, generator=g) < 0.2).to(torch.uint8)
+    cols = (torch.rand(32, generator=g) < 0.2).to(torch.uint8)
+    dense = torch.rand(64, 32, generator=g) < 0.05
+    param = MLP.format(0, "up")
+    path = tmp_path / "d.safetensors"
+    write_masks(path, {"forget": {param: {"rows": rows, "cols": cols, "dense": dense}}}, model="toy",
+                localizer="x")
+    got = load_masks(path, model)["forget"][param]
+    for r in range(64):
+        for c in range(32):
+            assert bool(got[r, c]) == (rows[r].item() == 1 or cols[c].item() == 1 or bool(dense[r, c])), (r, c)
+
+
+def test_dense_to_axis_masks_roundtrip(tmp_path):
+    model = make_model("llama", layers=1)
+    m = torch.zeros(64, 32, dtype=torch.bool)
+    m[3, 5] = m[10, 0] = True
+    empty = torch.zeros(32, 32, dtype=torch.bool)
+    path = tmp_path / "u.safetensors"
+    write_masks(path, dense_to_axis_masks({"forget": {MLP.format(0, "gate"): m, ATTN.format(0, "q"): empty}}),
+                model="toy", localizer="wagle")
+    got = load_masks(path, model)["forget"]
+    assert list(got) == [MLP.format(0, "gate")] and torch.equal(got[MLP.format(0, "gate")], m)
+
+
+def test_mask_from_another_model_names_the_parameter(tmp_path):
+    two_layers = make_model("llama", layers=2)
+    path = write(tmp_path, two_layers, {"forget": ["a1.h0"], "conflict": []})
+    with pytest.raises(ClueError, match=r"model\.layers\.1\.self_attn\.[qkvo]_proj\.weight"):
+        load_masks(path, make_model("llama", layers=1))
+    wider = make_model("llama", hidden_size=48, heads=4, layers=2)
+    with pytest.raises(ClueError, match=r"model\.layers\.1\.self_attn\.[qkvo]_proj\.weight.*shape|shape.*model\.layers\.1"):
+        load_masks(path, wider)
+
+
+def test_bad_files_and_neurons(tmp_path):
+    model = make_model("llama", layers=2, heads=4)
+    with pytest.raises(ClueError, match="a2.h0"):
+        neuron_slices("a2.h0", model.config, shapes_of(model))
+    with pytest.raises(ClueError, match="a0.h4"):
+        neuron_slices("a0.h4", model.config, shapes_of(model))
+    with pytest.raises(ClueError, match="embed"):
+        neuron_slices("embed", model.config, shapes_of(model))
+    with pytest.raises(ClueError, match="not found"):
+        load_masks(tmp_path / "missing.safetensors", model)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ClueError, match="junk.safetensors"):
+        load_masks(tmp_path / "junk.safetensors", model)
+
+
+def test_matrix_names_are_seven_per_layer():
+    model = make_model("qwen2", layers=3)
+    names = matrix_names(model)
+    assert len(names) == 21 and names[0] == ATTN.format(0, "q") and names[-1] == MLP.format(2, "down")
+    assert not any(n.endswith("bias") for n in names)
+
+
+def test_mask_param_pct_by_hand(tmp_path):
+    # 2 layers x 7 matrices = 14; head a1.h2 covers 1/4 of q, k, v and o; m0 covers gate, up, down
+    model = make_model("llama", hidden_size=32, heads=4, layers=2)
+    masks = load_masks(write(tmp_path, model, {"forget": ["a1.h2"], "conflict": ["m0"]}), model)
+    assert mask_param_pct(masks, model) == pytest.approx(100 * (4 * 0.25 + 3 * 1.0) / 14)
+    both = load_masks(write(tmp_path, model, {"forget": ["a1.h2"], "conflict": ["a1.h2"]}, "b.safetensors"), model)
+    assert mask_param_pct(both, model) == pytest.approx(100 * (4 * 0.25) / 14)  # a union, not a sum
+
+
+def test_unlearned_param_pct_by_hand(tmp_path):
+    base = make_model("llama", hidden_size=32, layers=2)
+    edited = make_model("llama", hidden_size=32, layers=2)
+    assert unlearned_param_pct(base, edited) == 0.0
+    with torch.no_grad():
+        q = dict(edited.named_parameters())[ATTN.format(0, "q")]
+        q[0, 0] += 1.0
+        q[5, 7] -= 1.0
+        q[31, 31] = q[31, 31].item()  # rewritten with the same value: unchanged
+        edited.model.embed_tokens.weight.add_(1.0)  # not an attention/MLP matrix: not counted
+        dict(edited.named_parameters())[MLP.format(1, "down")].mul_(2.0)
+    expected = 100 * (2 / 1024 + 1.0) / 14
+    assert unlearned_param_pct(base, edited) == pytest.approx(expected)
+    base.save_pretrained(tmp_path / "base")
+    edited.save_pretrained(tmp_path / "edited")
+    assert unlearned_param_pct_dirs(tmp_path / "base", tmp_path / "edited") == pytest.approx(expected)
+
+
+def test_masks_cli(tmp_path):
+    from clue.cli import main
+
+    model = make_model("gqa", hidden_size=32, heads=4, kv_heads=2, layers=2)
+    model.save_pretrained(tmp_path / "base")
+    neurons = {f"a{l}.h{h}": {"value": 1, "category": "safe"} for l in range(2) for h in range(4)}
+    neurons.update({"m0": {"value": 1, "category": "retain"}, "m1": {"value": 0, "category": "forget"}})
+    neurons["a1.h3"] = {"value": None, "category": "conflict"}
+    (tmp_path / "assign.json").write_text(json.dumps({"status": "UNSAT", "neurons": neurons}))
+    out = tmp_path / "masks" / "clue.safetensors"
+    argv = ["masks", "--assign", str(tmp_path / "assign.json"), "--model-dir", str(tmp_path / "base"),
+            "--localizer", "clue", "--model-name", "toy", "--out", str(out)]
+    assert main(argv) == 0
+    masks = load_masks(out, model)
+    assert set(masks["forget"]) == {MLP.format(1, p) for p in ("gate", "up", "down")}
+    assert torch.equal(masks["conflict"][ATTN.format(1, "k")], rows_mask((16, 32), 8, 16))
+
+    for n in neurons.values():
+        n["category"] = "safe"
+    (tmp_path / "assign.json").write_text(json.dumps({"status": "SAT", "neurons": neurons}))
+    assert main(argv) == 0
+    assert load_masks(out, model) == {"forget": {}, "conflict": {}}
+
+    (tmp_path / "bad.json").write_text(json.dumps({"neurons": {"a9.h0": {"category": "forget"}}}))
+    assert main(argv[:2] + [str(tmp_path / "bad.json")] + argv[3:]) == 2
+
+
+def test_pretrained_base_dir_resolves_through_clue_base_json(tmp_path):
+    # a paper-config base dir records the pretrained model instead of copying it
+    from clue.masks import meta_model
+
+    model = make_model("gqa", layers=1)
+    model.save_pretrained(tmp_path / "hub_copy")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "clue_base.json").write_text(json.dumps({"source": "pretrained",
+                                                                   "pretrained": str(tmp_path / "hub_copy")}))
+    assert unlearned_param_pct_dirs(tmp_path / "base", tmp_path / "hub_copy") == 0.0
+    assert shapes_of(meta_model(tmp_path / "base")) == shapes_of(model)
+    with pytest.raises(ClueError, match="no model.safetensors"):
+        unlearned_param_pct_dirs(tmp_path / "base", tmp_path)

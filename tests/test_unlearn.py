@@ -1,0 +1,222 @@
+"""Two-stage masked unlearning: the exactness invariant (every element outside the masks stays
+bit-identical to the base model) for every forget loss and every ablation, the baselines, the
+empty-assignment case, determinism and the saved checkpoint."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clue.errors import ClueError
+from clue.masks import axis_masks_from_neurons, write_masks
+from clue.unlearn import unlearn
+from conftest import make_model, make_tokenizer
+
+FORGET_TEXTS = ["the virus spreads through water", "the worm hides in the kernel", "the virus copies the worm",
+                "the kernel loads the worm", "water carries the virus", "the worm spreads fast"]
+PROMPTS = ["what spreads the virus", "where hides the worm", "what loads the kernel", "what carries the virus"]
+REFUSAL = "i do not know"
+RETAIN_TEXTS = ["the movie was good", "the film was bad", "a good film", "a bad movie", "the movie was fun"]
+WORDS = " ".join(FORGET_TEXTS + PROMPTS + RETAIN_TEXTS + [REFUSAL]).split()
+FORGET_NEURONS, CONFLICT_NEURONS = ["a0.h1", "m1"], ["a1.h2"]
+FAST = {"lr": 1e-2, "epochs_forget": 1, "epochs_conflict": 1, "batch_size": 4, "max_forget_examples": 8,
+        "weight_decay": 0.1}  # weight decay on: exactness must not rely on it being off
+
+
+def write_jsonl(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    tok = make_tokenizer(WORDS)
+    for kind in ("llama", "gqa"):
+        model = make_model(kind, vocab_size=len(tok), hidden_size=32, heads=4, layers=2, seed=3)
+        model.save_pretrained(root / kind)
+        tok.save_pretrained(root / kind)
+        shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+        for name, cats in {"masks": {"forget": FORGET_NEURONS, "conflict": CONFLICT_NEURONS},
+                           "empty": {"forget": [], "conflict": []}}.items():
+            write_masks(root / kind / f"{name}.safetensors",
+                        axis_masks_from_neurons(cats, model.config, shapes), model=kind, localizer="clue",
+                        categories=["forget", "conflict"])
+    write_jsonl(root / "forget" / "train.jsonl", [{"prompt": "", "answer": "", "text": t} for t in FORGET_TEXTS])
+    write_jsonl(root / "forget" / "refusal.jsonl", [{"prompt": p, "refusal": REFUSAL} for p in PROMPTS])
+    write_jsonl(root / "retain" / "train.jsonl", [{"prompt": "", "answer": "", "text": t} for t in RETAIN_TEXTS])
+    return root
+
+
+def hand_masks(state, neurons, heads=4, kv_heads=4, head_dim=8):
+    """The elements the neurons own, from DESIGN section 6, written independently of clue.masks."""
+    out = {n: torch.zeros_like(t, dtype=torch.bool) for n, t in state.items()}
+    for neuron in neurons:
+        if neuron.startswith("m"):
+            layer = int(neuron[1:])
+            for p in ("gate", "up", "down"):
+                out[f"model.layers.{layer}.mlp.{p}_proj.weight"][:] = True
+            continue
+        layer, head = (int(x) for x in neuron[1:].split(".h"))
+        g = head // (heads // kv_heads)
+        a = f"model.layers.{layer}.self_attn."
+        out[a + "q_proj.weight"][head * head_dim:(head + 1) * head_dim] = True
+        out[a + "o_proj.weight"][:, head * head_dim:(head + 1) * head_dim] = True
+        out[a + "k_proj.weight"][g * head_dim:(g + 1) * head_dim] = True
+        out[a + "v_proj.weight"][g * head_dim:(g + 1) * head_dim] = True
+    return out
+
+
+def full_matrices(state):
+    return {n: torch.full_like(t, n.endswith("_proj.weight"), dtype=torch.bool) for n, t in state.items()}
+
+
+def union(*masks):
+    return {n: torch.stack([m[n] for m in masks]).any(0) for n in masks[0]}
+
+
+def run(world, tmp_path, method="clue", kind="llama", masks="masks", **params):
+    out = tmp_path / f"out_{method}"
+    rec = unlearn(world / kind, world / "forget", world / "retain", method, out, {**FAST, **params},
+                  masks_path=None if masks is None else world / kind / f"{masks}.safetensors", progress=False)
+    return rec, load_file(str(world / kind / "model.safetensors")), load_file(str(out / "model.safetensors"))
+
+
+def changed(base, new):
+    # bit-level comparison: a float that was rewritten to itself is unchanged
+    return {n: base[n].view(torch.int32) != new[n].view(torch.int32) for n in base}
+
+
+def assert_invariant(base, new, trained_stage_masks):
+    allowed = union(*trained_stage_masks)
+    diff = changed(base, new)
+    for n in base:
+        assert not (diff[n] & ~allowed[n]).any(), f"{n}: elements outside the masks changed"
+    for m in trained_stage_masks:
+        inside = sum(int((diff[n] & m[n]).sum()) for n in m)
+        total = sum(int(m[n].sum()) for n in m)
+        assert inside >= 0.9 * total, f"only {inside} of {total} masked elements changed"
+
+
+@pytest.mark.parametrize("stage_losses", [["ga", "ga"], ["npo", "npo"], ["po", "po"], ["npo", "po"], ["po", "ga"]])
+def test_invariant_for_every_loss(world, tmp_path, stage_losses):
+    rec, base, new = run(world, tmp_path, stage_losses=stage_losses)
+    mf, mc = hand_masks(base, FORGET_NEURONS), hand_masks(base, CONFLICT_NEURONS)
+    assert_invariant(base, new, [mf, mc])
+    assert [s["name"] for s in rec["stages"]] == ["forget", "conflict"]
+    assert [s["loss"] for s in rec["stages"]] == stage_losses
+    assert rec["losses"][0]["retain_loss"] is None and rec["losses"][-1]["retain_loss"] is not None
+    assert not rec["unchanged"]
+
+
+@pytest.mark.parametrize("ablation", ["no_forget_mask", "full_conflict_mask", "conflict_first"])
+def test_invariant_for_every_ablation(world, tmp_path, ablation):
+    rec, base, new = run(world, tmp_path, ablation=ablation)
+    mf, mc = hand_masks(base, FORGET_NEURONS), hand_masks(base, CONFLICT_NEURONS)
+    trained = {"no_forget_mask": [mc], "full_conflict_mask": [mf, full_matrices(base)],
+               "conflict_first": [mc, mf]}[ablation]
+    assert_invariant(base, new, trained)
+    names = [s["name"] for s in rec["stages"]]
+    assert names == {"no_forget_mask": ["conflict"], "full_conflict_mask": ["forget", "conflict(full)"],
+                     "conflict_first": ["conflict", "forget"]}[ablation]
+    # full_conflict_mask touches every attention/MLP element: nearly 100%; embeddings stay as they were
+    if ablation == "full_conflict_mask":
+        assert rec["unlearned_param_pct"] > 90
+
+
+def test_invariant_with_grouped_query_attention(world, tmp_path):
+    rec, base, new = run(world, tmp_path, kind="gqa", stage_losses=["npo", "po"])
+    kw = dict(heads=4, kv_heads=2, head_dim=8)
+    assert_invariant(base, new, [hand_masks(base, FORGET_NEURONS, **kw), hand_masks(base, CONFLICT_NEURONS, **kw)])
+    # a1.h2 reads kv head 1: rows 8..15 of k_proj, not rows 16..23
+    d = changed(base, new)["model.layers.1.self_attn.k_proj.weight"]
+    assert d[8:16].any() and not d[:8].any()
+
+
+def test_unlearned_param_pct_recorded(world, tmp_path):
+    rec, base, new = run(world, tmp_path)
+    names = [n for n in base if n.endswith("_proj.weight")]
+    want = 100 * sum(changed(base, new)[n].float().mean().item() for n in names) / len(names)
+    assert rec["unlearned_param_pct"] == pytest.approx(want)
+    # the masks own: a0.h1 (1/4 of 4 matrices), m1 (3 whole matrices), a1.h2 (1/4 of 4) of 14
+    assert rec["unlearned_param_pct"] == pytest.approx(100 * (4 * 0.25 + 3 + 4 * 0.25) / 14, rel=0.05)
+
+
+def test_baseline_trains_every_parameter(world, tmp_path):
+    rec, base, new = run(world, tmp_path, method="po", masks=None)
+    diff = changed(base, new)
+    assert diff["model.embed_tokens.weight"].any() and diff["lm_head.weight"].any()
+    assert rec["unlearned_param_pct"] > 90 and rec["stages"][0]["epochs"] == 2
+
+
+def test_masked_baseline_stays_inside_the_masks(world, tmp_path):
+    rec, base, new = run(world, tmp_path, method="ga")
+    assert_invariant(base, new, [union(hand_masks(base, FORGET_NEURONS), hand_masks(base, CONFLICT_NEURONS))])
+
+
+def test_empty_assignment_gives_the_unchanged_checkpoint(world, tmp_path):
+    rec, base, new = run(world, tmp_path, masks="empty")
+    assert rec["unchanged"] is True and rec["losses"] == [] and rec["unlearned_param_pct"] == 0.0
+    assert set(rec["skipped_stages"]) == {"forget", "conflict"}
+    assert all(torch.equal(base[n].view(torch.int32), new[n].view(torch.int32)) for n in base)
+    saved = json.loads((tmp_path / "out_clue" / "clue_unlearn.json").read_text())
+    assert saved["unchanged"] is True
+
+
+def test_deterministic_and_loadable(world, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rec1, _, new1 = run(world, tmp_path / "a", stage_losses=["npo", "po"])
+    rec2, _, new2 = run(world, tmp_path / "b", stage_losses=["npo", "po"])
+    assert [r["loss"] for r in rec1["losses"]] == [r["loss"] for r in rec2["losses"]]
+    assert all(torch.equal(new1[n].view(torch.int32), new2[n].view(torch.int32)) for n in new1)
+    out = tmp_path / "a" / "out_clue"
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = tok("the virus spreads", return_tensors="pt")["input_ids"]
+    assert model(input_ids=ids).logits.shape[-1] == len(tok)
+    saved = json.loads((out / "clue_unlearn.json").read_text())
+    assert saved["method"] == "clue" and saved["config"]["stage_losses"] == ["npo", "po"]
+    # stage 1 (npo): 6 corpus lines in batches of 4 -> 2 steps; stage 2 (po): 4 refusals -> 1 step
+    assert saved["seconds"] > 0 and [r["stage"] for r in saved["losses"]] == ["forget", "forget", "conflict"]
+    assert saved["losses"][0]["forget_loss"] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-5)  # NPO at theta = ref
+
+
+def test_mask_file_from_another_model_is_rejected(world, tmp_path):
+    with pytest.raises(ClueError, match=r"model\.layers\.\d\.self_attn\.[kv]_proj\.weight.*shape"):
+        unlearn(world / "gqa", world / "forget", world / "retain", "clue", tmp_path / "o", FAST,
+                masks_path=world / "llama" / "masks.safetensors", progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_inputs(world, tmp_path):
+    from clue.cli import main
+
+    args = ["unlearn", "--base-dir", str(world / "llama"), "--forget-dir", str(world / "forget"),
+            "--retain-dir", str(world / "retain"), "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(args + ["--method", "clue"]) == 2  # clue without --masks
+    masks = ["--masks", str(world / "llama" / "masks.safetensors")]
+    assert main(args + ["--method", "clue"] + masks + ["--params", '{"ablation": "nope"}']) == 2
+    assert main(args + ["--method", "clue"] + masks + ["--params", '{"stage_losses": ["po", "kl"]}']) == 2
+    assert main(args + ["--method", "clue"] + masks + ["--params", "not json"]) == 2
+    write_jsonl(tmp_path / "f" / "refusal.jsonl", [{"prompt": "what spreads the virus"}])
+    with pytest.raises(ClueError, match=r"refusal\.jsonl:1: record is missing field\(s\) refusal"):
+        unlearn(world / "llama", tmp_path / "f", world / "retain", "po", tmp_path / "o", FAST, progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_runs(world, tmp_path):
+    from clue.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["unlearn", "--base-dir", str(world / "llama"), "--forget-dir", str(world / "forget"),
+            "--retain-dir", str(world / "retain"), "--method", "clue",
+            "--masks", str(world / "llama" / "masks.safetensors"), "--params", json.dumps(FAST), "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    stages = json.loads((out / "clue_unlearn.json").read_text())["stages"]
+    assert stages[1]["trained_params"] == [f"model.layers.1.self_attn.{p}_proj.weight" for p in "koqv"]
+    assert stages[1]["trained_elements"] == 4 * 8 * 32  # a1.h2: 8 rows or columns of 32 in q, k, v, o

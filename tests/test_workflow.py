@@ -1,0 +1,107 @@
+"""Workflow tests: snakemake end to end on the tiny test config, caching (a second run has nothing
+to do; a changed config section reruns only the rules that read it), dry runs of the paper
+configs and the SLURM profile, and `snakemake --lint`."""
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = ["Snakefile", "config.yaml", "rules", "workflow", "configs", "profiles", "envs"]
+
+
+def snakemake(cwd, *args, check=True):
+    out = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+    return out
+
+
+def planned_jobs(out):
+    """{rule: count} from a dry run's job stats table."""
+    text = out.stdout + out.stderr
+    stats = text.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in text else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
+def copy_workflow(dest):
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("wf"))
+    snakemake(wd, "results/table1.csv", "--cores", "2", "--configfile", "configs/test.yaml")
+    return wd
+
+
+@pytest.mark.slow
+def test_end_to_end_tiny_config(tiny_run):
+    rows = list(csv.DictReader(open(tiny_run / "results/table1.csv")))
+    assert [(r["forget"], r["retain"], r["method"]) for r in rows] == [("toy_cyber", "toy_sst2", "origin")]
+    assert list(rows[0]) == ["forget", "retain", "method", "unlearned_param_pct", "FE", "RU", "GU"]
+    ev = json.loads((tiny_run / "results/toy/eval/toy_cyber__toy_sst2/origin.json").read_text())
+    assert float(rows[0]["FE"]) == pytest.approx(1 - ev["accuracy"]["toy_cyber"], abs=1e-4)
+    assert float(rows[0]["RU"]) == pytest.approx(ev["accuracy"]["toy_sst2"], abs=1e-4)
+    assert float(rows[0]["GU"]) == pytest.approx(ev["accuracy"]["toy_ioi"], abs=1e-4)
+    md = (tiny_run / "results/table1.md").read_text()
+    assert "| Origin |" in md and "toy_sst2 FE" in md
+    # every rule wrote its benchmark file
+    assert (tiny_run / "benchmarks/toy/base_model.tsv").exists()
+    assert (tiny_run / "benchmarks/table1.tsv").exists()
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(tiny_run / "results/toy/base")
+
+
+@pytest.mark.slow
+def test_second_run_has_nothing_to_do(tiny_run):
+    out = snakemake(tiny_run, "results/table1.csv", "--cores", "2", "--configfile", "configs/test.yaml")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_a_changed_section_reruns_only_the_rules_that_read_it(tiny_run):
+    config = (tiny_run / "configs/test.yaml").read_text()
+    changed = tiny_run / "configs/changed.yaml"
+    changed.write_text(config.replace("batch_size: 64", "batch_size: 8"))  # the evaluate section
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "results/table1.csv", "--configfile", str(changed)))
+    assert jobs.get("evaluate_base") == 1 and "base_model" not in jobs and "data" not in jobs
+    changed.write_text(config.replace("steps: 40", "steps: 41"))  # the model section
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "results/table1.csv", "--configfile", str(changed)))
+    assert jobs.get("base_model") == 1 and "data" not in jobs
+
+
+@pytest.mark.parametrize("configfile", ["configs/paper-wmdp.yaml", "configs/paper-pku.yaml"])
+def test_paper_configs_dry_run(configfile):
+    out = snakemake(ROOT, "-n", "results/table1.csv", "--configfile", configfile)
+    jobs = planned_jobs(out)
+    assert jobs["table1"] == 1 and jobs["base_model"] == 1
+    n_forget = 2 if "wmdp" in configfile else 1
+    assert jobs["evaluate_origin"] == n_forget * 4
+
+
+def test_slurm_profile_dry_run():
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    out = snakemake(ROOT, "-n", "results/table1.csv", "--workflow-profile", "profiles/slurm",
+                    "--configfile", "configs/test.yaml")
+    assert planned_jobs(out)["table1"] == 1
+
+
+def test_lint_is_clean():
+    out = snakemake(ROOT, "--lint", check=False)
+    assert out.returncode == 0, out.stdout + out.stderr

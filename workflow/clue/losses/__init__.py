@@ -1,0 +1,143 @@
+"""Forget losses registered by name, the retain loss, and the shared sequence log-probability.
+
+Adding a forget method touches one file: define ``loss(model, batch, params)`` in
+``clue/losses/<name>.py``, decorate it with ``@register_forget_loss("<name>", data=...)`` and import
+the module at the bottom of this file.
+
+Conventions (all losses are minimised):
+
+- A *batch* is a dict of right-padded tensors ``input_ids``, ``attention_mask`` and
+  ``target_mask`` (bool, ``[B, T]``: which tokens are scored), plus ``ref_logp`` (``[B]``) for
+  losses that need a reference model. Token ``t`` is scored by the model's prediction at position
+  ``t - 1``, so the first token of a sequence is never scored.
+- Forget corpus lines (GA, NPO) and retain texts score the *whole text* (every token after the
+  first; a tokenizer that prepends BOS makes the first word scored too). PO scores only the
+  refusal tokens that follow the forget prompt.
+- NLL losses (GA, PO, retain) are the **mean over scored tokens** of the batch (the usual language
+  modelling loss). NPO uses the **sum over scored tokens** of each sequence (its log-probability,
+  as in Zhang et al. 2024), averaged over the sequences of the batch.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from clue.errors import ClueError
+
+
+@dataclass(frozen=True)
+class ForgetLoss:
+    name: str
+    fn: Callable  # fn(model, batch, params) -> scalar tensor
+    data: str  # "text": forget corpus lines (train.jsonl "text"); "refusal": refusal.jsonl prompt -> refusal
+    needs_reference: bool  # batch carries "ref_logp": the frozen base model's sequence log-prob
+
+
+FORGET_LOSSES = {}
+
+
+def register_forget_loss(name, *, data="text", needs_reference=False):
+    if data not in ("text", "refusal"):
+        raise ValueError(f"forget loss {name}: data must be 'text' or 'refusal', not {data!r}")
+
+    def decorate(fn):
+        if name in FORGET_LOSSES:
+            raise ValueError(f"forget loss {name!r} is registered twice")
+        FORGET_LOSSES[name] = ForgetLoss(name, fn, data, needs_reference)
+        return fn
+
+    return decorate
+
+
+def get_forget_loss(name):
+    try:
+        return FORGET_LOSSES[name]
+    except KeyError:
+        raise ClueError(f"unknown forget loss {name!r} (known: {', '.join(sorted(FORGET_LOSSES))})") from None
+
+
+# --------------------------------------------------------------------------- encoding
+
+def _ids(tokenizer, text, special):
+    return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
+def encode_text(tokenizer, text):
+    """One corpus line -> ``(input_ids, target_mask)``: every token after the first is scored."""
+    ids = _ids(tokenizer, text, True)
+    if len(ids) < 2:
+        raise ClueError(f"text {text!r} has fewer than two tokens; nothing to score")
+    return ids, [False] + [True] * (len(ids) - 1)
+
+
+def encode_prompt_target(tokenizer, prompt, target):
+    """Prompt and answer -> ``(input_ids, target_mask)`` scoring only the answer's tokens.
+
+    The two parts are tokenized separately (the answer as ``" " + target``, without special
+    tokens), so the boundary is exact for any tokenizer."""
+    p = _ids(tokenizer, prompt, True)
+    a = _ids(tokenizer, " " + target, False)
+    if not p or not a:
+        raise ClueError(f"prompt {prompt!r} / answer {target!r}: empty after tokenization")
+    return p + a, [False] * len(p) + [True] * len(a)
+
+
+def collate(encoded, pad_id=0, ref_logp=None):
+    """Right-pad a list of ``(input_ids, target_mask)`` into a batch dict."""
+    import torch
+
+    width = max(len(ids) for ids, _ in encoded)
+    n = len(encoded)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    target = torch.zeros((n, width), dtype=torch.bool)
+    for i, (ids, tmask) in enumerate(encoded):
+        input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention[i, : len(ids)] = 1
+        target[i, : len(ids)] = torch.tensor(tmask, dtype=torch.bool)
+    batch = {"input_ids": input_ids, "attention_mask": attention, "target_mask": target}
+    if ref_logp is not None:
+        batch["ref_logp"] = ref_logp
+    return batch
+
+
+def to_device(batch, device):
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+# --------------------------------------------------------------------------- log-probabilities
+
+def token_logprobs(model, batch):
+    """``(logp, scored)``: log-probability of each token given its prefix (``[B, T-1]``, for tokens
+    1..T-1) and the bool mask of tokens that count."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["input_ids"][:, 1:]
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        # at least float32: a bf16 log-softmax over a 32k vocabulary loses too much precision
+        logits = logits.float()
+    logp = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                            reduction="none").view(targets.shape)
+    scored = batch["target_mask"][:, 1:] & batch["attention_mask"][:, 1:].bool()
+    return logp.masked_fill(~scored, 0.0), scored
+
+
+def sequence_logprob(model, batch):
+    """Per-sequence log-probability: the sum over its scored tokens (``[B]``)."""
+    logp, _ = token_logprobs(model, batch)
+    return logp.sum(dim=1)
+
+
+def mean_nll(model, batch):
+    """Negative log-likelihood averaged over all scored tokens of the batch."""
+    logp, scored = token_logprobs(model, batch)
+    n = scored.sum()
+    if n == 0:
+        raise ClueError("a batch has no scored tokens")
+    return -logp.sum() / n
+
+
+# Importing the loss modules registers them (keep this at the bottom: they import from here).
+from clue.losses import ga, npo, po  # noqa: E402,F401
+from clue.losses.retain import retain_loss  # noqa: E402,F401

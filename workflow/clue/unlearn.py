@@ -1,0 +1,365 @@
+"""Masked two-stage unlearning (paper section 4) and the fine-tuning baselines.
+
+``--method clue``: stage 1 trains only the forget-mask elements (M_f) with the forget loss
+(``epochs_forget``); stage 2 trains only the conflict-mask elements (M_c) with forget loss +
+lambda * retain loss (``epochs_conflict``). Table 2's ablations are the ``ablation`` switch and
+``stage_losses``. ``--method ga|npo|po``: the same forget loss + lambda * retain loss on every
+parameter for ``epochs_forget + epochs_conflict`` epochs (or, given ``--masks``, on the union of
+its categories: the masked fine-tuning of the localization baselines).
+
+Masking is exact by construction: a stage marks as trainable only the matrices its mask touches
+(everything else is frozen: no gradient, no optimizer state), multiplies their gradients by the
+mask (so AdamW's moments only see masked elements) and, after every optimizer step, writes back
+``param = where(mask, param, value_at_stage_start)``. AdamW's decoupled weight decay and momentum
+therefore cannot move an element outside the mask by even one bit.
+"""
+
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+from clue.errors import ClueError
+from clue.io import atomic_dir, read_jsonl
+
+METHODS = ("clue", "ga", "npo", "po")
+ABLATIONS = ("none", "no_forget_mask", "full_conflict_mask", "conflict_first")
+
+# The `unlearn` config section. lr: the paper grid-searches 1e-5 for 7B models; a small model
+# trained from scratch needs a larger step to move in a few hundred steps.
+DEFAULTS = {
+    "lr": 1e-4,
+    "epochs_forget": 1,
+    "epochs_conflict": 5,
+    "lambda": 1.0,
+    "stage_losses": ["po", "po"],
+    "npo_beta": 0.1,
+    "batch_size": 8,
+    "max_forget_examples": 256,
+    "ablation": "none",
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "seed": 0,
+    "device": "auto",
+    "dtype": "auto",
+}
+
+
+def resolve_params(params):
+    """Defaults + the config section, validated. Unknown keys are reported (not fatal: the config
+    section may carry keys meant for the workflow, such as a list of methods)."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        print(f"clue unlearn: warning: ignoring unknown unlearn parameter(s) {', '.join(unknown)} "
+              f"(known: {', '.join(DEFAULTS)})", file=sys.stderr)
+    p = {k: params.get(k, v) for k, v in DEFAULTS.items()}
+    from clue.losses import get_forget_loss
+
+    losses = p["stage_losses"]
+    if not isinstance(losses, (list, tuple)) or len(losses) != 2:
+        raise ClueError(f"unlearn.stage_losses must be two forget-loss names (stage 1, stage 2), not {losses!r}")
+    p["stage_losses"] = [str(x) for x in losses]
+    for name in p["stage_losses"]:
+        get_forget_loss(name)
+    if p["ablation"] not in ABLATIONS:
+        raise ClueError(f"unlearn.ablation must be one of {', '.join(ABLATIONS)}, not {p['ablation']!r}")
+    for key in ("lr", "npo_beta"):
+        if not isinstance(p[key], (int, float)) or p[key] <= 0:
+            raise ClueError(f"unlearn.{key} must be a positive number, not {p[key]!r}")
+    for key in ("epochs_forget", "epochs_conflict", "batch_size", "max_forget_examples", "seed"):
+        if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < (1 if key in ("batch_size", "max_forget_examples") else 0):
+            raise ClueError(f"unlearn.{key} must be a non-negative integer (batch_size, max_forget_examples >= 1), "
+                            f"not {p[key]!r}")
+    for key in ("lambda", "weight_decay", "max_grad_norm"):
+        if not isinstance(p[key], (int, float)) or p[key] < 0:
+            raise ClueError(f"unlearn.{key} must be a non-negative number, not {p[key]!r}")
+    return p
+
+
+# --------------------------------------------------------------------------- stages
+
+def plan_stages(method, params, masks):
+    """The training stages: a list of dicts (name, mask: {param: bool} or None for every parameter,
+    loss, epochs, retain: bool). Stages whose mask is empty are kept with ``mask == {}`` so the
+    log records that they were skipped."""
+    from clue.masks import union_masks
+
+    lf, lc = params["stage_losses"]
+    if method != "clue":
+        total = params["epochs_forget"] + params["epochs_conflict"]
+        mask = None if masks is None else union_masks(masks)
+        return [{"name": "all" if mask is None else "masked", "mask": mask, "loss": method,
+                 "epochs": total, "retain": True}]
+    forget = {"name": "forget", "mask": masks.get("forget", {}), "loss": lf,
+              "epochs": params["epochs_forget"], "retain": False}
+    conflict = {"name": "conflict", "mask": masks.get("conflict", {}), "loss": lc,
+                "epochs": params["epochs_conflict"], "retain": True}
+    ablation = params["ablation"]
+    if ablation == "no_forget_mask":
+        return [conflict]
+    if ablation == "full_conflict_mask":
+        conflict["name"], conflict["mask"] = "conflict(full)", "full"
+    if ablation == "conflict_first":
+        return [conflict, forget]
+    return [forget, conflict]
+
+
+def _full_mask(model):
+    """The paper's full-true M_c: every element of every attention/MLP weight matrix."""
+    import torch
+    from clue.masks import matrix_names
+
+    params = dict(model.named_parameters())
+    return {n: torch.ones_like(params[n], dtype=torch.bool) for n in matrix_names(model)}
+
+
+class _Cycle:
+    """Endless retain batches: a fresh seeded shuffle on every pass over the retain set."""
+
+    def __init__(self, encoded, batch_size, rng, pad_id):
+        self.encoded, self.batch_size, self.rng, self.pad_id = encoded, batch_size, rng, pad_id
+        self.queue = []
+
+    def next(self):
+        from clue.losses import collate
+
+        while len(self.queue) < self.batch_size:
+            order = list(range(len(self.encoded)))
+            self.rng.shuffle(order)
+            self.queue.extend(order)
+        idx, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size:]
+        return collate([self.encoded[i] for i in idx], self.pad_id)
+
+
+def _reference_logps(model, encoded, batch_size, pad_id, device):
+    """Sequence log-probabilities of the frozen base model (NPO's reference), computed once before
+    any update: the reference *is* the starting model, so no second copy is kept in memory."""
+    import torch
+    from clue.losses import collate, sequence_logprob, to_device
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(encoded), batch_size):
+            batch = to_device(collate(encoded[i: i + batch_size], pad_id), device)
+            out.append(sequence_logprob(model, batch).detach().cpu())
+    return torch.cat(out)
+
+
+def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=True):
+    """Train one stage in place. ``data``: {"text"|"refusal": encoded forget examples,
+    "retain": _Cycle, "ref_logp": {"text": tensor}}. Appends per-step losses to ``log``."""
+    import torch
+    from tqdm import tqdm
+
+    from clue.losses import collate, get_forget_loss, retain_loss, to_device
+
+    spec = get_forget_loss(stage["loss"])
+    mask = stage["mask"]
+    params_by_name = dict(model.named_parameters())
+    if mask is None:
+        trained = dict(params_by_name)
+    else:
+        trained = {n: params_by_name[n] for n, m in mask.items() if bool(m.any())}
+        mask = {n: mask[n].to(device) for n in trained}
+    for n, p in params_by_name.items():
+        p.requires_grad_(n in trained)
+    # value of every trained matrix at the start of the stage: elements outside the mask are
+    # written back to it after each step (they may hold an earlier stage's update)
+    anchor = None if mask is None else {n: p.detach().clone() for n, p in trained.items()}
+    opt = torch.optim.AdamW(list(trained.values()), lr=params["lr"], weight_decay=params["weight_decay"])
+
+    examples = data[spec.data]
+    ref = data["ref_logp"].get(spec.data) if spec.needs_reference else None
+    bs = params["batch_size"]
+    steps_per_epoch = (len(examples) + bs - 1) // bs
+    bar = tqdm(total=stage["epochs"] * steps_per_epoch, desc=f"unlearn {stage['name']} ({stage['loss']})",
+               disable=not progress, file=sys.stderr)
+    for epoch in range(stage["epochs"]):
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        for start in range(0, len(order), bs):
+            idx = order[start: start + bs]
+            batch = collate([examples[i] for i in idx], pad_id, None if ref is None else ref[idx])
+            forget = spec.fn(model, to_device(batch, device), params)
+            loss = forget
+            retain = None
+            if stage["retain"] and params["lambda"] > 0:
+                retain = retain_loss(model, to_device(data["retain"].next(), device))
+                loss = forget + params["lambda"] * retain
+            if not torch.isfinite(loss):
+                raise ClueError(f"stage {stage['name']}: the loss became {loss.item()} at epoch {epoch} "
+                                f"(lower unlearn.lr or use a bounded forget loss such as npo or po)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                if mask is not None:
+                    for n, p in trained.items():
+                        p.grad.mul_(mask[n])
+                if params["max_grad_norm"] > 0:
+                    torch.nn.utils.clip_grad_norm_(list(trained.values()), params["max_grad_norm"])
+            opt.step()
+            with torch.no_grad():
+                if mask is not None:
+                    for n, p in trained.items():
+                        p.copy_(torch.where(mask[n], p, anchor[n]))
+            log.append({"stage": stage["name"], "epoch": epoch, "step": len(log),
+                        "forget_loss": forget.item(), "retain_loss": None if retain is None else retain.item(),
+                        "loss": loss.item()})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    for p in params_by_name.values():
+        p.requires_grad_(False)
+    del opt, anchor
+    return {"name": stage["name"], "loss": stage["loss"], "epochs": stage["epochs"],
+            "retain": stage["retain"], "steps": stage["epochs"] * steps_per_epoch,
+            "trained_params": sorted(trained) if mask is not None else "all",
+            "trained_elements": int(sum(m.sum().item() for m in mask.values())) if mask is not None
+            else int(sum(p.numel() for p in trained.values()))}
+
+
+# --------------------------------------------------------------------------- data
+
+def _load_forget_data(forget_dir, tokenizer, kinds, cap, rng):
+    from clue.losses import encode_prompt_target, encode_text
+
+    out = {}
+    forget_dir = Path(forget_dir)
+    if "text" in kinds:
+        recs = read_jsonl(forget_dir / "train.jsonl", required=["text"])
+        out["text"] = [encode_text(tokenizer, r["text"]) for r in _cap(recs, cap, rng, forget_dir / "train.jsonl")]
+    if "refusal" in kinds:
+        path = forget_dir / "refusal.jsonl"
+        recs = read_jsonl(path, required=["prompt", "refusal"])
+        out["refusal"] = [encode_prompt_target(tokenizer, r["prompt"], r["refusal"]) for r in _cap(recs, cap, rng, path)]
+    return out
+
+
+def _cap(records, cap, rng, path):
+    if not records:
+        raise ClueError(f"{path}: no records")
+    if len(records) <= cap:
+        return records
+    # a seeded sample, not the head of the file: the file may be sorted by topic
+    idx = sorted(rng.sample(range(len(records)), cap))
+    return [records[i] for i in idx]
+
+
+def _device(name):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# --------------------------------------------------------------------------- entry points
+
+def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_path=None, progress=True):
+    """Unlearn and write the checkpoint directory ``out``; returns the clue_unlearn.json record."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from clue.losses import encode_text, get_forget_loss
+    from clue.masks import load_masks, resolve_base, unlearned_param_pct_dirs
+
+    if method not in METHODS:
+        raise ClueError(f"unknown unlearning method {method!r} (known: {', '.join(METHODS)})")
+    p = resolve_params(params)
+    if method == "clue" and masks_path is None:
+        raise ClueError("--method clue needs --masks (the forget and conflict masks of `clue masks`)")
+    if method != "clue" and p["ablation"] != "none":
+        raise ClueError(f"unlearn.ablation={p['ablation']} applies to --method clue only, not {method}")
+    t0 = time.time()
+    torch.manual_seed(p["seed"])
+    rng = random.Random(p["seed"])
+    device = _device(p["device"])
+
+    base_dir = Path(base_dir)
+    dtype = p["dtype"] if p["dtype"] == "auto" else getattr(torch, p["dtype"], None)
+    if dtype is None:
+        raise ClueError(f"unlearn.dtype {p['dtype']!r} is not a torch dtype")
+    source = resolve_base(base_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except OSError as e:
+        raise ClueError(f"{base_dir}: cannot load the base checkpoint {source} ({e})") from None
+    from clue.base_model import check_model_type
+
+    check_model_type(model)
+    model.to(device).eval()  # eval: no dropout, so steps and NPO's cached reference agree
+    for q in model.parameters():
+        q.requires_grad_(False)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+
+    masks = None
+    if masks_path is not None:
+        masks = load_masks(masks_path, model, device="cpu")
+    stages = plan_stages(method, p, masks)
+    for st in stages:
+        if st["mask"] == "full":
+            st["mask"] = _full_mask(model)
+    active = [st for st in stages if st["mask"] is None or any(bool(m.any()) for m in st["mask"].values())]
+    record = {"method": method, "config": p, "base_dir": str(base_dir), "forget_dir": str(forget_dir),
+              "retain_dir": str(retain_dir), "masks": None if masks_path is None else str(masks_path),
+              "stages": [], "skipped_stages": [st["name"] for st in stages if st not in active],
+              "losses": [], "unchanged": not active}
+    for name in record["skipped_stages"]:
+        print(f"clue unlearn: the {name} mask is empty; skipping that stage", file=sys.stderr)
+
+    if active:
+        kinds = {get_forget_loss(st["loss"]).data for st in active}
+        data = _load_forget_data(forget_dir, tokenizer, kinds, p["max_forget_examples"], rng)
+        retain_recs = read_jsonl(Path(retain_dir) / "train.jsonl", required=["text"])
+        if not retain_recs:
+            raise ClueError(f"{Path(retain_dir) / 'train.jsonl'}: no records")
+        data["retain"] = _Cycle([encode_text(tokenizer, r["text"]) for r in retain_recs], p["batch_size"],
+                                random.Random(p["seed"] + 1), pad_id)
+        data["ref_logp"] = {}
+        if any(get_forget_loss(st["loss"]).needs_reference for st in active):
+            data["ref_logp"]["text"] = _reference_logps(model, data["text"], p["batch_size"], pad_id, device)
+        for st in active:
+            record["stages"].append(run_stage(model, st, data, p, record["losses"], device, pad_id, rng, progress))
+    else:
+        print("clue unlearn: the masks have no forget and no conflict elements (the assignment has no forget "
+              "and no conflict neurons); writing the base model unchanged", file=sys.stderr)
+
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        record["unlearned_param_pct"] = unlearned_param_pct_dirs(base_dir, tmp)
+        record["seconds"] = round(time.time() - t0, 3)
+        (tmp / "clue_unlearn.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def add_arguments(parser):
+    parser.add_argument("--base-dir", required=True, help="base checkpoint directory (save_pretrained + tokenizer)")
+    parser.add_argument("--forget-dir", required=True, help="forget task data dir (train.jsonl, refusal.jsonl)")
+    parser.add_argument("--retain-dir", required=True, help="retain task data dir (train.jsonl)")
+    parser.add_argument("--method", required=True, choices=METHODS,
+                        help="clue: two-stage masked unlearning; ga/npo/po: that loss on all parameters")
+    parser.add_argument("--masks", default=None,
+                        help="mask .safetensors (required for clue; for ga/npo/po restricts training to its union)")
+    parser.add_argument("--params", default="{}", help="the `unlearn` config section as a JSON object")
+    parser.add_argument("--out", required=True, help="output checkpoint directory")
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
+
+
+def main(args):
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as e:
+        raise ClueError(f"--params is not valid JSON ({e})") from None
+    if not isinstance(params, dict):
+        raise ClueError("--params must be a JSON object (the unlearn config section)")
+    rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, args.method, args.out, params,
+                  masks_path=args.masks, progress=not args.no_progress)
+    last = rec["losses"][-1]["loss"] if rec["losses"] else None
+    print(f"clue unlearn: {args.method}: {len(rec['losses'])} steps, final loss {last}, "
+          f"unlearned {rec['unlearned_param_pct']:.2f}% of parameters, {rec['seconds']:.1f}s -> {args.out}",
+          file=sys.stderr)
+    return 0
