@@ -30,6 +30,7 @@ include: "rules/logic.smk"
 include: "rules/unlearn.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/cluster.smk"
 
 
 rule all:

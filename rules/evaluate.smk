@@ -34,9 +34,9 @@ rule evaluate_origin:
         section=section("evaluate"),
         general=GENERAL,
     log:
-        "logs/{model}/evaluate/{forget}__{retain}/origin.log",
+        "logs/{model}/evaluate_origin/{forget}__{retain}.log",
     benchmark:
-        "benchmarks/{model}/evaluate/{forget}__{retain}/origin.tsv"
+        "benchmarks/{model}/evaluate_origin/{forget}__{retain}.tsv"
     conda:
         "../envs/clue.yaml"
     resources:

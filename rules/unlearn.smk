@@ -47,3 +47,32 @@ rule unlearn:
         "clue unlearn --base-dir {input.base} --forget-dir {input.forget} --retain-dir {input.retain}"
         " --method {params.method} {params.masks} --params {params.section:q} --out {output}"
         " --no-progress > {log} 2>&1"
+
+
+rule localize:
+    """A baseline localizer's mask (WAGLE, DEPN, PCGU, MEMIT-style causal tracing), trained
+    inside by the same masked fine-tuning (PO + retain loss)."""
+    input:
+        base="results/{model}/base",
+        forget="results/{model}/data/{forget}",
+        retain="results/{model}/data/{retain}",
+    output:
+        "results/{model}/masks/{forget}__{retain}/{localizer}.safetensors",
+    params:
+        section=section("localize"),
+    wildcard_constraints:
+        localizer="wagle|depn|pcgu|memit",
+    log:
+        "logs/{model}/localize/{forget}__{retain}/{localizer}.log",
+    benchmark:
+        "benchmarks/{model}/localize/{forget}__{retain}/{localizer}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "clue localize --base-dir {input.base} --forget-dir {input.forget} --retain-dir {input.retain}"
+        " --localizer {wildcards.localizer} --model-name {wildcards.model} --params {params.section:q}"
+        " --out {output} > {log} 2>&1"

@@ -16,7 +16,7 @@ MODEL = dict(name="toy", source="toy",
              toy=dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                       max_position_embeddings=64),
              train=dict(steps=30, batch_size=8, lr=0.003, warmup_steps=5, weight_decay=0.01, seed=0,
-                        threads=1, min_accuracy=0.0))
+                        threads=1, min_accuracy=0.0, answer_weight=4.0))
 
 
 @pytest.fixture(scope="module")

@@ -83,16 +83,23 @@ def check_model_type(model):
 
 # ------------------------------------------------------------------------------ training
 
-def _batches(texts_by_task, tokenizer, batch_size, rng):
-    """Endless batches of the task mixture: each row picks a task uniformly, then a text."""
+def _batches(records_by_task, tokenizer, batch_size, answer_weight, rng):
+    """Endless batches of the task mixture: each row picks a task uniformly, then a record.
+    Every token is a language-modelling target; answer tokens weigh ``1 + answer_weight``, so
+    the few tokens that carry a task's rule are not drowned by the unpredictable ones around
+    them (random names, symbols)."""
     import torch
 
-    tasks = sorted(texts_by_task)
+    tasks = sorted(records_by_task)
     while True:
-        rows = [rng.choice(texts_by_task[rng.choice(tasks)]) for _ in range(batch_size)]
-        enc = tokenizer(rows, padding=True, return_tensors="pt")
-        labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
-        yield enc.input_ids, enc.attention_mask, labels
+        rows = [rng.choice(records_by_task[rng.choice(tasks)]) for _ in range(batch_size)]
+        enc = tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")
+        weights = enc.attention_mask.float()
+        for i, r in enumerate(rows):
+            if r["prompt"]:
+                start = len(r["prompt"].split())  # word-level: one token per word
+                weights[i, start:int(enc.attention_mask[i].sum())] += answer_weight
+        yield enc.input_ids, enc.attention_mask, weights
 
 
 def multiple_choice_accuracy(model, tokenizer, records, batch_size=64):
@@ -140,11 +147,11 @@ def train_toy_model(data_dirs, params, log=print):
     torch.set_num_threads(train["threads"])
     rng = random.Random(train["seed"])
 
-    texts, texts_by_task, tests = [], {}, {}
+    texts, records_by_task, tests = [], {}, {}
     for d in data_dirs:
         name = Path(d).name
         texts += task_texts(d)
-        texts_by_task[name] = [r["text"] for r in io.read_jsonl(Path(d) / "train.jsonl", ["text"])]
+        records_by_task[name] = io.read_jsonl(Path(d) / "train.jsonl", ["prompt", "text"])
         tests[name] = io.read_jsonl(Path(d) / "test.jsonl", ["prompt", "choices", "label"])
     tokenizer = build_tokenizer(texts)
     config = LlamaConfig(
@@ -163,13 +170,16 @@ def train_toy_model(data_dirs, params, log=print):
 
     from tqdm import tqdm
 
-    batches = _batches(texts_by_task, tokenizer, train["batch_size"], rng)
+    batches = _batches(records_by_task, tokenizer, train["batch_size"], train["answer_weight"], rng)
     model.train()
     start = time.time()
     losses = []
     for step in (bar := tqdm(range(steps), desc="train toy model", mininterval=2)):
-        ids, mask, labels = next(batches)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        ids, mask, weights = next(batches)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                                reduction="none").view_as(weights[:, 1:])
+        loss = (nll * weights[:, 1:]).sum() / weights[:, 1:].sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -17,7 +17,7 @@ KNOWN_MODELS = {
 
 # Rows of Table 1 this version can produce. Adding a method: register it here and give it a
 # rule (or reuse `unlearn`); see README "Adding a method".
-KNOWN_METHODS = ["origin", "ga", "npo", "po", "clue"]
+KNOWN_METHODS = ["origin", "ga", "npo", "po", "memit", "pcgu", "depn", "wagle", "clue"]
 
 
 def model_source(config):

@@ -147,19 +147,19 @@ class Sentiment(ToyTask):
 
 
 class Entailment(ToyTask):
-    """Does the premise entail the hypothesis? The premise lists what someone owns; the
-    hypothesis claims one item (stands for RTE)."""
+    """Does the premise entail the hypothesis? The premise says which two things someone owns;
+    the hypothesis claims one item (stands for RTE)."""
 
     name, role, stands_for = "toy_rte", "retain", "RTE"
     ITEMS = ["car", "bike", "boat", "dog", "cat", "house", "farm", "piano", "horse", "drum", "lamp", "kite"]
 
     def _render(self, name, owned, claim):
-        return (f"premise : {name} owns a {owned[0]} , a {owned[1]} and a {owned[2]} . "
+        return (f"premise : {name} owns a {owned[0]} and a {owned[1]} . "
                 f"hypothesis : {name} owns a {claim} . entailed :")
 
     def example(self, rng):
         name = rng.choice(NAMES)
-        owned = rng.sample(self.ITEMS, 3)
+        owned = rng.sample(self.ITEMS, 2)
         inside = rng.choice(owned)
         outside = rng.choice([i for i in self.ITEMS if i not in owned])
         label = rng.randrange(2)  # 1 = entailed
@@ -170,7 +170,8 @@ class Entailment(ToyTask):
 
 
 class BooleanExpressions(ToyTask):
-    """BIG-bench boolean_expressions in miniature: three literals, optional 'not', and/or."""
+    """BIG-bench boolean_expressions in miniature: two literals, each with an optional 'not',
+    joined by 'and' or 'or'; a speaker's name varies the prompt."""
 
     name, role, stands_for = "toy_bool", "retain", "Bool (BIG-bench boolean_expressions)"
 
@@ -204,13 +205,13 @@ class BooleanExpressions(ToyTask):
         return words
 
     def example(self, rng):
-        lits = [(rng.random() < 0.5, rng.choice(["true", "false"])) for _ in range(3)]
-        ops = [rng.choice(["and", "or"]) for _ in range(2)]
+        lits = [(rng.random() < 0.5, rng.choice(["true", "false"])) for _ in range(2)]
+        ops = [rng.choice(["and", "or"])]
         words = self._render(lits, ops)
         value = self.evaluate(words)
         # corruption: flip one literal's value, choosing one that changes the result
         flips = []
-        for k in range(3):
+        for k in range(len(lits)):
             alt = list(lits)
             alt[k] = (lits[k][0], "false" if lits[k][1] == "true" else "true")
             alt_words = self._render(alt, ops)

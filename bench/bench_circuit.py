@@ -1,0 +1,134 @@
+"""Benchmark of circuit discovery: time one circuit, and peak memory of the masked forward.
+
+    OMP_NUM_THREADS=1 python bench/bench_circuit.py --model-dir results/toy/base \
+        --data-dir results/toy/data/toy_cyber [--mode noising] [--params '{"steps": 300}']
+
+Memory: each measurement runs in a fresh subprocess that loads the model and one batch of
+pairs, reads its peak resident set size (``resource.getrusage(...).ru_maxrss``), runs the
+measured step once and reads the peak again; the difference is that step's peak extra memory.
+``unmasked`` is a plain HF forward without autograd (inference); ``masked`` is one training step
+of discovery: the corrupted writer outputs, the gated forward and the backward to the gates.
+RSS covers every allocation (torch's CPU allocator included, which tracemalloc would miss) but
+has page granularity and allocator slack, so tiny models give noisy figures.
+
+Also prints the arithmetic for the README's GPU-memory estimate for a 7B model.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def measure(args):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from clue.circuits import discover as D
+    from clue.circuits.masked_forward import build_graph, forward
+
+    tok = AutoTokenizer.from_pretrained(args.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir).eval().requires_grad_(False)
+    pairs = D.load_pairs(args.data_dir, "bench", tok, args.batch_size)
+    graph = build_graph(model.config)
+    run_ids, other_ids = pairs["clean"], pairs["corrupted"]
+    before = peak_mb()
+    if args.measure == "unmasked":
+        with torch.no_grad():
+            model(run_ids)
+    else:
+        with torch.no_grad():
+            _, other = forward(model, graph, other_ids)
+        log_alpha = torch.full((graph.n_edges,), 3.0, requires_grad=True)
+        logits, _ = forward(model, graph, run_ids, D.sample_gates(log_alpha), other, pairs["last"])
+        logits.logsumexp(-1).sum().backward()
+    print(json.dumps({"extra_mb": peak_mb() - before, "tokens": list(run_ids.shape)}))
+
+
+def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=14336, vocab=32000):
+    """GPU memory estimate for discovery on zephyr-7b-beta in bf16 (2 bytes)."""
+    b = 2
+    hd = hidden // heads
+    params = (2 * vocab * hidden                                  # embed + lm_head (untied)
+              + layers * (hidden * hd * (heads + 2 * kv) + hidden * hidden   # q, k, v, o
+                          + 3 * hidden * inter + 2 * hidden) + hidden)       # MLP, norms
+    writers = 1 + layers * (heads + 1)
+    attn_readers = heads + 2 * kv
+    edges = sum(attn_readers * (1 + l * (heads + 1)) + 1 + l * (heads + 1) + heads
+                for l in range(layers)) + writers
+    tok = batch * seq
+    gib = 2 ** 30
+    lines = [f"7B estimate (batch {batch} x {seq} tokens, bf16 = {b} bytes):"]
+    w = params * b
+    lines.append(f"  weights: {params / 1e9:.2f} B params x {b} B = {w / gib:.1f} GiB")
+    corr = writers * tok * hidden * b
+    lines.append(f"  corrupted writer outputs: {writers} writers x {tok} tokens x {hidden} x {b} B "
+                 f"= {corr / gib:.1f} GiB")
+    own = corr
+    lines.append(f"  this run's writer outputs (kept for backward): same = {own / gib:.1f} GiB")
+    per_layer_in = (attn_readers + 1) * tok * hidden * b
+    mixed = layers * per_layer_in * 2   # each reader's mixed input and its RMSNorm output
+    lines.append(f"  reader inputs + normed inputs kept for backward: {layers} layers x "
+                 f"({attn_readers} + 1) readers x {tok} x {hidden} x {b} B x 2 = {mixed / gib:.1f} GiB")
+    attn = layers * (batch * heads * seq * seq * 4 * 2 + 3 * tok * hd * (heads + 2 * kv) * b
+                     + tok * inter * 3 * b)
+    lines.append(f"  attention probs (fp32 scores+probs), q/k/v, MLP hidden kept for backward: "
+                 f"{attn / gib:.1f} GiB")
+    gates = edges * 4 * 4   # log_alpha, its grad, two Adam moments, fp32
+    lines.append(f"  gates: {edges:,} edges x 16 B (fp32 log_alpha, grad, 2 Adam moments) = "
+                 f"{gates / 2 ** 20:.1f} MiB")
+    total = w + corr + own + mixed + attn + gates
+    lines.append(f"  total ~ {total / gib:.0f} GiB (+ allocator slack and the transient einsum "
+                 f"products); an 80 GB GPU needs a smaller batch or sequence length")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-dir", required=True)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--mode", default="noising", choices=["noising", "denoising"])
+    ap.add_argument("--params", default="{}", help="the circuit config section as JSON")
+    ap.add_argument("--batch-size", type=int, default=16, help="batch of the memory measurement")
+    ap.add_argument("--measure", choices=["masked", "unmasked"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        return measure(args)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from clue.circuits import discover as D
+
+    params = D.resolve_params(json.loads(args.params))
+    tok = AutoTokenizer.from_pretrained(args.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir)
+    pairs = D.load_pairs(args.data_dir, "bench", tok, params["max_pairs"])
+    start = time.perf_counter()
+    result = D.discover(model, pairs, args.mode, params, progress=False)
+    seconds = time.perf_counter() - start
+    print(f"circuit ({args.mode}): {result['graph'].n_edges} edges, {pairs['clean'].shape[0]} pairs x "
+          f"{pairs['clean'].shape[1]} tokens, {params['steps']} steps: {seconds:.1f} s, "
+          f"KL {result['kl']:.4g}, sparsity {result['achieved_sparsity']:.3f}, "
+          f"torch threads {torch.get_num_threads()}")
+
+    mem = {}
+    for kind in ("unmasked", "masked"):
+        out = subprocess.run([sys.executable, __file__, "--model-dir", args.model_dir, "--data-dir",
+                              args.data_dir, "--batch-size", str(args.batch_size), "--measure", kind],
+                             check=True, capture_output=True, text=True).stdout
+        mem[kind] = json.loads(out.strip().splitlines()[-1])
+    u, m = mem["unmasked"]["extra_mb"], mem["masked"]["extra_mb"]
+    print(f"peak extra RSS, batch {mem['masked']['tokens']}: unmasked forward {u:.1f} MB, masked "
+          f"forward+backward {m:.1f} MB, ratio {m / max(u, 1e-3):.1f}")
+    print(estimate_7b())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Time the default run from a fresh clone: `snakemake --cores all results/table1.csv`, then the
+same command again (which must have nothing to do), and the per-rule times from the
+`benchmark:` files. Usage:
+
+    .venv/bin/python bench/bench_pipeline.py [--configfile CONFIG] [--keep DIR]
+
+Run it on an otherwise idle machine: the figures are wall-clock seconds.
+"""
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd, cwd):
+    start = time.time()
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    return time.time() - start, out.stdout + out.stderr
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configfile", help="a config other than the embedded default")
+    ap.add_argument("--keep", help="clone into this directory and keep it")
+    args = ap.parse_args()
+    wd = Path(args.keep or tempfile.mkdtemp(prefix="clue-bench-"))
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(wd)], check=True)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "all", "results/table1.csv"]
+    if args.configfile:
+        cmd += ["--configfile", args.configfile]
+    first, _ = run(cmd, wd)
+    second, log = run(cmd, wd)
+    per_rule = defaultdict(float)
+    for tsv in (wd / "benchmarks").rglob("*.tsv"):
+        rule = tsv.relative_to(wd / "benchmarks").parts
+        rule = rule[1] if len(rule) > 2 else Path(rule[-1]).stem
+        with open(tsv) as f:
+            per_rule[rule] += float(next(csv.DictReader(f, delimiter="\t"))["s"])
+    print(f"fresh clone -> results/table1.csv: {first:.1f} s")
+    print(f"second run: {second:.1f} s ({'nothing to do' if 'Nothing to be done' in log else 'RAN JOBS'})")
+    print("per-rule seconds (sum over jobs, from benchmarks/):")
+    for rule, s in sorted(per_rule.items(), key=lambda kv: -kv[1]):
+        print(f"  {rule:<18} {s:8.1f}")
+    print((wd / "results/table1.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""Circuit discovery: the edge-masked forward, the gates' training, and the `circuit` stage."""
+
+import json
+
+import pytest
+import torch
+
+from clue.circuits import discover as D
+from clue.circuits.masked_forward import build_graph, forward
+from clue.errors import ClueError
+from conftest import make_model, make_tokenizer
+
+
+def sharpen(model, seed=1):
+    """Large random weights so attention is far from uniform: a wrong rotary embedding, mask or
+    head slicing then changes the logits visibly."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(1 + 0.2 * torch.randn_like(p) if "norm" in name else 0.4 * torch.randn_like(p))
+    return model
+
+
+def models():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    biased = LlamaForCausalLM(LlamaConfig(  # o_proj bias too (attention_bias=True)
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, attention_bias=True, tie_word_embeddings=False))
+    return {"llama": make_model("llama", layers=3), "gqa": make_model("gqa", layers=3),
+            "qwen2": make_model("qwen2", layers=3), "llama_bias": biased.eval()}
+
+
+@pytest.mark.parametrize("kind", ["llama", "gqa", "qwen2", "llama_bias"])
+def test_all_gates_open_reproduce_hf_and_all_closed_give_corrupted(kind):
+    model = sharpen(models()[kind]).double()
+    graph = build_graph(model.config)
+    torch.manual_seed(0)
+    x, x_other = torch.randint(0, 64, (2, 2, 9))
+    with torch.no_grad():
+        ref, ref_other = model(x).logits, model(x_other).logits
+        plain, _ = forward(model, graph, x)
+        _, other = forward(model, graph, x_other)
+        ones, _ = forward(model, graph, x, torch.ones(graph.n_edges, dtype=torch.float64), other)
+        zeros, _ = forward(model, graph, x, torch.zeros(graph.n_edges, dtype=torch.float64), other)
+    assert (ref - ref_other).abs().max() > 1.0            # the inputs give different outputs
+    torch.testing.assert_close(plain, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ones, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(zeros, ref_other, atol=1e-5, rtol=0)
+
+
+def test_float32_default_init_matches_hf():
+    model = make_model("gqa", layers=2)
+    graph = build_graph(model.config)
+    x = torch.randint(0, 64, (3, 7))
+    with torch.no_grad():
+        _, other = forward(model, graph, torch.randint(0, 64, (3, 7)))
+        out, _ = forward(model, graph, x, torch.ones(graph.n_edges), other, positions=torch.tensor([6, 3, 0]))
+        ref = model(x).logits
+    torch.testing.assert_close(out, ref[torch.arange(3), torch.tensor([6, 3, 0])], atol=1e-5, rtol=0)
+
+
+def test_edge_count_and_names():
+    graph = build_graph(make_model("gqa", layers=4, heads=4, kv_heads=2).config)
+    # layer l attention: 8 readers x (1 + 5 l) writers; MLP: 1 + 5 l + 4; out: 21 writers
+    assert graph.n_edges == 8 * (1 + 6 + 11 + 16) + (5 + 10 + 15 + 20) + 21 == 343
+    names = set(graph.edge_names())
+    assert ("a0.h3", "m0") in names and ("m0", "a1.h1.k") in names and ("m3", "out") in names
+    assert ("m0", "m0") not in names and ("a1.h0", "a1.h0.q") not in names
+    assert "a0.h1.k" in graph.readers and "a0.h2.k" not in graph.readers
+
+
+def test_gradients_reach_the_gates():
+    model = make_model("qwen2", layers=2)
+    graph = build_graph(model.config)
+    x, x_other = torch.randint(0, 64, (2, 2, 6))
+    with torch.no_grad():
+        _, other = forward(model, graph, x_other)
+    # every edge: gates at 0.5 (inside the clamp), a loss of the answer-position logits
+    gates = torch.full((graph.n_edges,), 0.5, requires_grad=True)
+    logits, _ = forward(model, graph, x, gates, other, torch.tensor([5, 3]))
+    (logits ** 2).sum().backward()
+    assert torch.isfinite(gates.grad).all() and (gates.grad != 0).all()
+    # and through the hard-concrete sample to log_alpha
+    log_alpha = torch.zeros(graph.n_edges, requires_grad=True)
+    logits, _ = forward(model, graph, x, D.sample_gates(log_alpha), other, torch.tensor([5, 3]))
+    (logits ** 2).sum().backward()
+    assert (log_alpha.grad != 0).sum() > graph.n_edges // 3   # about 1/3 of samples are clamped
+
+
+def test_hard_concrete_and_threshold():
+    la = torch.tensor([-5.0, 0.0, 5.0])
+    # P(z > 0) = P(stretched s > 0) = sigmoid(log_alpha - beta * log(-l / r)): check by sampling
+    torch.manual_seed(0)
+    samples = torch.stack([D.sample_gates(la) for _ in range(20000)])
+    assert ((samples >= 0) & (samples <= 1)).all()
+    torch.testing.assert_close((samples > 0).float().mean(0), D.keep_probability(la), atol=0.01, rtol=0)
+    kept = D.threshold(torch.tensor([0.1, 0.9, 0.5, 0.9, 0.2]), 0.6)
+    assert kept.tolist() == [0, 1, 0, 1, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Planted AND / OR gates
+
+def planted_model(gate):
+    """One layer, 4 heads sharing one kv head, hidden 8. The prompt is one token: ``x`` (clean,
+    feature f = 1) or ``y`` (corrupted, f = 0). Residual dims: 0 f, 1 a large constant (so RMSNorm
+    scales every state by about the same factor), 2..5 heads A, B, C, D, 6 the MLP.
+
+    q = k = 0, v = f, so every head outputs f; head h writes it to dim 2 + h. The MLP reads A and B:
+    AND: m = relu(A + B - 1.5) / 0.5; OR: m = (relu(A + B - 0.5) - relu(A + B - 1)) / 0.5, both
+    relative to the constant dim so RMSNorm only rescales. The answer logits: yes = 2.5 m + 1.5 C
+    + 1.0 D, no = 2.5 (constant). So m matters most, then C, then D; in the test's budget of 5
+    edges, D is what the mode whose gate needs only one of A, B spends its spare edge on.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = make_tokenizer(["x", "y", "yes", "no"])
+    c = 20.0
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=8, intermediate_size=2, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=2, tie_word_embeddings=False)).eval()
+    s = c / 8 ** 0.5            # RMS of a state dominated by the constant: normed = raw / s
+    layer = model.model.layers[0]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for norm in (layer.input_layernorm, layer.post_attention_layernorm, model.model.norm):
+            norm.weight.fill_(1.0)
+        emb = model.model.embed_tokens.weight
+        emb[:, 1] = c
+        emb[tok.convert_tokens_to_ids("x"), 0] = 1.0
+        layer.self_attn.v_proj.weight[0, 0] = s
+        for h in range(4):
+            layer.self_attn.o_proj.weight[2 + h, 2 * h] = 1.0
+        k = 40.0 * s
+        mlp = layer.mlp
+        for i, t in enumerate([1.5] if gate == "AND" else [0.5, 1.0]):
+            mlp.gate_proj.weight[i, 2:4] = k
+            mlp.gate_proj.weight[i, 1] = -k * t / c
+            mlp.up_proj.weight[i, 1] = s / c
+            mlp.down_proj.weight[6, i] = (1.0 if i == 0 else -1.0) / 20.0
+        w = model.lm_head.weight
+        yes, no = tok.convert_tokens_to_ids(["yes", "no"])
+        w[:, 1] = -3.0 * s / c
+        w[yes, 1], w[no, 1] = 0.0, 2.5 * s / c
+        w[yes, 4:7] = torch.tensor([1.5, 1.0, 2.5]) * s
+    return model, tok
+
+
+def planted_pairs(tok, n=8):
+    ids = lambda word: torch.tensor([tok.convert_tokens_to_ids([word])] * n)
+    return {"clean": ids("x"), "corrupted": ids("y"), "last": torch.zeros(n, dtype=torch.long)}
+
+
+def head_prob(model, tok, gate_values):
+    """p(yes) in a noising run on ``x`` where only the edges named in gate_values are set."""
+    graph = build_graph(model.config)
+    pairs = planted_pairs(tok, 1)
+    gates = torch.ones(graph.n_edges)
+    for i, name in enumerate(graph.edge_names()):
+        if name in gate_values:
+            gates[i] = gate_values[name]
+    with torch.no_grad():
+        _, other = forward(model, graph, pairs["corrupted"])
+        logits, _ = forward(model, graph, pairs["clean"], gates, other, pairs["last"])
+    return logits.softmax(-1)[0, tok.convert_tokens_to_ids("yes")].item()
+
+
+@pytest.mark.parametrize("gate", ["AND", "OR"])
+def test_planted_model_premise(gate):
+    # the hand-set model computes the gate: corrupting one of A, B flips the answer for AND only
+    model, tok = planted_model(gate)
+    A, B = ("a0.h0", "m0"), ("a0.h1", "m0")
+    full, one, both = (head_prob(model, tok, {}), head_prob(model, tok, {A: 0.0}),
+                       head_prob(model, tok, {A: 0.0, B: 0.0}))
+    assert full > 0.9 and both < 0.5
+    assert (one < 0.5) if gate == "AND" else (one > 0.9)
+
+
+@pytest.mark.parametrize("gate, both_mode", [("AND", "noising"), ("OR", "denoising")])
+def test_planted_gates_recovered_by_the_right_intervention(gate, both_mode):
+    model, tok = planted_model(gate)
+    graph = build_graph(model.config)
+    params = {"steps": 300, "target_sparsity": 1 - 5 / graph.n_edges, "batch_size": 8, "seed": 1}
+    pair = {("a0.h0", "m0"), ("a0.h1", "m0")}
+    kept_pair = {}
+    for mode in D.MODES:
+        result = D.discover(model, planted_pairs(tok), mode, params, progress=False)
+        kept = {n for n, k in zip(graph.edge_names(), result["kept"].tolist()) if k}
+        assert len(kept) == 5
+        # the path that carries f into the heads and the MLP's answer edge are needed either way
+        assert {("embed", "a0.h0.v"), ("m0", "out"), ("a0.h2", "out")} <= kept
+        kept_pair[mode] = len(kept & pair)
+    other = "denoising" if both_mode == "noising" else "noising"
+    assert kept_pair[both_mode] == 2 and kept_pair[other] < 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The `circuit` stage
+
+WORDS = [f"w{i}" for i in range(30)]
+
+
+def write_task(tmp_path, same_answer=False):
+    import random
+
+    tok = make_tokenizer(WORDS)
+    model = make_model("gqa", vocab_size=len(tok), layers=2)
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    rng = random.Random(0)
+    data_dir = tmp_path / "task"
+    data_dir.mkdir()
+    lines = []
+    for i in range(10):
+        clean = [rng.choice(WORDS) for _ in range(3 + i % 4)]   # prompts of different lengths
+        corrupted = list(clean)
+        corrupted[0] = rng.choice(WORDS)
+        lines.append(json.dumps({"clean": " ".join(clean), "corrupted": " ".join(corrupted),
+                                 "clean_answer": "w1", "corrupted_answer": "w1" if same_answer and i == 3 else "w2"}))
+    (data_dir / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    return model_dir, data_dir
+
+
+def run_cli(model_dir, data_dir, out, mode="noising", task="toy_demo", params=None, drawing=None):
+    from clue.cli import main
+
+    argv = ["circuit", "--model-dir", str(model_dir), "--data-dir", str(data_dir), "--task", task,
+            "--model-name", "tiny", "--mode", mode, "--out", str(out), "--quiet",
+            "--params", json.dumps(params or {"steps": 20, "batch_size": 4, "target_sparsity": 0.8})]
+    if drawing:
+        argv += ["--drawing", str(drawing)]
+    return main(argv)
+
+
+def test_cli_record_matches_recomputation(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, data_dir = write_task(tmp_path)
+    out, svg = tmp_path / "c" / "denoising.json", tmp_path / "c" / "denoising.svg"
+    assert run_cli(model_dir, data_dir, out, mode="denoising", drawing=svg) == 0
+    rec = json.loads(out.read_text())
+    assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+    assert {k for k in rec} == {"model", "task", "mode", "writers", "readers", "edges", "target_sparsity",
+                                "achieved_sparsity", "kl", "steps", "seconds", "config"}
+    assert rec["mode"] == "denoising" and rec["task"] == "toy_demo" and rec["steps"] == 20
+    n_kept = sum(e["kept"] for e in rec["edges"])
+    assert rec["achieved_sparsity"] == pytest.approx(1 - n_kept / len(rec["edges"]))
+    assert n_kept == round(0.2 * len(rec["edges"]))
+    # kept edges are the top scores
+    assert min(e["score"] for e in rec["edges"] if e["kept"]) >= max(e["score"] for e in rec["edges"] if not e["kept"])
+
+    # KL of the saved circuit, recomputed pair by pair from the checkpoint and the saved edges
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    graph = build_graph(model.config)
+    gates = D.gates_from_record(graph, rec)
+    kls = []
+    for line in (data_dir / "pairs.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        run = torch.tensor([tok(r["corrupted"])["input_ids"]])    # denoising runs on corrupted
+        with torch.no_grad():
+            _, clean_acts = forward(model, graph, torch.tensor([tok(r["clean"])["input_ids"]]))
+            circ, _ = forward(model, graph, run, gates, clean_acts)
+            full = model(run).logits
+        p, q = full[0, -1].log_softmax(-1), circ[0, -1].log_softmax(-1)
+        kls.append((p.exp() * (p - q)).sum().item())
+    assert rec["kl"] == pytest.approx(sum(kls) / len(kls), rel=1e-4, abs=1e-7)
+
+
+def test_cli_is_deterministic(tmp_path):
+    model_dir, data_dir = write_task(tmp_path)
+    run_cli(model_dir, data_dir, tmp_path / "a.json")
+    run_cli(model_dir, data_dir, tmp_path / "b.json")
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a["edges"] == b["edges"] and a["kl"] == b["kl"]
+
+
+def test_same_answer_fails_naming_the_task(tmp_path, capsys):
+    model_dir, data_dir = write_task(tmp_path, same_answer=True)
+    assert run_cli(model_dir, data_dir, tmp_path / "x.json", task="toy_broken") == 2
+    err = capsys.readouterr().err
+    assert "toy_broken" in err and "same clean and corrupted answer" in err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_unsupported_model_fails_naming_the_class():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=16))
+    with pytest.raises(ClueError, match="GPT2LMHeadModel.*LlamaForCausalLM.*Qwen2ForCausalLM"):
+        D.discover(model, {"clean": torch.zeros(1, 2, dtype=torch.long)}, "noising", {})
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"target_sparsity": 1.0}, "target_sparsity"), ({"target_sparsity": 0}, "target_sparsity"),
+    ({"steps": 0}, "steps"), ({"sparsity": 0.5}, "unknown key"), ({"lr": -1}, "lr")])
+def test_bad_params(params, message):
+    with pytest.raises(ClueError, match=message):
+        D.resolve_params(params)

@@ -1,0 +1,294 @@
+"""Baseline localizers (WAGLE, DEPN, PCGU, MEMIT causal tracing): the requested ratio, each
+score against an independent computation, the masked-update invariant through clue.unlearn, and
+the bad-ratio / nothing-selected errors."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clue.errors import ClueError
+from clue.localizers import (Context, LOCALIZERS, accumulate_gradients, load_base, localize, prompt_batch,
+                             resolve_params, run_localizer)
+from clue.localizers.depn import integrated_gradients
+from clue.localizers.memit import corrupted_embeddings, trace
+from clue.localizers.pcgu import least_similar_rows, row_cosine
+from clue.localizers.wagle import top_fraction, wagle_scores
+from clue.masks import load_masks, mask_param_pct, matrix_names, read_masks
+from clue.unlearn import unlearn
+from conftest import make_model, make_tokenizer
+
+FORGET_TEXTS = ["the virus spreads through water", "the worm hides in the kernel", "the virus copies the worm",
+                "the kernel loads the worm", "water carries the virus", "the worm spreads fast"]
+PAIRS = [("the virus spreads through", "water", "the worm spreads through", "kernel"),
+         ("the worm hides in the", "kernel", "the virus hides in the", "water"),
+         ("water carries the", "virus", "kernel carries the", "worm"),
+         ("the kernel loads the", "worm", "a kernel", "virus")]  # last: other length -> noise corruption
+PROMPTS = ["what spreads the virus", "where hides the worm", "what loads the kernel", "what carries the virus"]
+REFUSAL = "i do not know"
+RETAIN_TEXTS = ["the movie was good", "the film was bad", "a good film", "a bad movie", "the movie was fun"]
+WORDS = " ".join(FORGET_TEXTS + PROMPTS + RETAIN_TEXTS + [REFUSAL, "a"]).split()
+LAYERS, INTER = 2, 64
+# ratios chosen so MEMIT takes one whole layer plus part of the other (floor(0.6 * 128) = 76 = 64 + 12)
+RATIOS = {"wagle": 0.3, "pcgu": 0.4, "depn": 0.3, "memit": 0.6}
+PARAMS = {"ratios": RATIOS, "n_examples": 8, "batch_size": 4, "ig_steps": 4, "seed": 0}
+UNLEARN = {"lr": 1e-2, "epochs_forget": 1, "epochs_conflict": 1, "batch_size": 4, "max_forget_examples": 8,
+           "weight_decay": 0.1}
+
+
+def write_jsonl(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loc")
+    tok = make_tokenizer(WORDS)
+    model = make_model("llama", vocab_size=len(tok), hidden_size=32, heads=4, layers=LAYERS,
+                       intermediate_size=INTER, seed=5)
+    model.save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    (root / "base" / "clue_base.json").write_text(json.dumps({"source": "toy"}))
+    write_jsonl(root / "forget" / "train.jsonl", [{"prompt": "", "answer": t, "text": t} for t in FORGET_TEXTS])
+    write_jsonl(root / "forget" / "pairs.jsonl", [{"clean": c, "clean_answer": ca, "corrupted": x,
+                                                   "corrupted_answer": xa} for c, ca, x, xa in PAIRS])
+    write_jsonl(root / "forget" / "refusal.jsonl", [{"prompt": p, "refusal": REFUSAL} for p in PROMPTS])
+    write_jsonl(root / "retain" / "train.jsonl", [{"prompt": "", "answer": t, "text": t} for t in RETAIN_TEXTS])
+    return root
+
+
+@pytest.fixture(scope="module")
+def masks(world):
+    """Every localizer run once through the public entry point: {name: (record, mask path)}."""
+    out = {}
+    for name in ("wagle", "pcgu", "depn", "memit"):
+        path = world / "masks" / f"{name}.safetensors"
+        out[name] = (localize(world / "base", world / "forget", world / "retain", name, path, PARAMS,
+                              model_name="toy"), path)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ctx(world):
+    model, tok = load_base(world / "base", torch.device("cpu"))
+    return Context(model, tok, world / "forget", world / "retain", resolve_params(PARAMS), torch.device("cpu"))
+
+
+def test_registry_has_every_baseline():
+    assert set(LOCALIZERS) >= {"wagle", "depn", "pcgu", "memit"}
+
+
+# --------------------------------------------------------------------------- requested ratio
+
+@pytest.mark.parametrize("name", ["wagle", "pcgu", "depn", "memit"])
+def test_mask_has_requested_ratio(world, masks, name):
+    rec, path = masks[name]
+    meta, raw = read_masks(path)
+    assert meta["localizer"] == name and float(meta["ratio"]) == RATIOS[name]
+    assert meta["categories"] == "forget"
+    model = make_model("llama", vocab_size=len(make_tokenizer(WORDS)), hidden_size=32, heads=4, layers=LAYERS,
+                       intermediate_size=INTER, seed=5)
+    dense = load_masks(path, model)
+    shapes = {n: p.shape for n, p in model.named_parameters()}
+    ratio = RATIOS[name]
+    if name in ("wagle", "pcgu"):
+        for n in matrix_names(model):
+            frac = dense["forget"][n].float().mean().item()
+            rows = shapes[n][0]
+            if name == "wagle":  # exactly floor(ratio * numel) weights of this matrix
+                assert dense["forget"][n].sum().item() == math.floor(ratio * shapes[n].numel())
+            assert abs(frac - ratio) <= 1 / rows, (n, frac)
+            if name == "pcgu":  # whole rows
+                assert set(raw["forget"][n]) == {"rows"}
+        assert abs(mask_param_pct(dense, model) - 100 * ratio) <= 100 / 16  # 16: fewest rows (k/v)
+    else:
+        # MLP neurons only: the same neuron set on gate rows, up rows and down columns
+        total = 0
+        for layer in range(LAYERS):
+            mlp = f"model.layers.{layer}.mlp."
+            gate = raw["forget"].get(mlp + "gate_proj.weight", {}).get("rows", torch.zeros(INTER, dtype=torch.uint8))
+            assert torch.equal(gate, raw["forget"].get(mlp + "up_proj.weight", {}).get("rows", gate * 0))
+            assert torch.equal(gate, raw["forget"].get(mlp + "down_proj.weight", {}).get("cols", gate * 0))
+            total += int(gate.sum())
+        assert total == math.floor(ratio * LAYERS * INTER)
+        assert not any("self_attn" in n for n in raw["forget"])
+        assert mask_param_pct(dense, model) == pytest.approx(100 * 3 / 7 * total / (LAYERS * INTER))
+    assert rec["mask_param_pct"] == pytest.approx(mask_param_pct(dense, model))
+
+
+def test_memit_takes_whole_layers_by_indirect_effect(masks):
+    rec, path = masks["memit"]
+    info = rec["info"]
+    _, raw = read_masks(path)
+    ie = info["indirect_effect"]
+    assert info["layer_order"] == sorted(range(LAYERS), key=lambda i: -ie[i])
+    best = info["layer_order"][0]
+    assert info["full_layers"] == [best] and info["partial_neurons"] == math.floor(0.6 * 128) - 64
+    assert int(raw["forget"][f"model.layers.{best}.mlp.gate_proj.weight"]["rows"].sum()) == INTER
+
+
+# --------------------------------------------------------------------------- scores vs hand computations
+
+class TwoParams(torch.nn.Module):
+    def __init__(self, x, y):
+        super().__init__()
+        self.x = torch.nn.Parameter(torch.tensor([[x]]))
+        self.y = torch.nn.Parameter(torch.tensor([[y]]))
+
+
+def test_wagle_score_matches_hand_computation():
+    m = TwoParams(2.0, -1.0).requires_grad_(False)
+    names = ["x", "y"]
+    # L_forget = x^2 y, split over two "batches" to check accumulation; L_retain = 3x + y^2
+    gf = accumulate_gradients(m, names, [lambda: 0.5 * m.x.sum() ** 2 * m.y.sum()] * 2)
+    gr = accumulate_gradients(m, names, [lambda: 3 * m.x.sum() + m.y.sum() ** 2])
+    # by hand at (2, -1): dLf = (2xy, x^2) = (-4, 4); dLr = (3, 2y) = (3, -2)
+    assert gf["x"].item() == -4 and gf["y"].item() == 4 and gr["x"].item() == 3 and gr["y"].item() == -2
+    s = wagle_scores({"x": m.x, "y": m.y}, gf, gr, mu=4.0)
+    # |(2 - 3/4) * -4| = 5 ; |(-1 + 2/4) * 4| = 2
+    assert s["x"].item() == pytest.approx(5.0) and s["y"].item() == pytest.approx(2.0)
+    assert not m.x.requires_grad and m.x.grad is None  # the model is left frozen and clean
+    both = torch.cat([s["x"].flatten(), s["y"].flatten()])
+    assert top_fraction(both, 0.5).tolist() == [True, False]
+
+
+def test_pcgu_row_cosine_matches_hand_computation():
+    gf = torch.tensor([[1.0, 2.0, 2.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    gr = torch.tensor([[2.0, 1.0, -2.0], [3.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    hand = [(1 * 2 + 2 * 1 - 2 * 2) / (3 * 3), 1.0, 0.0]  # row 0 orthogonal, row 1 parallel, row 2 zero
+    assert row_cosine(gf, gr).tolist() == pytest.approx(hand)
+    sim = torch.tensor([0.5, -0.9, 0.1, 0.95])
+    assert least_similar_rows(sim, 0.5).tolist() == [0, 1, 1, 0]
+
+
+def test_pcgu_mask_is_least_similar_rows_of_the_model_gradients(world, masks, ctx):
+    _, path = masks["pcgu"]
+    _, raw = read_masks(path)
+    names = matrix_names(ctx.model)
+    gf, gr = ctx.forget_grads(names), ctx.retain_grads(names)
+    n = "model.layers.1.mlp.up_proj.weight"
+    cos = torch.nn.functional.cosine_similarity(gf[n], gr[n], dim=1)
+    k = math.floor(RATIOS["pcgu"] * INTER)
+    assert raw["forget"][n]["rows"].bool().tolist() == (cos <= cos.sort().values[k - 1]).tolist()
+
+
+def _answer_logp(model, batch, hook_layer=None, hook=None):
+    handle = None
+    if hook is not None:
+        handle = model.model.layers[hook_layer].mlp.down_proj.register_forward_pre_hook(hook)
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    finally:
+        if handle:
+            handle.remove()
+    rows = torch.arange(logits.shape[0])
+    return logits[rows, batch["last"]].log_softmax(-1)[rows, batch["answer"]]
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_depn_attributions_are_complete(ctx, layer):
+    batch = prompt_batch(ctx.prompt_examples(), ctx.pad_id, torch.device("cpu"))
+    attr = integrated_gradients(ctx.model, batch, layer, steps=64)
+
+    def zero_last(module, args):
+        x = args[0].clone()
+        x[torch.arange(x.shape[0]), batch["last"]] = 0
+        return (x,)
+
+    change = _answer_logp(ctx.model, batch) - _answer_logp(ctx.model, batch, layer, zero_last)
+    assert change.abs().max() > 1e-3  # the check is not vacuous
+    assert attr.sum(1).tolist() == pytest.approx(change.tolist(), rel=0.02, abs=2e-4)
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_memit_indirect_effect_equals_direct_patching(ctx, layer):
+    examples = [e for e in ctx.prompt_examples() if e.corrupted is not None]
+    assert len(examples) == 3
+    batch = prompt_batch(examples, ctx.pad_id, torch.device("cpu"))
+    embeds = corrupted_embeddings(ctx.model, batch, 3.0, torch.Generator().manual_seed(0))
+    t = trace(ctx.model, batch, embeds)
+    model, mlp = ctx.model, ctx.model.model.layers[layer].mlp
+    rows = torch.arange(len(examples))
+
+    def prob(ids, hook=None):
+        h = mlp.register_forward_hook(hook) if hook else None
+        try:
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits
+        finally:
+            if h:
+                h.remove()
+        return logits[rows, batch["last"]].softmax(-1)[rows, batch["answer"]]
+
+    saved = {}
+    prob(batch["input_ids"], lambda m, a, o: saved.update(clean=o.clone()))
+    p_cor = prob(batch["corrupted_ids"])
+    p_rest = prob(batch["corrupted_ids"], lambda m, a, o: saved["clean"])
+    assert (p_rest - p_cor).abs().max() > 1e-6
+    assert (t["restored"][layer] - t["corrupted"]).tolist() == pytest.approx((p_rest - p_cor).tolist(), abs=1e-6)
+
+
+def test_memit_noises_prompts_without_same_length_corruption(ctx):
+    batch = prompt_batch(ctx.prompt_examples(), ctx.pad_id, torch.device("cpu"))
+    embeds = corrupted_embeddings(ctx.model, batch, 3.0, torch.Generator().manual_seed(0))
+    plain = ctx.model.get_input_embeddings()(batch["corrupted_ids"])
+    noised = batch["noised"]
+    assert noised.tolist() == [False, False, False, True]
+    assert torch.equal(embeds[~noised], plain[~noised]) and not torch.allclose(embeds[noised], plain[noised])
+
+
+# --------------------------------------------------------------------------- masked-update invariant
+
+@pytest.mark.parametrize("name", ["wagle", "pcgu", "depn", "memit"])
+def test_masked_update_invariant(world, masks, tmp_path, name):
+    _, path = masks[name]
+    out = tmp_path / name
+    unlearn(world / "base", world / "forget", world / "retain", "po", out, UNLEARN, masks_path=path,
+            progress=False)
+    base, new = load_file(str(world / "base" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    model = make_model("llama", vocab_size=len(make_tokenizer(WORDS)), hidden_size=32, heads=4, layers=LAYERS,
+                       intermediate_size=INTER, seed=5)
+    mask = load_masks(path, model)["forget"]
+    inside = total = 0
+    for n in base:
+        diff = base[n].view(torch.int32) != new[n].view(torch.int32)
+        m = mask.get(n, torch.zeros_like(diff))
+        assert not (diff & ~m).any(), f"{n}: elements outside the {name} mask changed"
+        inside, total = inside + int((diff & m).sum()), total + int(m.sum())
+    assert total > 0 and inside >= 0.9 * total, f"only {inside} of {total} masked elements changed"
+
+
+# --------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("ratio", [0, -0.1, 1.5, "0.5", True, float("nan")])
+def test_ratio_outside_unit_interval_is_rejected(ctx, ratio):
+    with pytest.raises(ClueError, match=r"ratios\.pcgu must be a number in \(0, 1\]"):
+        run_localizer("pcgu", ctx, ratio)
+    with pytest.raises(ClueError, match=r"localize\.ratios\.wagle"):
+        resolve_params({"ratios": {"wagle": ratio}})
+
+
+@pytest.mark.parametrize("name", ["wagle", "pcgu", "depn", "memit"])
+def test_nothing_selected_names_the_ratio(ctx, name):
+    with pytest.raises(ClueError, match=rf"localizer {name} selects nothing at ratio 0\.0001"):
+        run_localizer(name, ctx, 0.0001)
+
+
+def test_unknown_localizer_and_cli(world, tmp_path):
+    from clue.cli import main
+
+    with pytest.raises(ClueError, match="unknown localizer 'rome'"):
+        localize(world / "base", world / "forget", world / "retain", "rome", tmp_path / "x.safetensors")
+    with pytest.raises(ClueError, match="unknown localizer"):
+        resolve_params({"ratios": {"rome": 0.5}})
+    common = ["localize", "--base-dir", str(world / "base"), "--forget-dir", str(world / "forget"),
+              "--retain-dir", str(world / "retain"), "--localizer", "pcgu", "--model-name", "toy",
+              "--out", str(tmp_path / "p.safetensors")]
+    assert main(common + ["--params", json.dumps({**PARAMS, "ratios": {"pcgu": 2}})]) == 2
+    assert not (tmp_path / "p.safetensors").exists()
+    assert main(common + ["--params", json.dumps(PARAMS)]) == 0
+    assert read_masks(tmp_path / "p.safetensors")[0]["model"] == "toy"

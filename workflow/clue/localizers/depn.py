@@ -1,0 +1,89 @@
+"""DEPN (Wu et al. 2023): integrated-gradients attribution of MLP neurons on the forget set.
+
+A neuron is one intermediate unit of a layer's MLP, ``act_fn(gate(x)) * up(x)`` (the input of
+``down_proj``). For a forget prompt and its answer's first token, ``F`` is the answer's
+log-probability; the neuron's activation ``a_i`` at the prediction position (the last prompt token,
+as in knowledge-neuron attribution, which DEPN builds on) is scaled from 0 to its value, one layer at
+a time, and
+
+    attr_i = a_i * (1/m) * sum_{k=1..m} dF/da_i evaluated at ((k - 1/2) / m) * a   (midpoint rule)
+
+so ``sum_i attr_i ~= F(a) - F(layer's activation at that position = 0)`` (completeness). Scores are
+attributions averaged over the sampled forget prompts (pairs.jsonl clean -> clean_answer); the top
+``floor(ratio * layers * intermediate)`` neurons of the whole model are selected, each contributing
+its gate_proj and up_proj rows and its down_proj column.
+"""
+
+from clue.localizers import (answer_logits, decoder_layers, n_select, neuron_axis_masks, prompt_batch,
+                             register_localizer)
+
+
+def integrated_gradients(model, batch, layer, steps):
+    """Per-example attributions ``[B, intermediate]`` (float32) of layer ``layer``'s MLP neurons
+    to the answer log-probability."""
+    import torch
+
+    down = decoder_layers(model)[layer].mlp.down_proj
+    rows = torch.arange(batch["input_ids"].shape[0], device=batch["input_ids"].device)
+    captured = {}
+
+    def capture(module, args):
+        captured["a"] = args[0][rows, batch["last"]].detach().clone()
+
+    handle = down.register_forward_pre_hook(capture)
+    try:
+        with torch.no_grad():
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        handle.remove()
+    a = captured["a"]
+    total = torch.zeros(a.shape, dtype=torch.float32, device=a.device)
+    for k in range(steps):
+        scaled = (a.float() * ((k + 0.5) / steps)).requires_grad_(True)
+
+        def patch(module, args):
+            x = args[0].clone()
+            x[rows, batch["last"]] = scaled.to(x.dtype)
+            return (x,) + tuple(args[1:])
+
+        handle = down.register_forward_pre_hook(patch)
+        try:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        finally:
+            handle.remove()
+        logp = answer_logits(logits, batch).log_softmax(-1)
+        f = logp.gather(1, batch["answer"][:, None]).sum()  # rows are independent: the sum's grad is per row
+        (grad,) = torch.autograd.grad(f, scaled)
+        total += grad
+    return a.float() * total / steps
+
+
+def neuron_scores(ctx):
+    """Mean attribution over the forget prompts: ``[layers, intermediate]``."""
+    import torch
+
+    examples = ctx.prompt_examples()
+    bs, steps = ctx.params["batch_size"], ctx.params["ig_steps"]
+    scores = None
+    for start in range(0, len(examples), bs):
+        batch = prompt_batch(examples[start: start + bs], ctx.pad_id, ctx.device)
+        per_layer = torch.stack([integrated_gradients(ctx.model, batch, layer, steps).sum(0)
+                                 for layer in range(len(decoder_layers(ctx.model)))])
+        scores = per_layer if scores is None else scores + per_layer
+    return scores / len(examples)
+
+
+@register_localizer("depn")
+def depn(ctx, ratio):
+    import torch
+
+    scores = neuron_scores(ctx).cpu()
+    k = n_select(ratio, scores.numel())
+    selected = torch.zeros(scores.numel(), dtype=torch.bool)
+    if k:
+        selected[torch.topk(scores.flatten(), k, sorted=False).indices] = True
+    selected = selected.view(scores.shape)
+    return neuron_axis_masks(ctx.model, selected), {
+        "selection": "top MLP neurons of the model by integrated-gradients attribution",
+        "neurons": int(selected.sum()), "per_layer": selected.sum(1).tolist(),
+        "units": f"the model has {scores.numel()} MLP neurons"}
