@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ["configs/test.yaml", "configs/test-clue.yaml"]
 COPY = ["Snakefile", "config.yaml", "rules", "workflow", "configs", "profiles", "envs"]
 
 
@@ -45,16 +46,23 @@ def copy_workflow(dest):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     wd = copy_workflow(tmp_path_factory.mktemp("wf"))
-    snakemake(wd, "results/table1.csv", "--cores", "2", "--configfile", "configs/test.yaml")
+    snakemake(wd, "results/table1.csv", "--cores", "2", "--configfile", *CONFIGS)
     return wd
 
 
 @pytest.mark.slow
 def test_end_to_end_tiny_config(tiny_run):
     rows = list(csv.DictReader(open(tiny_run / "results/table1.csv")))
-    assert [(r["forget"], r["retain"], r["method"]) for r in rows] == [("toy_cyber", "toy_sst2", "origin")]
+    assert [(r["forget"], r["retain"], r["method"]) for r in rows] == [
+        ("toy_cyber", "toy_sst2", "origin"), ("toy_cyber", "toy_sst2", "clue")]
     assert list(rows[0]) == ["forget", "retain", "method", "unlearned_param_pct", "FE", "RU", "GU"]
     ev = json.loads((tiny_run / "results/toy/eval/toy_cyber__toy_sst2/origin.json").read_text())
+    clue = json.loads((tiny_run / "results/toy/eval/toy_cyber__toy_sst2/clue.json").read_text())
+    assert float(rows[1]["unlearned_param_pct"]) == pytest.approx(clue["unlearned_param_pct"], abs=1e-3)
+    for artifact in ["circuits/toy_cyber/noising.json", "circuits/toy_sst2/denoising.svg", "gates/toy_cyber.json",
+                     "cnf/toy_cyber__toy_sst2.cnf", "cnf/toy_cyber__toy_sst2.wcnf", "assign/toy_cyber__toy_sst2.json",
+                     "masks/toy_cyber__toy_sst2/clue.safetensors", "unlearned/toy_cyber__toy_sst2/clue/config.json"]:
+        assert (tiny_run / "results/toy" / artifact).exists(), artifact
     assert float(rows[0]["FE"]) == pytest.approx(1 - ev["accuracy"]["toy_cyber"], abs=1e-4)
     assert float(rows[0]["RU"]) == pytest.approx(ev["accuracy"]["toy_sst2"], abs=1e-4)
     assert float(rows[0]["GU"]) == pytest.approx(ev["accuracy"]["toy_ioi"], abs=1e-4)
@@ -70,19 +78,29 @@ def test_end_to_end_tiny_config(tiny_run):
 
 @pytest.mark.slow
 def test_second_run_has_nothing_to_do(tiny_run):
-    out = snakemake(tiny_run, "results/table1.csv", "--cores", "2", "--configfile", "configs/test.yaml")
+    out = snakemake(tiny_run, "results/table1.csv", "--cores", "2", "--configfile", *CONFIGS)
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
 @pytest.mark.slow
 def test_a_changed_section_reruns_only_the_rules_that_read_it(tiny_run):
-    config = (tiny_run / "configs/test.yaml").read_text()
     changed = tiny_run / "configs/changed.yaml"
-    changed.write_text(config.replace("batch_size: 64", "batch_size: 8"))  # the evaluate section
-    jobs = planned_jobs(snakemake(tiny_run, "-n", "results/table1.csv", "--configfile", str(changed)))
-    assert jobs.get("evaluate_base") == 1 and "base_model" not in jobs and "data" not in jobs
-    changed.write_text(config.replace("steps: 40", "steps: 41"))  # the model section
-    jobs = planned_jobs(snakemake(tiny_run, "-n", "results/table1.csv", "--configfile", str(changed)))
+
+    def plan(section):
+        changed.write_text(section)
+        return planned_jobs(snakemake(tiny_run, "-n", "results/table1.csv", "--configfile", *CONFIGS, str(changed)))
+
+    jobs = plan("evaluate: {batch_size: 8}\n")
+    assert jobs.get("evaluate_base") == 1 and jobs.get("evaluate") == 1
+    assert not {"base_model", "data", "circuit", "unlearn"} & set(jobs)
+    # a later section (unlearning, solving) never reruns circuit discovery
+    jobs = plan("unlearn: {lr: 0.002}\n")
+    assert jobs.get("unlearn") == 1 and not {"circuit", "gates", "cnf", "solve", "evaluate_base"} & set(jobs)
+    jobs = plan("solve: {maxsat: rc2-stratified}\n")
+    assert jobs.get("solve") == 1 and not {"circuit", "gates", "cnf"} & set(jobs)
+    jobs = plan("circuit: {steps: 21}\n")
+    assert jobs.get("circuit") == 4 and "base_model" not in jobs
+    jobs = plan("model: {train: {steps: 41}}\n")
     assert jobs.get("base_model") == 1 and "data" not in jobs
 
 

@@ -147,19 +147,19 @@ class Sentiment(ToyTask):
 
 
 class Entailment(ToyTask):
-    """Does the premise entail the hypothesis? The premise says which two things someone owns;
-    the hypothesis claims one item (stands for RTE)."""
+    """Does the premise entail the hypothesis? The premise says what someone owns; the
+    hypothesis claims the same item or another (stands for RTE). One item keeps it learnable
+    by the toy model within its training budget (two items reached 0.79 in 2000 steps)."""
 
     name, role, stands_for = "toy_rte", "retain", "RTE"
     ITEMS = ["car", "bike", "boat", "dog", "cat", "house", "farm", "piano", "horse", "drum", "lamp", "kite"]
 
     def _render(self, name, owned, claim):
-        return (f"premise : {name} owns a {owned[0]} and a {owned[1]} . "
-                f"hypothesis : {name} owns a {claim} . entailed :")
+        return f"premise : {name} owns a {owned[0]} . hypothesis : {name} owns a {claim} . entailed :"
 
     def example(self, rng):
         name = rng.choice(NAMES)
-        owned = rng.sample(self.ITEMS, 2)
+        owned = rng.sample(self.ITEMS, 1)
         inside = rng.choice(owned)
         outside = rng.choice([i for i in self.ITEMS if i not in owned])
         label = rng.randrange(2)  # 1 = entailed
@@ -291,7 +291,7 @@ class GreaterThan(ToyTask):
         return f"is {x} greater than {y} ? answer :"
 
     def example(self, rng):
-        x, y = rng.sample(range(10, 100), 2)
+        x, y = rng.sample(range(10, 50), 2)
         label = int(x > y)
         return dict(prompt=self._render(x, y), answer=["no", "yes"][label], choices=["no", "yes"],
                     label=label, corrupted=self._render(y, x), corrupted_answer=["no", "yes"][1 - label])
@@ -319,17 +319,15 @@ def generate_toy_task(name, seed, n_train, n_test, n_pairs):
         refusal = [dict(prompt=q["prompt"], refusal=REFUSALS[k % len(REFUSALS)])
                    for k, q in enumerate(questions)]
     else:
-        # Draw until there are n_test + n_train distinct prompts (or the space runs dry), then
-        # split, so no test prompt is ever a training prompt.
-        seen, examples, attempts = set(), [], 0
-        while len(examples) < n_train + n_test and attempts < 50 * (n_train + n_test):
-            attempts += 1
-            ex = task.example(rng)
-            if ex["prompt"] not in seen:
-                seen.add(ex["prompt"])
-                examples.append(ex)
-        test_n = min(n_test, len(examples) // 5)
-        test, rest = examples[:test_n], examples[test_n:]
+        # Test: distinct prompts, at most a fifth of the distinct prompts the task can produce
+        # (estimated from a sample), so training still sees most of the space. Train: fresh
+        # draws whose prompt is not a test prompt. Repeats within train are allowed: dropping
+        # them would skew the answers wherever one answer has fewer distinct prompts than another.
+        sample = [task.example(rng) for _ in range(5 * (n_train + n_test))]
+        distinct = list({e["prompt"]: e for e in sample}.values())
+        test = distinct[:min(n_test, len(distinct) // 5)]
+        held_out = {e["prompt"] for e in test}
+        rest = [e for e in sample if e["prompt"] not in held_out]
         train = [dict(prompt=e["prompt"], answer=e["answer"], text=f"{e['prompt']} {e['answer']}")
                  for e in rest[:n_train]]
         refusal = []
