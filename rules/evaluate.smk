@@ -69,11 +69,11 @@ rule evaluate:
         "benchmarks/{model}/evaluate/{forget}__{retain}/{method}.tsv"
     conda:
         "../envs/clue.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
     shell:
-        "clue evaluate --checkpoint {input.ckpt} --forget {wildcards.forget} --retain {wildcards.retain}"
+        "OMP_NUM_THREADS={threads} clue evaluate --checkpoint {input.ckpt} --forget {wildcards.forget} --retain {wildcards.retain}"
         " --general {params.general} --method {wildcards.method} --base-dir {input.base}"
         " --data-root results/{wildcards.model}/data --params {params.section:q} --out {output} > {log} 2>&1"

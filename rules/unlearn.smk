@@ -39,12 +39,12 @@ rule unlearn:
         "benchmarks/{model}/unlearn/{forget}__{retain}/{method}.tsv"
     conda:
         "../envs/clue.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
     shell:
-        "clue unlearn --base-dir {input.base} --forget-dir {input.forget} --retain-dir {input.retain}"
+        "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget} --retain-dir {input.retain}"
         " --method {params.method} {params.masks} --params {params.section:q} --out {output}"
         " --no-progress > {log} 2>&1"
 
@@ -68,11 +68,11 @@ rule localize:
         "benchmarks/{model}/localize/{forget}__{retain}/{localizer}.tsv"
     conda:
         "../envs/clue.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
     shell:
-        "clue localize --base-dir {input.base} --forget-dir {input.forget} --retain-dir {input.retain}"
+        "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget} --retain-dir {input.retain}"
         " --localizer {wildcards.localizer} --model-name {wildcards.model} --params {params.section:q}"
         " --out {output} > {log} 2>&1"
