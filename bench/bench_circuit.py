@@ -38,7 +38,11 @@ def measure(args):
     model = AutoModelForCausalLM.from_pretrained(args.model_dir).eval().requires_grad_(False)
     pairs = D.load_pairs(args.data_dir, "bench", tok, args.batch_size)
     graph = build_graph(model.config)
-    run_ids, other_ids = pairs["clean"], pairs["corrupted"]
+    # Tile the pairs up to the batch size: the step's memory must stand out of the RSS that
+    # loading the model already reached.
+    reps = -(-args.batch_size // pairs["clean"].shape[0])
+    run_ids, other_ids, last = (pairs[k].repeat_interleave(reps, 0)[:args.batch_size]
+                                for k in ("clean", "corrupted", "last"))
     before = peak_mb()
     if args.measure == "unmasked":
         with torch.no_grad():
@@ -46,9 +50,11 @@ def measure(args):
     else:
         with torch.no_grad():
             _, other = forward(model, graph, other_ids)
-        log_alpha = torch.full((graph.n_edges,), 3.0, requires_grad=True)
-        logits, _ = forward(model, graph, run_ids, D.sample_gates(log_alpha), other, pairs["last"])
-        logits.logsumexp(-1).sum().backward()
+        log_alpha = torch.full((graph.n_edges,), 3.0, requires_grad=args.measure == "masked_train")
+        with torch.set_grad_enabled(args.measure == "masked_train"):
+            logits, _ = forward(model, graph, run_ids, D.sample_gates(log_alpha), other, last)
+            if args.measure == "masked_train":
+                logits.logsumexp(-1).sum().backward()
     print(json.dumps({"extra_mb": peak_mb() - before, "tokens": list(run_ids.shape)}))
 
 
@@ -96,8 +102,9 @@ def main():
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--mode", default="noising", choices=["noising", "denoising"])
     ap.add_argument("--params", default="{}", help="the circuit config section as JSON")
-    ap.add_argument("--batch-size", type=int, default=16, help="batch of the memory measurement")
-    ap.add_argument("--measure", choices=["masked", "unmasked"], help=argparse.SUPPRESS)
+    ap.add_argument("--batch-size", type=int, default=512, help="batch of the memory measurement "
+                    "(the task's pairs, repeated)")
+    ap.add_argument("--measure", choices=["masked", "unmasked", "masked_train"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
         return measure(args)
@@ -119,14 +126,15 @@ def main():
           f"torch threads {torch.get_num_threads()}")
 
     mem = {}
-    for kind in ("unmasked", "masked"):
+    for kind in ("unmasked", "masked", "masked_train"):
         out = subprocess.run([sys.executable, __file__, "--model-dir", args.model_dir, "--data-dir",
                               args.data_dir, "--batch-size", str(args.batch_size), "--measure", kind],
                              check=True, capture_output=True, text=True).stdout
         mem[kind] = json.loads(out.strip().splitlines()[-1])
-    u, m = mem["unmasked"]["extra_mb"], mem["masked"]["extra_mb"]
+    u, m, t = (mem[k]["extra_mb"] for k in ("unmasked", "masked", "masked_train"))
     print(f"peak extra RSS, batch {mem['masked']['tokens']}: unmasked forward {u:.1f} MB, masked "
-          f"forward+backward {m:.1f} MB, ratio {m / max(u, 1e-3):.1f}")
+          f"forward {m:.1f} MB (ratio {m / max(u, 1e-3):.1f}), masked forward+backward to the gates "
+          f"{t:.1f} MB (ratio {t / max(u, 1e-3):.1f})")
     print(estimate_7b())
 
 

@@ -88,8 +88,6 @@ def _batches(records_by_task, tokenizer, batch_size, answer_weight, rng):
     Every token is a language-modelling target; answer tokens weigh ``1 + answer_weight``, so
     the few tokens that carry a task's rule are not drowned by the unpredictable ones around
     them (random names, symbols)."""
-    import torch
-
     tasks = sorted(records_by_task)
     while True:
         rows = [rng.choice(records_by_task[rng.choice(tasks)]) for _ in range(batch_size)]

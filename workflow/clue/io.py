@@ -82,3 +82,14 @@ def read_jsonl(path, required=()):
             raise ClueError(f"{path}:{lineno}: record is missing field(s) {', '.join(missing)}")
         records.append(rec)
     return records
+
+
+def json_params(text, section):
+    """A stage's ``--params``: its config section as a JSON object string."""
+    try:
+        params = json.loads(text) if text else {}
+    except json.JSONDecodeError as e:
+        raise ClueError(f"--params is not valid JSON ({e})") from None
+    if not isinstance(params, dict):
+        raise ClueError(f"--params must be a JSON object (the {section} config section)")
+    return params

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from clue.errors import ClueError
-from clue.io import atomic_dir, read_jsonl
+from clue.io import atomic_dir, json_params, read_jsonl
 
 METHODS = ("clue", "ga", "npo", "po")
 ABLATIONS = ("none", "no_forget_mask", "full_conflict_mask", "conflict_first")
@@ -350,12 +350,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError as e:
-        raise ClueError(f"--params is not valid JSON ({e})") from None
-    if not isinstance(params, dict):
-        raise ClueError("--params must be a JSON object (the unlearn config section)")
+    params = json_params(args.params, "unlearn")
     rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, args.method, args.out, params,
                   masks_path=args.masks, progress=not args.no_progress)
     last = rec["losses"][-1]["loss"] if rec["losses"] else None

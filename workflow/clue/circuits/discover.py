@@ -21,7 +21,6 @@ skipped (with a warning). Answers are expected to be single tokens (true for the
 word-level tokenizer); a multi-token answer is represented by its first token.
 """
 
-import json
 import math
 import sys
 import time
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 from clue.circuits.masked_forward import build_graph, check_supported, forward
 from clue.errors import ClueError
-from clue.io import atomic_path, read_jsonl, write_json
+from clue.io import atomic_path, json_params, read_jsonl, write_json
 
 MODES = ("noising", "denoising")
 DEFAULTS = {
@@ -335,12 +334,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError as e:
-        raise ClueError(f"--params is not valid JSON ({e})") from None
-    if not isinstance(params, dict):
-        raise ClueError("--params must be a JSON object (the `circuit` config section)")
+    params = json_params(args.params, "circuit")
     p = resolve_params(params)
     torch.manual_seed(p["seed"])
 

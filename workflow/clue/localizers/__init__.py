@@ -17,7 +17,6 @@ What ``ratio`` means (every localizer selects ``floor(ratio * n)`` units):
   at most 42.9% (see DEFAULTS).
 """
 
-import json
 import math
 import random
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from clue.errors import ClueError
-from clue.io import read_jsonl
+from clue.io import json_params, read_jsonl
 
 # The `localize` config section.
 # ratios: WAGLE and PCGU select per matrix, so their ratios are the paper's unlearned-parameter %
@@ -428,12 +427,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError as e:
-        raise ClueError(f"--params is not valid JSON ({e})") from None
-    if not isinstance(params, dict):
-        raise ClueError("--params must be a JSON object (the localize config section)")
+    params = json_params(args.params, "localize")
     rec = localize(args.base_dir, args.forget_dir, args.retain_dir, args.localizer, args.out, params,
                    model_name=args.model_name)
     print(f"clue localize: {args.localizer} at ratio {rec['ratio']}: the forget mask covers "

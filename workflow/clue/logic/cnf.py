@@ -23,6 +23,7 @@ import json
 import warnings
 
 from clue.errors import ClueError
+from clue.io import json_params
 from clue.logic import dimacs
 from clue.logic.gates import OUT, load_gates
 
@@ -34,12 +35,7 @@ def parse_params(text, defaults, what):
     """A stage's config section (a JSON object string) merged over its defaults; unknown keys fail."""
     params = dict(defaults)
     if text:
-        try:
-            given = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ClueError(f"--params is not valid JSON ({e})") from None
-        if not isinstance(given, dict):
-            raise ClueError("--params must be a JSON object")
+        given = json_params(text, what)
         unknown = sorted(set(given) - set(defaults))
         if unknown:
             raise ClueError(f"unknown {what} config key(s): {', '.join(unknown)} "
