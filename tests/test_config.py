@@ -67,7 +67,7 @@ def test_unknown_top_level_key_is_rejected():
     (lambda c: c["tasks"]["forget"].append("toy_chem"), "tasks.forget[2]", "toy_cyber"),
     (lambda c: c["tasks"]["retain"].__setitem__(0, "toy_cyber"), "tasks.retain[0]", "forget task"),
     (lambda c: c["model"].__setitem__("name", "gpt-5"), "model.name", "zephyr-7b-beta"),
-    (lambda c: c["methods"].append("magic"), "methods[1]", KNOWN_METHODS[0]),
+    (lambda c: c["methods"].__setitem__(0, "magic"), "methods[0]", KNOWN_METHODS[0]),
 ])
 def test_unknown_names_fail_listing_known_ones(mutate, key, known):
     config = load()
