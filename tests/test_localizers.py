@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from clue.errors import ClueError
+from clue.io import write_jsonl
 from clue.localizers import (Context, LOCALIZERS, accumulate_gradients, load_base, localize, prompt_batch,
                              resolve_params, run_localizer)
 from clue.localizers.depn import integrated_gradients
@@ -36,11 +37,6 @@ RATIOS = {"wagle": 0.3, "pcgu": 0.4, "depn": 0.3, "memit": 0.6}
 PARAMS = {"ratios": RATIOS, "n_examples": 8, "batch_size": 4, "ig_steps": 4, "seed": 0}
 UNLEARN = {"lr": 1e-2, "epochs_forget": 1, "epochs_conflict": 1, "batch_size": 4, "max_forget_examples": 8,
            "weight_decay": 0.1}
-
-
-def write_jsonl(path, records):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from clue.errors import ClueError
+from clue.io import write_jsonl
 from clue.masks import axis_masks_from_neurons, write_masks
 from clue.unlearn import unlearn
 from conftest import make_model, make_tokenizer
@@ -23,11 +24,6 @@ WORDS = " ".join(FORGET_TEXTS + PROMPTS + RETAIN_TEXTS + [REFUSAL]).split()
 FORGET_NEURONS, CONFLICT_NEURONS = ["a0.h1", "m1"], ["a1.h2"]
 FAST = {"lr": 1e-2, "epochs_forget": 1, "epochs_conflict": 1, "batch_size": 4, "max_forget_examples": 8,
         "weight_decay": 0.1}  # weight decay on: exactness must not rely on it being off
-
-
-def write_jsonl(path, records):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 @pytest.fixture(scope="module")

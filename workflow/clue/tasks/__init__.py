@@ -2,13 +2,12 @@
 ``datasets``). Unknown names fail before any job runs, listing the known ones."""
 
 from clue.errors import ClueError
+from clue.tasks.real import REAL_TASKS
 from clue.tasks.toy import TOY_TASKS
 
-# Real tasks and their role; their loaders live in clue.tasks.real (imported lazily: datasets).
-REAL_TASK_ROLES = {
-    "wmdp_cyber": "forget", "wmdp_bio": "forget", "pku_saferlhf": "forget",
-    "winogrande": "retain", "sst2": "retain", "rte": "retain", "bool": "retain",
-}
+# Real tasks and their role, from their registry (clue.tasks.real imports `datasets` only when
+# a task is loaded).
+REAL_TASK_ROLES = {name: spec.role for name, spec in REAL_TASKS.items()}
 
 
 def known_tasks():
