@@ -7,14 +7,17 @@ envvars:
 
 
 from clue.config import all_data_tasks, data_params, model_params, model_source
+from clue.localizers import LOCALIZERS
+from clue.losses import FORGET_LOSSES
 
 MODEL = config["model"]["name"]
 FORGET = config["tasks"]["forget"]
 RETAIN = config["tasks"]["retain"]
 GENERAL = config["tasks"]["general"] + config["tasks"]["general_lm_eval"]
 METHODS = config["methods"]
-# Methods that fine-tune every parameter (no localization).
-FULL_FINETUNE = ("ga", "npo", "po")
+# Methods that fine-tune every parameter with their forget loss (no localization): every
+# registered forget loss. Localizers are the registered ones (clue/localizers).
+FULL_FINETUNE = tuple(FORGET_LOSSES)
 
 # Jobs call the `clue` CLI: the one of the job's conda env when --software-deployment-method
 # conda activates one, else the one installed beside the Python that runs snakemake (a venv

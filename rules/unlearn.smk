@@ -61,7 +61,7 @@ rule localize:
     params:
         section=section("localize"),
     wildcard_constraints:
-        localizer="wagle|depn|pcgu|memit",
+        localizer="|".join(LOCALIZERS),
     log:
         "logs/{model}/localize/{forget}__{retain}/{localizer}.log",
     benchmark:

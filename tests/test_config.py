@@ -10,7 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from clue.config import KNOWN_METHODS, KNOWN_MODELS, check_config, data_params
+from clue.config import KNOWN_MODELS, check_config, data_params, known_methods
 from clue.errors import ClueError
 from clue.tasks import known_tasks
 
@@ -44,6 +44,9 @@ def test_embedded_default_has_two_forget_sets_and_four_retain_sets():
     (("data", "n_train"), 0, "n_train"),
     (("model", "train", "lr"), -1, "lr"),
     (("tasks", "forget"), "toy_cyber", "forget"),
+    (("localize", "ratios", "wagle"), 1.5, "wagle"),
+    (("localize", "ratios", "pcgu"), 0, "pcgu"),
+    (("evaluate", "jobs"), "per_method", "jobs"),
 ])
 def test_malformed_config_names_the_key(key, value, fragment):
     config = load()
@@ -67,7 +70,9 @@ def test_unknown_top_level_key_is_rejected():
     (lambda c: c["tasks"]["forget"].append("toy_chem"), "tasks.forget[2]", "toy_cyber"),
     (lambda c: c["tasks"]["retain"].__setitem__(0, "toy_cyber"), "tasks.retain[0]", "forget task"),
     (lambda c: c["model"].__setitem__("name", "gpt-5"), "model.name", "zephyr-7b-beta"),
-    (lambda c: c["methods"].__setitem__(0, "magic"), "methods[0]", KNOWN_METHODS[0]),
+    (lambda c: c["methods"].__setitem__(0, "magic"), "methods[0]", known_methods()[0]),
+    (lambda c: c["unlearn"].__setitem__("stage_losses", ["po", "rmu"]), "unlearn.stage_losses[1]", "npo"),
+    (lambda c: c["localize"]["ratios"].__setitem__("rome", 0.5), "localize.ratios.rome", "wagle"),
 ])
 def test_unknown_names_fail_listing_known_ones(mutate, key, known):
     config = load()
@@ -75,6 +80,17 @@ def test_unknown_names_fail_listing_known_ones(mutate, key, known):
     with pytest.raises(ClueError) as err:
         check_config(config)
     assert key in str(err.value) and known in str(err.value)
+
+
+def test_known_methods_follow_the_registries():
+    from clue.localizers import LOCALIZERS
+    from clue.losses import FORGET_LOSSES
+
+    methods = known_methods()
+    assert methods[0] == "origin" and methods[-1] == "clue"
+    assert set(methods[1:-1]) == set(FORGET_LOSSES) | set(LOCALIZERS)
+    # the paper's Table 1 rows
+    assert {"ga", "npo", "po", "memit", "pcgu", "depn", "wagle"} <= set(methods)
 
 
 def test_known_names_are_listed_in_full():

@@ -66,3 +66,36 @@ def test_metrics_need_every_task():
     with pytest.raises(ClueError, match="toy_ioi"):
         pair_metrics({"a": 0.5, "b": 0.5}, "a", "b", ["toy_ioi"])
     assert pair_metrics({"a": 0.25, "b": 0.75, "g": 0.5}, "a", "b", ["g"]) == dict(FE=0.75, RU=0.75, GU=0.5)
+
+
+def test_several_checkpoints_in_one_process_give_the_same_eval_jsons(world, tmp_path):
+    """evaluate.jobs: per_pair evaluates a pair's checkpoints in one process; each eval JSON must
+    equal the one a separate process (per_checkpoint) writes for the same checkpoint."""
+    import torch
+
+    model, tok = load_base(world / "ckpt")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(7)))
+    model.save_pretrained(tmp_path / "other")
+    tok.save_pretrained(tmp_path / "other")
+    ckpts = [world / "ckpt", tmp_path / "other"]
+    common = ["--forget", "toy_cyber", "--retain", "toy_sst2", "--general", "toy_ioi", "toy_arithmetic",
+              "--base-dir", str(world / "ckpt"), "--data-root", str(world / "data"), "--params", json.dumps(EVAL)]
+    together = [tmp_path / "a.json", tmp_path / "b.json"]
+    assert main(["evaluate", "--checkpoint", *map(str, ckpts), "--method", "ga", "po",
+                 "--out", *map(str, together), *common]) == 0
+    for ckpt, method, out in zip(ckpts, ["ga", "po"], together):
+        alone = tmp_path / f"alone-{method}.json"
+        assert main(["evaluate", "--checkpoint", str(ckpt), "--method", method, "--out", str(alone), *common]) == 0
+        assert json.loads(out.read_text()) == json.loads(alone.read_text())
+    a, b = (json.loads(p.read_text()) for p in together)
+    assert a["unlearned_param_pct"] == 0.0 and b["unlearned_param_pct"] == 100.0
+    assert a["accuracy"] != b["accuracy"]  # two different models, so the check above compares something
+
+
+def test_checkpoints_methods_and_outputs_must_match_in_number(world, tmp_path):
+    assert main(["evaluate", "--checkpoint", str(world / "ckpt"), str(world / "ckpt"), "--method", "ga",
+                 "--out", str(tmp_path / "a.json"), "--data-root", str(world / "data"), "--tasks", "toy_ioi",
+                 "--params", json.dumps(EVAL)]) == 2
+    assert not (tmp_path / "a.json").exists()

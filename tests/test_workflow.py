@@ -123,3 +123,52 @@ def test_slurm_profile_dry_run():
 def test_lint_is_clean():
     out = snakemake(ROOT, "--lint", check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# A localizer written the way the README's "Adding a method or a localizer" says: this one file in
+# clue/localizers/, nothing else edited. It selects the first floor(ratio * rows) rows of every
+# attention/MLP matrix.
+FIRST_ROWS = '''
+from clue.localizers import n_select, register_localizer
+
+
+@register_localizer("firstrows", default_ratio=0.5, label="First rows")
+def first_rows(ctx, ratio):
+    import torch
+
+    from clue.masks import matrix_names
+
+    params = dict(ctx.model.named_parameters())
+    masks = {}
+    for name in matrix_names(ctx.model):
+        rows = torch.zeros(params[name].shape[0], dtype=torch.uint8)
+        rows[: n_select(ratio, rows.numel())] = 1
+        masks[name] = {"rows": rows}
+    return masks, {"selection": "first rows"}
+'''
+
+
+@pytest.mark.slow
+def test_a_localizer_is_one_file_plus_a_config_entry(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "workflow/clue/localizers/firstrows.py").write_text(FIRST_ROWS)
+    (wd / "methods.yaml").write_text("methods: [origin, firstrows]\nlocalize: {ratios: {firstrows: 0.25}}\n")
+    # the copy's clue package, not the installed one, for snakemake and for every job
+    env = {"PYTHONPATH": str(wd / "workflow")}
+    out = subprocess.run([sys.executable, "-m", "snakemake", "results/table1.csv", "--cores", "2",
+                          "--configfile", "configs/test.yaml", "methods.yaml"], cwd=wd, capture_output=True,
+                         text=True, env={**__import__("os").environ, **env, "HF_HUB_OFFLINE": "1",
+                                         "HF_DATASETS_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-5000:]
+    rows = {r["method"]: r for r in csv.DictReader(open(wd / "results/table1.csv"))}
+    assert set(rows) == {"origin", "firstrows"}
+    # first quarter of the rows of every matrix: 25% of the attention/MLP weights, which the
+    # masked fine-tuning moved
+    mask_meta = json.loads(subprocess.run(
+        [sys.executable, "-c", "import json,sys; from safetensors import safe_open; "
+         "print(json.dumps(safe_open(sys.argv[1], 'pt').metadata()))",
+         str(wd / "results/toy/masks/toy_cyber__toy_sst2/firstrows.safetensors")],
+        capture_output=True, text=True, check=True).stdout)
+    assert mask_meta["localizer"] == "firstrows" and float(mask_meta["mask_param_pct"]) == pytest.approx(25.0)
+    assert 0 < float(rows["firstrows"]["unlearned_param_pct"]) <= 25.0 + 1e-9
+    assert "| First rows |" in (wd / "results/table1.md").read_text()

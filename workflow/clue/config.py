@@ -15,9 +15,16 @@ KNOWN_MODELS = {
     "qwen2-7b": "Qwen/Qwen2-7B",
 }
 
-# Rows of Table 1 this version can produce. Adding a method: register it here and give it a
-# rule (or reuse `unlearn`); see README "Adding a method".
-KNOWN_METHODS = ["origin", "ga", "npo", "po", "memit", "pcgu", "depn", "wagle", "clue"]
+
+
+def known_methods():
+    """Rows of Table 1 this version can produce: Origin, every registered forget loss (trained on
+    every parameter), every registered localizer (PO + retain loss inside its mask) and CLUE. The
+    registries are torch-free to import; see README "Adding a method or a localizer"."""
+    from clue.localizers import LOCALIZERS
+    from clue.losses import FORGET_LOSSES
+
+    return ["origin", *FORGET_LOSSES, *LOCALIZERS, "clue"]
 
 
 def model_source(config):
@@ -40,10 +47,22 @@ def check_config(config):
             if task_role(task) != role:
                 raise ClueError(f"config key tasks.{role}[{i}]: task {task!r} is a {task_role(task)} task, "
                                 f"not a {role} task")
+    known = known_methods()
     for i, method in enumerate(config["methods"]):
-        if method not in KNOWN_METHODS:
+        if method not in known:
             raise ClueError(f"config key methods[{i}]: unknown method {method!r}; known methods: "
-                            f"{', '.join(KNOWN_METHODS)}")
+                            f"{', '.join(known)}")
+    from clue.localizers import LOCALIZERS
+    from clue.losses import FORGET_LOSSES
+
+    for i, loss in enumerate(config["unlearn"]["stage_losses"]):
+        if loss not in FORGET_LOSSES:
+            raise ClueError(f"config key unlearn.stage_losses[{i}]: unknown forget loss {loss!r}; known: "
+                            f"{', '.join(FORGET_LOSSES)}")
+    for name in config["localize"]["ratios"]:
+        if name not in LOCALIZERS:
+            raise ClueError(f"config key localize.ratios.{name}: unknown localizer {name!r}; known: "
+                            f"{', '.join(LOCALIZERS)}")
     if model_source(config) == "toy":
         real = [t for r in ("forget", "retain", "general") for t in config["tasks"][r] if not t.startswith("toy_")]
         if real:

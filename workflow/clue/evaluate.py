@@ -23,14 +23,18 @@ dataset_kwargs:
     test: {test_file}
 test_split: test
 output_type: multiple_choice
-doc_to_text: "{{{{prompt}}}}"
-doc_to_choice: "{{{{choices}}}}"
+doc_to_text: prompt
+doc_to_choice: choices
 doc_to_target: label
 metric_list:
   - metric: acc
 metadata:
   version: 1.0
 """
+
+
+# doc_to_text / doc_to_choice name the test.jsonl fields: lm-eval reads a field directly, where a
+# Jinja template ("{{prompt}}") would be compiled anew for every document.
 
 
 def lm_eval_task_name(task):
@@ -84,7 +88,8 @@ def pair_metrics(accuracy, forget, retain, general):
 
 
 def add_arguments(p):
-    p.add_argument("--checkpoint", help="HF checkpoint directory to evaluate (lm-eval runs on it)")
+    p.add_argument("--checkpoint", nargs="+", help="HF checkpoint directory to evaluate (lm-eval runs on it); "
+                   "several, with as many --method and --out, are evaluated one after the other in this process")
     p.add_argument("--from-eval", help="reuse per-task accuracies from this eval JSON instead of running "
                    "lm-eval (the Origin rows reuse one evaluation of the base model)")
     p.add_argument("--tasks", nargs="*", default=[], help="tasks to evaluate (with --checkpoint and no pair)")
@@ -92,36 +97,49 @@ def add_arguments(p):
     p.add_argument("--retain", help="retain task of the pair")
     p.add_argument("--general", nargs="*", default=[], help="general tasks (GU averages them)")
     p.add_argument("--data-root", required=True, help="results/{model}/data")
-    p.add_argument("--method", default="origin")
+    p.add_argument("--method", nargs="+", default=["origin"], help="the Table 1 row of each checkpoint")
     p.add_argument("--base-dir", help="base model directory: unlearned_param_pct is measured against it")
     p.add_argument("--params", required=True, help="JSON: the `evaluate` config section")
-    p.add_argument("--out", required=True, help="eval JSON")
+    p.add_argument("--out", nargs="+", required=True, help="eval JSON, one per checkpoint")
 
 
-def main(args):
-    params = json.loads(args.params)
+def evaluate_one(args, params, checkpoint, method, out):
     pair = args.forget is not None
     tasks = [args.forget, args.retain, *args.general] if pair else list(args.tasks)
     if args.from_eval:
         source = io.read_json(args.from_eval)
         accuracy, version, checkpoint = source["accuracy"], source["lm_eval_version"], source["checkpoint"]
-    elif args.checkpoint:
-        accuracy, version = run_lm_eval(args.checkpoint, tasks, args.data_root, params)
-        checkpoint = args.checkpoint
     else:
-        raise ClueError("give --checkpoint (run lm-eval) or --from-eval (reuse an evaluation)")
-    record = dict(method=args.method, checkpoint=str(checkpoint), lm_eval_version=version)
+        accuracy, version = run_lm_eval(checkpoint, tasks, args.data_root, params)
+    record = dict(method=method, checkpoint=str(checkpoint), lm_eval_version=version)
     if pair:
         record.update(forget=args.forget, retain=args.retain, general=args.general,
                       **pair_metrics(accuracy, args.forget, args.retain, args.general))
         record["accuracy"] = {t: accuracy[t] for t in tasks}
         pct = None
-        if args.method != "origin" and args.base_dir:
+        if method != "origin" and args.base_dir:
             from clue.masks import unlearned_param_pct_dirs
 
             pct = unlearned_param_pct_dirs(args.base_dir, checkpoint)
         record["unlearned_param_pct"] = pct
     else:
         record["accuracy"] = accuracy
-    io.write_json(args.out, record)
+    io.write_json(out, record)
     print(json.dumps({k: v for k, v in record.items() if k in ("FE", "RU", "GU")} or record["accuracy"]))
+
+
+def main(args):
+    params = json.loads(args.params)
+    if args.from_eval:
+        checkpoints = [None]
+    elif args.checkpoint:
+        checkpoints = args.checkpoint
+    else:
+        raise ClueError("give --checkpoint (run lm-eval) or --from-eval (reuse an evaluation)")
+    if not len(checkpoints) == len(args.method) == len(args.out):
+        raise ClueError(f"give as many --method ({len(args.method)}) and --out ({len(args.out)}) as "
+                        f"checkpoints ({len(checkpoints)})")
+    # one process for several checkpoints: importing torch, transformers and lm-eval takes longer
+    # than evaluating a toy checkpoint (evaluate.jobs: per_pair)
+    for checkpoint, method, out in zip(checkpoints, args.method, args.out):
+        evaluate_one(args, params, checkpoint, method, out)

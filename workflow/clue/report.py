@@ -5,10 +5,16 @@ from clue import io
 from clue.errors import ClueError
 
 COLUMNS = ["forget", "retain", "method", "unlearned_param_pct", "FE", "RU", "GU"]
-# Display names in the paper's Table 1 (order of its rows).
-METHOD_LABELS = {"origin": "Origin", "ga": "GA", "npo": "NPO", "po": "PO",
-                 "memit": "MEMIT (causal-tracing localization)", "pcgu": "PCGU", "depn": "DEPN",
-                 "wagle": "WAGLE", "clue": "CLUE"}
+
+
+def method_labels():
+    """Row names as in the paper's Table 1; forget losses and localizers name theirs when they
+    register."""
+    from clue.localizers import LOCALIZERS
+    from clue.losses import FORGET_LOSSES
+
+    return {"origin": "Origin", **{n: x.label for n, x in {**FORGET_LOSSES, **LOCALIZERS}.items()},
+            "clue": "CLUE"}
 
 
 def collect(eval_paths):
@@ -29,6 +35,7 @@ def markdown(df, forget, retain, methods):
     unlearned parameter % (mean over the block's retain sets) as in the paper."""
     header = "| Method | Unlearned parameter | " + " | ".join(f"{r} FE | {r} RU | {r} GU" for r in retain) + " |"
     sep = "|" + "---|" * (2 + 3 * len(retain))
+    labels = method_labels()
     lines = ["# Table 1: performance overview of LLM unlearning", "",
              "FE = 1 - accuracy on the forget set (higher is better); RU = accuracy on the retain "
              "set's test split; GU = mean accuracy over the general tasks.", ""]
@@ -38,7 +45,7 @@ def markdown(df, forget, retain, methods):
         for m in methods:
             block = df[(df.forget == f) & (df.method == m)]
             pct = block.unlearned_param_pct.dropna()
-            cells = [METHOD_LABELS.get(m, m), "-" if pct.empty else f"{pct.mean():.2f}%"]
+            cells = [labels.get(m, m), "-" if pct.empty else f"{pct.mean():.2f}%"]
             for r in retain:
                 row = block[block.retain == r]
                 cells += ["-"] * 3 if row.empty else [fmt(row.iloc[0][k]) for k in ("FE", "RU", "GU")]

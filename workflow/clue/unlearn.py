@@ -23,7 +23,14 @@ from pathlib import Path
 from clue.errors import ClueError
 from clue.io import atomic_dir, json_params, read_jsonl
 
-METHODS = ("clue", "ga", "npo", "po")
+
+
+def methods():
+    """``clue`` and every registered forget loss (clue/losses)."""
+    from clue.losses import FORGET_LOSSES
+
+    return ("clue", *FORGET_LOSSES)
+
 ABLATIONS = ("none", "no_forget_mask", "full_conflict_mask", "conflict_first")
 
 # The `unlearn` config section. lr: the paper grid-searches 1e-5 for 7B models; a small model
@@ -265,8 +272,8 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
     from clue.losses import encode_text, get_forget_loss
     from clue.masks import load_masks, resolve_base, unlearned_param_pct_dirs
 
-    if method not in METHODS:
-        raise ClueError(f"unknown unlearning method {method!r} (known: {', '.join(METHODS)})")
+    if method not in methods():
+        raise ClueError(f"unknown unlearning method {method!r} (known: {', '.join(methods())})")
     p = resolve_params(params)
     if method == "clue" and masks_path is None:
         raise ClueError("--method clue needs --masks (the forget and conflict masks of `clue masks`)")
@@ -340,7 +347,7 @@ def add_arguments(parser):
     parser.add_argument("--base-dir", required=True, help="base checkpoint directory (save_pretrained + tokenizer)")
     parser.add_argument("--forget-dir", required=True, help="forget task data dir (train.jsonl, refusal.jsonl)")
     parser.add_argument("--retain-dir", required=True, help="retain task data dir (train.jsonl)")
-    parser.add_argument("--method", required=True, choices=METHODS,
+    parser.add_argument("--method", required=True, choices=methods(),
                         help="clue: two-stage masked unlearning; ga/npo/po: that loss on all parameters")
     parser.add_argument("--masks", default=None,
                         help="mask .safetensors (required for clue; for ga/npo/po restricts training to its union)")

@@ -4,8 +4,10 @@ forget and retain sets and write a ``forget`` mask in the axis-mask format (docs
 
 Adding a localizer touches one file plus a config entry: write ``clue/localizers/<name>.py`` with
 a function ``fn(ctx, ratio) -> ({param: {axis: tensor}}, info_dict)`` decorated with
-``@register_localizer("<name>")``, import the module at the bottom of this file, and give it a
-ratio under ``localize.ratios`` in the config.
+``@register_localizer("<name>", default_ratio=...)``, and list ``<name>`` under ``methods`` in the
+config (``localize.ratios.<name>`` overrides the default ratio). Every module of this package is
+imported at the bottom of this file; modules import torch inside their functions, because the
+Snakefile reads this registry at startup.
 
 What ``ratio`` means (every localizer selects ``floor(ratio * n)`` units):
 
@@ -29,11 +31,8 @@ from clue.errors import ClueError
 from clue.io import json_params, read_jsonl
 
 # The `localize` config section.
-# ratios: WAGLE and PCGU select per matrix, so their ratios are the paper's unlearned-parameter %
-# (WAGLE ~90%, PCGU ~86%). DEPN and MEMIT only localize MLP neurons; 3 of the 7 matrices per layer
-# are MLP matrices, so no ratio brings them to the paper's ~77% / ~76% (their ceiling is 42.9%,
-# which would be "every MLP neuron": no localization at all). We read the paper's figures for them
-# as the share of the MLP weights they edit and use 0.77 / 0.76 of the MLP neurons.
+# ratios: each localizer's default ratio comes from its registration (``default_ratio``); the
+# config's ``localize.ratios`` overrides it per localizer.
 # wagle_mu: WAGLE's curvature constant (the retain Hessian approximated as mu * I), so
 # theta - grad_r / mu is one retain gradient step of size 1/mu. Gradients here are means over the
 # scored tokens (O(1e-3) per weight on the toy model, larger on 7B); mu = 1 makes the step comparable
@@ -41,7 +40,7 @@ from clue.io import json_params, read_jsonl
 # trace_noise: MEMIT/ROME causal tracing's embedding noise, in standard deviations of the embedding
 # matrix (ROME uses 3), for forget prompts whose corrupted prompt (pairs.jsonl) has another length.
 DEFAULTS = {
-    "ratios": {"wagle": 0.90, "depn": 0.77, "pcgu": 0.86, "memit": 0.76},
+    "ratios": {},
     "n_examples": 64,
     "batch_size": 8,
     "ig_steps": 16,
@@ -56,16 +55,18 @@ DEFAULTS = {
 class Localizer:
     name: str
     fn: Callable  # fn(ctx, ratio) -> ({param: {axis: tensor}}, info dict)
+    default_ratio: float  # used when the config's localize.ratios does not name this localizer
+    label: str  # the row's name in Table 1
 
 
 LOCALIZERS = {}
 
 
-def register_localizer(name):
+def register_localizer(name, *, default_ratio, label=None):
     def decorate(fn):
         if name in LOCALIZERS:
             raise ValueError(f"localizer {name!r} is registered twice")
-        LOCALIZERS[name] = Localizer(name, fn)
+        LOCALIZERS[name] = Localizer(name, fn, check_ratio(name, default_ratio), label or name.upper())
         return fn
 
     return decorate
@@ -102,7 +103,8 @@ def resolve_params(params):
     if bad:
         raise ClueError(f"localize.ratios names unknown localizer(s) {', '.join(bad)} "
                         f"(known: {', '.join(sorted(LOCALIZERS))})")
-    p["ratios"] = {**DEFAULTS["ratios"], **{k: check_ratio(k, v) for k, v in ratios.items()}}
+    defaults = {name: loc.default_ratio for name, loc in LOCALIZERS.items()}
+    p["ratios"] = {**defaults, **{k: check_ratio(k, v) for k, v in ratios.items()}}
     for key in ("n_examples", "batch_size", "ig_steps", "seed"):
         v = p[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 1):
@@ -436,5 +438,14 @@ def main(args):
     return 0
 
 
-# Importing the localizer modules registers them (keep at the bottom: they import from here).
-from clue.localizers import depn, memit, pcgu, wagle  # noqa: E402,F401
+# Importing every module of the package registers its localizer (keep at the bottom: the modules
+# import from here).
+def _import_all():
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()

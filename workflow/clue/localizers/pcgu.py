@@ -31,7 +31,8 @@ def least_similar_rows(similarity, ratio):
     return rows
 
 
-@register_localizer("pcgu")
+# PCGU selects rows per matrix, so its ratio is its unlearned-parameter %: the paper's ~86%.
+@register_localizer("pcgu", default_ratio=0.86)
 def pcgu(ctx, ratio):
     from clue.masks import matrix_names
 

@@ -31,7 +31,8 @@ def top_fraction(score, ratio):
     return mask.view(score.shape)
 
 
-@register_localizer("wagle")
+# WAGLE selects per matrix, so its ratio is its unlearned-parameter %: the paper's ~90%.
+@register_localizer("wagle", default_ratio=0.90)
 def wagle(ctx, ratio):
     from clue.masks import matrix_names
 

@@ -1,8 +1,10 @@
 """Forget losses registered by name, the retain loss, and the shared sequence log-probability.
 
 Adding a forget method touches one file: define ``loss(model, batch, params)`` in
-``clue/losses/<name>.py``, decorate it with ``@register_forget_loss("<name>", data=...)`` and import
-the module at the bottom of this file.
+``clue/losses/<name>.py`` and decorate it with ``@register_forget_loss("<name>", data=...)``. Every
+module of this package is imported below, so the loss is registered, is a Table 1 row (the loss on
+every parameter) and a valid ``unlearn.stage_losses`` entry; list it under ``methods`` in the config.
+Modules import torch inside their functions: the Snakefile reads this registry at startup.
 
 Conventions (all losses are minimised):
 
@@ -30,19 +32,20 @@ class ForgetLoss:
     fn: Callable  # fn(model, batch, params) -> scalar tensor
     data: str  # "text": forget corpus lines (train.jsonl "text"); "refusal": refusal.jsonl prompt -> refusal
     needs_reference: bool  # batch carries "ref_logp": the frozen base model's sequence log-prob
+    label: str  # the row's name in Table 1
 
 
 FORGET_LOSSES = {}
 
 
-def register_forget_loss(name, *, data="text", needs_reference=False):
+def register_forget_loss(name, *, data="text", needs_reference=False, label=None):
     if data not in ("text", "refusal"):
         raise ValueError(f"forget loss {name}: data must be 'text' or 'refusal', not {data!r}")
 
     def decorate(fn):
         if name in FORGET_LOSSES:
             raise ValueError(f"forget loss {name!r} is registered twice")
-        FORGET_LOSSES[name] = ForgetLoss(name, fn, data, needs_reference)
+        FORGET_LOSSES[name] = ForgetLoss(name, fn, data, needs_reference, label or name.upper())
         return fn
 
     return decorate
@@ -138,6 +141,15 @@ def mean_nll(model, batch):
     return -logp.sum() / n
 
 
-# Importing the loss modules registers them (keep this at the bottom: they import from here).
-from clue.losses import ga, npo, po  # noqa: E402,F401
+# Importing every module of the package registers its losses (keep this at the bottom: the modules
+# import from here).
+def _import_all():
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()
 from clue.losses.retain import retain_loss  # noqa: E402,F401

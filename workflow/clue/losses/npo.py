@@ -7,8 +7,6 @@ with log p the sequence log-probability (sum over tokens) and p_ref the frozen b
 reference log-probabilities arrive in ``batch["ref_logp"]`` (the unlearn stage computes them once
 with the base model, so no second copy of the model is held during training)."""
 
-import torch.nn.functional as F
-
 from clue.errors import ClueError
 from clue.losses import register_forget_loss, sequence_logprob
 
@@ -19,6 +17,8 @@ def npo_from_logps(logp, ref_logp, beta=DEFAULT_BETA):
     """The NPO loss from per-sequence log-probabilities of the model and of the reference."""
     if beta <= 0:
         raise ClueError(f"npo_beta must be positive, not {beta}")
+    import torch.nn.functional as F
+
     return -(2.0 / beta) * F.logsigmoid(-beta * (logp - ref_logp)).mean()
 
 
