@@ -49,30 +49,65 @@ rule unlearn:
         " --no-progress > {log} 2>&1"
 
 
-rule localize:
-    """A baseline localizer's mask (WAGLE, DEPN, PCGU, MEMIT-style causal tracing), trained
-    inside by the same masked fine-tuning (PO + retain loss)."""
-    input:
-        base="results/{model}/base",
-        forget="results/{model}/data/{forget}",
-        retain="results/{model}/data/{retain}",
-    output:
-        "results/{model}/masks/{forget}__{retain}/{localizer}.safetensors",
-    params:
-        section=section("localize"),
-    wildcard_constraints:
-        localizer="|".join(LOCALIZERS),
-    log:
-        "logs/{model}/localize/{forget}__{retain}/{localizer}.log",
-    benchmark:
-        "benchmarks/{model}/localize/{forget}__{retain}/{localizer}.tsv"
-    conda:
-        "../envs/clue.yaml"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    shell:
-        "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget} --retain-dir {input.retain}"
-        " --localizer {wildcards.localizer} --model-name {wildcards.model} --params {params.section:q}"
-        " --out {output} > {log} 2>&1"
+# The localizers among the config's methods.
+LOCALIZERS_RUN = [m for m in METHODS if m in LOCALIZERS]
+
+
+if config["localize"]["jobs"] == "per_localizer":
+
+    rule localize:
+        """A baseline localizer's mask (WAGLE, DEPN, PCGU, MEMIT-style causal tracing), trained
+        inside by the same masked fine-tuning (PO + retain loss)."""
+        input:
+            base="results/{model}/base",
+            forget="results/{model}/data/{forget}",
+            retain="results/{model}/data/{retain}",
+        output:
+            "results/{model}/masks/{forget}__{retain}/{localizer}.safetensors",
+        params:
+            section=section("localize"),
+        wildcard_constraints:
+            localizer="|".join(LOCALIZERS),
+        log:
+            "logs/{model}/localize/{forget}__{retain}/{localizer}.log",
+        benchmark:
+            "benchmarks/{model}/localize/{forget}__{retain}/{localizer}.tsv"
+        conda:
+            "../envs/clue.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=60,
+        shell:
+            "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
+            " --retain-dir {input.retain} --localizer {wildcards.localizer} --model-name {wildcards.model}"
+            " --params {params.section:q} --out {output} > {log} 2>&1"
+
+elif LOCALIZERS_RUN:
+
+    rule localize_pair:
+        """Every baseline localizer of the config on one forget x retain pair, in one process on one
+        loaded model (localize.jobs: per_pair); the same masks as rule `localize`."""
+        input:
+            base="results/{model}/base",
+            forget="results/{model}/data/{forget}",
+            retain="results/{model}/data/{retain}",
+        output:
+            expand("results/{{model}}/masks/{{forget}}__{{retain}}/{localizer}.safetensors", localizer=LOCALIZERS_RUN),
+        params:
+            section=section("localize"),
+            localizers=LOCALIZERS_RUN,
+        log:
+            "logs/{model}/localize_pair/{forget}__{retain}.log",
+        benchmark:
+            "benchmarks/{model}/localize_pair/{forget}__{retain}.tsv"
+        conda:
+            "../envs/clue.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=60 * len(LOCALIZERS_RUN),
+        shell:
+            "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
+            " --retain-dir {input.retain} --localizer {params.localizers} --model-name {wildcards.model}"
+            " --params {params.section:q} --out {output} > {log} 2>&1"

@@ -62,8 +62,8 @@ def masks(world):
     out = {}
     for name in ("wagle", "pcgu", "depn", "memit"):
         path = world / "masks" / f"{name}.safetensors"
-        out[name] = (localize(world / "base", world / "forget", world / "retain", name, path, PARAMS,
-                              model_name="toy"), path)
+        out[name] = (localize(world / "base", world / "forget", world / "retain", [name], [path], PARAMS,
+                              model_name="toy")[0], path)
     return out
 
 
@@ -278,7 +278,7 @@ def test_unknown_localizer_and_cli(world, tmp_path):
     from clue.cli import main
 
     with pytest.raises(ClueError, match="unknown localizer 'rome'"):
-        localize(world / "base", world / "forget", world / "retain", "rome", tmp_path / "x.safetensors")
+        localize(world / "base", world / "forget", world / "retain", ["rome"], [tmp_path / "x.safetensors"])
     with pytest.raises(ClueError, match="unknown localizer"):
         resolve_params({"ratios": {"rome": 0.5}})
     common = ["localize", "--base-dir", str(world / "base"), "--forget-dir", str(world / "forget"),
@@ -288,3 +288,23 @@ def test_unknown_localizer_and_cli(world, tmp_path):
     assert not (tmp_path / "p.safetensors").exists()
     assert main(common + ["--params", json.dumps(PARAMS)]) == 0
     assert read_masks(tmp_path / "p.safetensors")[0]["model"] == "toy"
+
+
+def test_localizers_sharing_one_job_write_the_masks_they_write_alone(world, masks, tmp_path):
+    """localize.jobs: per_pair runs a pair's localizers in one process on one Context; each mask
+    file must equal the one its localizer writes alone (the fixture), tensors and metadata."""
+    from safetensors import safe_open
+
+    names = ["memit", "wagle", "depn", "pcgu"]  # another order than the fixture's
+    outs = [tmp_path / f"{n}.safetensors" for n in names]
+    recs = localize(world / "base", world / "forget", world / "retain", names, outs, PARAMS, model_name="toy")
+    assert [r["localizer"] for r in recs] == names
+    for name, out in zip(names, outs):
+        alone = masks[name][1]
+        with safe_open(str(out), "pt") as a, safe_open(str(alone), "pt") as b:
+            assert a.metadata() == b.metadata(), name
+            assert sorted(a.keys()) == sorted(b.keys()), name
+            for key in a.keys():
+                assert torch.equal(a.get_tensor(key), b.get_tensor(key)), (name, key)
+    with pytest.raises(ClueError, match="one --out per --localizer"):
+        localize(world / "base", world / "forget", world / "retain", names, outs[:2], PARAMS)

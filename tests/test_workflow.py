@@ -113,6 +113,19 @@ def test_paper_configs_dry_run(configfile):
     assert jobs["evaluate_origin"] == n_forget * 4
 
 
+def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):
+    """evaluate.jobs / localize.jobs: the default config (8 pairs, 8 trained methods, 4 of them
+    localizers) plans one job per pair, or one per checkpoint / localizer."""
+    jobs = planned_jobs(snakemake(ROOT, "-n", "results/table1.csv"))
+    assert jobs["evaluate_pair"] == 8 and jobs["localize_pair"] == 8
+    assert "evaluate" not in jobs and "localize" not in jobs and jobs["unlearn"] == 64
+    overlay = tmp_path / "per_checkpoint.yaml"
+    overlay.write_text("evaluate: {jobs: per_checkpoint}\nlocalize: {jobs: per_localizer}\n")
+    jobs = planned_jobs(snakemake(ROOT, "-n", "results/table1.csv", "--configfile", "config.yaml", str(overlay)))
+    assert jobs["evaluate"] == 64 and jobs["localize"] == 32
+    assert "evaluate_pair" not in jobs and "localize_pair" not in jobs
+
+
 def test_slurm_profile_dry_run():
     pytest.importorskip("snakemake_executor_plugin_slurm")
     out = snakemake(ROOT, "-n", "results/table1.csv", "--workflow-profile", "profiles/slurm",

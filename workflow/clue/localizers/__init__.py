@@ -48,6 +48,7 @@ DEFAULTS = {
     "wagle_mu": 1.0,
     "trace_noise": 3.0,
     "device": "auto",
+    "jobs": "per_localizer",  # read by the workflow only: one localizer per job, or a pair's all in one
 }
 
 
@@ -394,47 +395,58 @@ def run_localizer(name, ctx, ratio):
     return masks, info
 
 
-def localize(base_dir, forget_dir, retain_dir, localizer, out, params=None, model_name="model"):
-    """Score the base model, write the ``forget`` mask to ``out``; returns a summary dict."""
+def localize(base_dir, forget_dir, retain_dir, localizers, outs, params=None, model_name="model"):
+    """Score the base model and write each localizer's ``forget`` mask to its path in ``outs``;
+    returns one summary dict per localizer. Several localizers share one loaded model and one
+    :class:`Context` (so WAGLE and PCGU share their gradients); the RNG is reseeded before each, so
+    every mask equals the one that localizer writes alone."""
     import torch
 
     from clue.masks import write_masks
 
-    t0 = time.time()
-    get_localizer(localizer)
+    if len(localizers) != len(outs):
+        raise ClueError(f"give one --out per --localizer ({len(localizers)} localizers, {len(outs)} outputs)")
+    for name in localizers:
+        get_localizer(name)
     p = resolve_params(params)
-    ratio = p["ratios"][localizer]
-    torch.manual_seed(p["seed"])
     device = _device(p["device"])
     model, tokenizer = load_base(base_dir, device)
     ctx = Context(model, tokenizer, forget_dir, retain_dir, p, device)
-    masks, info = run_localizer(localizer, ctx, ratio)
     shapes = {n: tuple(q.shape) for n, q in model.named_parameters()}
-    pct = axis_mask_pct(masks, shapes)
-    write_masks(out, {"forget": masks}, model=model_name, localizer=localizer, categories=["forget"],
-                extra_metadata={"ratio": ratio, "mask_param_pct": f"{pct:.4f}"})
-    return {"localizer": localizer, "ratio": ratio, "mask_param_pct": pct, "info": info,
-            "seconds": round(time.time() - t0, 3), "out": str(out)}
+    summaries = []
+    for name, out in zip(localizers, outs):
+        t0 = time.time()
+        ratio = p["ratios"][name]
+        torch.manual_seed(p["seed"])
+        masks, info = run_localizer(name, ctx, ratio)
+        pct = axis_mask_pct(masks, shapes)
+        write_masks(out, {"forget": masks}, model=model_name, localizer=name, categories=["forget"],
+                    extra_metadata={"ratio": ratio, "mask_param_pct": f"{pct:.4f}"})
+        summaries.append({"localizer": name, "ratio": ratio, "mask_param_pct": pct, "info": info,
+                          "seconds": round(time.time() - t0, 3), "out": str(out)})
+    return summaries
 
 
 def add_arguments(parser):
     parser.add_argument("--base-dir", required=True, help="base checkpoint directory (save_pretrained + tokenizer)")
     parser.add_argument("--forget-dir", required=True, help="forget task data dir (train.jsonl, pairs.jsonl)")
     parser.add_argument("--retain-dir", required=True, help="retain task data dir (train.jsonl)")
-    parser.add_argument("--localizer", required=True, choices=sorted(LOCALIZERS),
-                        help="baseline localizer (memit = MEMIT (causal-tracing localization))")
+    parser.add_argument("--localizer", required=True, nargs="+", choices=sorted(LOCALIZERS),
+                        help="baseline localizer(s) (memit = MEMIT (causal-tracing localization)); several "
+                        "share one loaded model, with one --out each")
     parser.add_argument("--params", default="{}", help="the `localize` config section as a JSON object")
     parser.add_argument("--model-name", required=True, help="model wildcard, stored in the metadata")
-    parser.add_argument("--out", required=True, help="output mask .safetensors (category 'forget')")
+    parser.add_argument("--out", required=True, nargs="+", help="output mask .safetensors (category 'forget'), "
+                        "one per localizer")
 
 
 def main(args):
     params = json_params(args.params, "localize")
-    rec = localize(args.base_dir, args.forget_dir, args.retain_dir, args.localizer, args.out, params,
-                   model_name=args.model_name)
-    print(f"clue localize: {args.localizer} at ratio {rec['ratio']}: the forget mask covers "
-          f"{rec['mask_param_pct']:.2f}% of the attention/MLP weights, {rec['seconds']:.1f}s -> {args.out}",
-          file=sys.stderr)
+    for rec in localize(args.base_dir, args.forget_dir, args.retain_dir, args.localizer, args.out, params,
+                        model_name=args.model_name):
+        print(f"clue localize: {rec['localizer']} at ratio {rec['ratio']}: the forget mask covers "
+              f"{rec['mask_param_pct']:.2f}% of the attention/MLP weights, {rec['seconds']:.1f}s -> {rec['out']}",
+              file=sys.stderr)
     return 0
 
 
