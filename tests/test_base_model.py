@@ -34,7 +34,11 @@ def train(data_dirs, out):
 def test_toy_model_is_deterministic_and_loadable(data_dirs, tmp_path):
     train(data_dirs, tmp_path / "a")
     train(data_dirs, tmp_path / "b")
-    assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+    # same config, same bytes: every file of the checkpoint directory
+    files = sorted(f.name for f in (tmp_path / "a").iterdir())
+    assert files == sorted(f.name for f in (tmp_path / "b").iterdir()) and "clue_base.json" in files
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     model, tok = load_base(tmp_path / "a")
     assert model.config.model_type == "llama" and model.config.num_key_value_heads == 2
     meta = json.loads((tmp_path / "a/clue_base.json").read_text())

@@ -40,8 +40,11 @@ def run_pipeline(tmp, fg, rg, params=None):
     x_cnf, x_wcnf, out = (str(Path(tmp) / n) for n in ("x.cnf", "x.wcnf", "a.json"))
     assert clue(["cnf", "--forget-gates", f, "--retain-gates", r, "--out-cnf", x_cnf,
                  "--out-wcnf", x_wcnf] + (["--params", json.dumps(params)] if params else [])) == 0
-    assert clue(["solve", "--cnf", x_cnf, "--wcnf", x_wcnf, "--forget-gates", f,
-                 "--retain-gates", r, "--out", out]) == 0
+    for path in (out, out + ".again"):
+        assert clue(["solve", "--cnf", x_cnf, "--wcnf", x_wcnf, "--forget-gates", f,
+                     "--retain-gates", r, "--out", path]) == 0
+    # same instance, same bytes (timings go to the log, not the assignment)
+    assert Path(out).read_bytes() == Path(out + ".again").read_bytes()
     return dimacs.read(x_cnf), dimacs.read(x_wcnf), json.loads(Path(out).read_text())
 
 
@@ -334,6 +337,10 @@ def test_gates_typing_and_gqa_collapse(tmp_path):
                    ("a0.h1", "a1.h2"): "AND", ("a0.h2", "m0"): "AND", ("m0", "out"): "ADDER",
                    ("a0.h1", "a1.h0"): "OR", ("m1", "out"): "OR"}
     assert "<svg" in svg.read_text()[:2000]
+    svg2 = tmp_path / "g2.svg"  # same input, same bytes: no date, no random SVG ids
+    assert clue(["gates", "--noising", n, "--denoising", d, "--task", "t", "--out", str(tmp_path / "g2.json"),
+                 "--drawing", str(svg2)]) == 0
+    assert svg2.read_bytes() == svg.read_bytes()
 
 
 def test_gates_bad_circuits():

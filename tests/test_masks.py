@@ -108,6 +108,24 @@ def test_file_format_and_metadata(tmp_path):
     assert vec.dtype == torch.uint8 and vec.tolist() == [1] * 8 + [0] * 24
 
 
+def test_equal_masks_give_byte_identical_files(tmp_path):
+    """Determinism: safetensors writes its metadata map in hash order; write_masks sorts it. Ten
+    writes of the same masks (with six metadata keys: 720 possible orders) must be one file."""
+    from clue.masks import write_masks
+
+    masks = {"forget": {"w": {"rows": torch.tensor([1, 0, 1])}}, "conflict": {}}
+    files = []
+    for i in range(10):
+        write_masks(tmp_path / f"{i}.safetensors", masks, model="toy", localizer="clue",
+                    extra_metadata={"ratio": 0.5, "mask_param_pct": "33.3"})
+        files.append((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(set(files)) == 1
+    with safe_open(str(tmp_path / "0.safetensors"), "pt") as f:
+        assert f.metadata() == {"format": "clue-axis-mask/1", "model": "toy", "localizer": "clue",
+                                "categories": "forget,conflict", "ratio": "0.5", "mask_param_pct": "33.3"}
+        assert f.get_tensor("forget/w/rows").tolist() == [1, 0, 1]
+
+
 def test_dense_mask_equals_axis_definition(tmp_path):
     # element (r, c) is in the mask iff rows[r] or cols[c] or dense[r, c]: checked element by element
     model = make_model("llama", hidden_size=32, layers=1)

@@ -176,7 +176,9 @@ def test_deterministic_and_loadable(world, tmp_path):
     saved = json.loads((out / "clue_unlearn.json").read_text())
     assert saved["method"] == "clue" and saved["config"]["stage_losses"] == ["npo", "po"]
     # stage 1 (npo): 6 corpus lines in batches of 4 -> 2 steps; stage 2 (po): 4 refusals -> 1 step
-    assert saved["seconds"] > 0 and [r["stage"] for r in saved["losses"]] == ["forget", "forget", "conflict"]
+    assert [r["stage"] for r in saved["losses"]] == ["forget", "forget", "conflict"]
+    # same config, same bytes: the record holds no wall time
+    assert (out / "clue_unlearn.json").read_bytes() == (tmp_path / "b" / "out_clue" / "clue_unlearn.json").read_bytes()
     assert saved["losses"][0]["forget_loss"] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-5)  # NPO at theta = ref
 
 

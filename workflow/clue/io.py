@@ -93,3 +93,12 @@ def json_params(text, section):
     if not isinstance(params, dict):
         raise ClueError(f"--params must be a JSON object (the {section} config section)")
     return params
+
+
+def save_figure(fig, path, fmt="svg"):
+    """Save a matplotlib figure atomically and reproducibly: no creation date in the file, and a
+    fixed salt for the ids matplotlib hashes into an SVG, so the same drawing gives the same bytes."""
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.hashsalt": "clue"}), atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, bbox_inches="tight", metadata={"Date": None})

@@ -166,6 +166,25 @@ def write_masks(path, masks, *, model, localizer, categories=None, extra_metadat
         metadata[str(key)] = str(value)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        _sort_metadata(tmp)
+
+
+def _sort_metadata(path):
+    """safetensors writes the metadata map in hash order, which differs from one write to the
+    next; rewrite the header with the keys sorted so that equal masks give byte-identical files.
+    The header only changes order, so it keeps its length and the tensor data stays in place."""
+    import json
+    import struct
+
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))  # dicts keep the tensor order
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:
+            raise ClueError(f"{path}: the sorted safetensors header is longer than the original")
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))
 
 
 def dense_to_axis_masks(dense):

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from clue.circuits.masked_forward import build_graph, check_supported, forward
 from clue.errors import ClueError
-from clue.io import atomic_path, json_params, read_jsonl, write_json
+from clue.io import json_params, read_jsonl, save_figure, write_json
 
 MODES = ("noising", "denoising")
 DEFAULTS = {
@@ -241,7 +241,7 @@ def discover(model, pairs, mode, params, progress=True):
     }
 
 
-def circuit_record(result, model_name, task, mode, seconds):
+def circuit_record(result, model_name, task, mode):
     """The circuit JSON of docs/formats.md."""
     graph = result["graph"]
     edges = [{"writer": w, "reader": r, "score": round(float(s), 6), "kept": bool(k)}
@@ -251,7 +251,7 @@ def circuit_record(result, model_name, task, mode, seconds):
         "model": model_name, "task": task, "mode": mode,
         "writers": graph.writers, "readers": graph.readers, "edges": edges,
         "target_sparsity": p["target_sparsity"], "achieved_sparsity": result["achieved_sparsity"],
-        "kl": result["kl"], "steps": p["steps"], "seconds": round(seconds, 3), "config": p,
+        "kl": result["kl"], "steps": p["steps"], "config": p,
     }
 
 
@@ -313,8 +313,7 @@ def draw(record, graph, path):
     ax.set_title(f"{record['task']} {record['mode']}: {sum(e['kept'] for e in record['edges'])} of "
                  f"{len(record['edges'])} edges, KL {record['kl']:.3g}", fontsize=9)
     ax.axis("off")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "svg", bbox_inches="tight")
+    save_figure(fig, path, Path(path).suffix.lstrip(".") or "svg")
     plt.close(fig)
 
 
@@ -356,12 +355,13 @@ def main(args):
 
     start = time.perf_counter()
     result = discover(model, pairs, args.mode, p, progress=not args.quiet)
-    record = circuit_record(result, args.model_name, args.task, args.mode, time.perf_counter() - start)
+    seconds = time.perf_counter() - start  # in the log, not the artifact: same config, same bytes
+    record = circuit_record(result, args.model_name, args.task, args.mode)
     write_json(args.out, record)
     if args.drawing:
         draw(record, result["graph"], args.drawing)
     kept = sum(e["kept"] for e in record["edges"])
     print(f"clue circuit: {args.task} {args.mode}: kept {kept} of {len(record['edges'])} edges, "
           f"sparsity {record['achieved_sparsity']:.3f}, KL {record['kl']:.4g}, "
-          f"{record['seconds']:.1f} s", file=sys.stderr)
+          f"{seconds:.1f} s", file=sys.stderr)
     return 0

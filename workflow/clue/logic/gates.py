@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 
 from clue.errors import ClueError
-from clue.io import atomic_path, read_json, write_json
+from clue.io import read_json, save_figure, write_json
 
 GATE_TYPES = ("AND", "OR", "ADDER")
 OUT = "out"
@@ -239,8 +239,7 @@ def draw(graph, out_path):
     ax.set_ylabel("head")
     ax.set_title(f"gate graph: {graph.get('task')}")
     ax.legend(loc="upper left", fontsize="small")
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="svg", bbox_inches="tight")
+    save_figure(fig, out_path)
     plt.close(fig)
 
 
