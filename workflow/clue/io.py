@@ -95,6 +95,32 @@ def json_params(text, section):
     return params
 
 
+def with_defaults(params, defaults, section, *, strict):
+    """A stage's config section merged over its ``defaults``. Unknown keys fail when ``strict``;
+    otherwise they are warned about and dropped (a section may carry keys meant for the workflow)."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(defaults))
+    if unknown and strict:
+        raise ClueError(f"unknown {section} config key(s): {', '.join(unknown)} (known: {', '.join(sorted(defaults))})")
+    if unknown:
+        import sys
+
+        print(f"clue {section}: warning: ignoring unknown {section} parameter(s) {', '.join(unknown)} "
+              f"(known: {', '.join(defaults)})", file=sys.stderr)
+    return {k: params.get(k, v) for k, v in defaults.items()}
+
+
+def seeded_sample(records, n, rng, path):
+    """At most ``n`` of ``records``, in file order: a sample drawn with ``rng`` (a ``random.Random``),
+    not the head of the file, which may be sorted by topic. ``path`` names the file in errors."""
+    if not records:
+        raise ClueError(f"{path}: no records")
+    if len(records) <= n:
+        return records
+    idx = sorted(rng.sample(range(len(records)), n))
+    return [records[i] for i in idx]
+
+
 def save_figure(fig, path, fmt="svg"):
     """Save a matplotlib figure atomically and reproducibly: no creation date in the file, and a
     fixed salt for the ids matplotlib hashes into an SVG, so the same drawing gives the same bytes."""

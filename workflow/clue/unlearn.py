@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from clue.errors import ClueError
-from clue.io import atomic_dir, json_params, read_jsonl
+from clue.io import atomic_dir, json_params, read_jsonl, seeded_sample, with_defaults
 
 
 
@@ -56,12 +56,7 @@ DEFAULTS = {
 def resolve_params(params):
     """Defaults + the config section, validated. Unknown keys are reported (not fatal: the config
     section may carry keys meant for the workflow, such as a list of methods)."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        print(f"clue unlearn: warning: ignoring unknown unlearn parameter(s) {', '.join(unknown)} "
-              f"(known: {', '.join(DEFAULTS)})", file=sys.stderr)
-    p = {k: params.get(k, v) for k, v in DEFAULTS.items()}
+    p = with_defaults(params, DEFAULTS, "unlearn", strict=False)
     from clue.losses import get_forget_loss
 
     losses = p["stage_losses"]
@@ -236,30 +231,12 @@ def _load_forget_data(forget_dir, tokenizer, kinds, cap, rng):
     forget_dir = Path(forget_dir)
     if "text" in kinds:
         recs = read_jsonl(forget_dir / "train.jsonl", required=["text"])
-        out["text"] = [encode_text(tokenizer, r["text"]) for r in _cap(recs, cap, rng, forget_dir / "train.jsonl")]
+        out["text"] = [encode_text(tokenizer, r["text"]) for r in seeded_sample(recs, cap, rng, forget_dir / "train.jsonl")]
     if "refusal" in kinds:
         path = forget_dir / "refusal.jsonl"
         recs = read_jsonl(path, required=["prompt", "refusal"])
-        out["refusal"] = [encode_prompt_target(tokenizer, r["prompt"], r["refusal"]) for r in _cap(recs, cap, rng, path)]
+        out["refusal"] = [encode_prompt_target(tokenizer, r["prompt"], r["refusal"]) for r in seeded_sample(recs, cap, rng, path)]
     return out
-
-
-def _cap(records, cap, rng, path):
-    if not records:
-        raise ClueError(f"{path}: no records")
-    if len(records) <= cap:
-        return records
-    # a seeded sample, not the head of the file: the file may be sorted by topic
-    idx = sorted(rng.sample(range(len(records)), cap))
-    return [records[i] for i in idx]
-
-
-def _device(name):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -269,7 +246,7 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from clue.losses import encode_text, get_forget_loss
+    from clue.losses import encode_text, get_forget_loss, torch_device
     from clue.masks import load_masks, resolve_base, unlearned_param_pct_dirs
 
     if method not in methods():
@@ -282,7 +259,7 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
     t0 = time.time()
     torch.manual_seed(p["seed"])
     rng = random.Random(p["seed"])
-    device = _device(p["device"])
+    device = torch_device(p["device"])
 
     base_dir = Path(base_dir)
     dtype = p["dtype"] if p["dtype"] == "auto" else getattr(torch, p["dtype"], None)

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from clue import import_submodules
 from clue.errors import ClueError
-from clue.io import json_params, read_jsonl
+from clue.io import json_params, read_jsonl, seeded_sample, with_defaults
 
 # The `localize` config section.
 # ratios: each localizer's default ratio comes from its registration (``default_ratio``); the
@@ -91,12 +92,7 @@ def check_ratio(name, ratio):
 
 def resolve_params(params):
     """Defaults + the `localize` config section, validated (unknown keys are warned about)."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        print(f"clue localize: warning: ignoring unknown localize parameter(s) {', '.join(unknown)} "
-              f"(known: {', '.join(DEFAULTS)})", file=sys.stderr)
-    p = {k: params.get(k, v) for k, v in DEFAULTS.items()}
+    p = with_defaults(params, DEFAULTS, "localize", strict=False)
     ratios = p["ratios"]
     if not isinstance(ratios, dict):
         raise ClueError(f"localize.ratios must be a mapping localizer -> ratio, not {ratios!r}")
@@ -132,6 +128,25 @@ def decoder_layers(model):
         return list(model.model.layers)
     except AttributeError:
         raise ClueError(f"{type(model).__name__}: no model.layers; not a Llama-family causal LM") from None
+
+
+def mlp_activations(model, layer, batch):
+    """The MLP neuron activations of ``layer`` (the input of its down projection), ``[B, T, I]``,
+    from a forward pass over ``batch`` without gradients."""
+    import torch
+
+    captured = {}
+
+    def capture(module, args):
+        captured["a"] = args[0].detach().clone()
+
+    handle = decoder_layers(model)[layer].mlp.down_proj.register_forward_pre_hook(capture)
+    try:
+        with torch.no_grad():
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        handle.remove()
+    return captured["a"]
 
 
 def mlp_param_names(model, layer):
@@ -186,16 +201,6 @@ def axis_mask_pct(masks, shapes):
 
 # --------------------------------------------------------------------------- data
 
-def _sample(records, n, seed, path):
-    if not records:
-        raise ClueError(f"{path}: no records")
-    if len(records) <= n:
-        return records
-    # a seeded sample, not the head of the file: the file may be sorted by topic
-    idx = sorted(random.Random(seed).sample(range(len(records)), n))
-    return [records[i] for i in idx]
-
-
 @dataclass
 class PromptExample:
     """A forget prompt scored on its answer's first token; ``corrupted`` is the corrupted prompt's
@@ -219,7 +224,8 @@ class Context:
         from clue.losses import encode_text
 
         path = directory / "train.jsonl"
-        recs = _sample(read_jsonl(path, required=["text"]), self.params["n_examples"], seed, path)
+        recs = seeded_sample(read_jsonl(path, required=["text"]), self.params["n_examples"], random.Random(seed),
+                             path)
         return [encode_text(self.tokenizer, r["text"]) for r in recs]
 
     def forget_texts(self):
@@ -247,7 +253,7 @@ class Context:
             source = self.forget_dir / "train.jsonl"
             recs = [(r["prompt"], r["answer"], None) for r in read_jsonl(source, required=["prompt", "answer"])
                     if r["prompt"].strip()]
-        recs = _sample(recs, self.params["n_examples"], self.params["seed"], source)
+        recs = seeded_sample(recs, self.params["n_examples"], random.Random(self.params["seed"]), source)
         out = []
         for prompt, answer, corrupted in recs:
             ids = list(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
@@ -355,14 +361,6 @@ def nll_gradients(model, names, encoded, batch_size, pad_id, device):
 
 # --------------------------------------------------------------------------- entry points
 
-def _device(name):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def load_base(base_dir, device):
     import torch  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -402,6 +400,7 @@ def localize(base_dir, forget_dir, retain_dir, localizers, outs, params=None, mo
     every mask equals the one that localizer writes alone."""
     import torch
 
+    from clue.losses import torch_device
     from clue.masks import write_masks
 
     if len(localizers) != len(outs):
@@ -409,7 +408,7 @@ def localize(base_dir, forget_dir, retain_dir, localizers, outs, params=None, mo
     for name in localizers:
         get_localizer(name)
     p = resolve_params(params)
-    device = _device(p["device"])
+    device = torch_device(p["device"])
     model, tokenizer = load_base(base_dir, device)
     ctx = Context(model, tokenizer, forget_dir, retain_dir, p, device)
     shapes = {n: tuple(q.shape) for n, q in model.named_parameters()}
@@ -452,12 +451,4 @@ def main(args):
 
 # Importing every module of the package registers its localizer (keep at the bottom: the modules
 # import from here).
-def _import_all():
-    import importlib
-    import pkgutil
-
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-
-
-_import_all()
+import_submodules(__name__, __path__)

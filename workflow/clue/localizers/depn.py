@@ -14,8 +14,8 @@ attributions averaged over the sampled forget prompts (pairs.jsonl clean -> clea
 its gate_proj and up_proj rows and its down_proj column.
 """
 
-from clue.localizers import (answer_logits, decoder_layers, n_select, neuron_axis_masks, prompt_batch,
-                             register_localizer)
+from clue.localizers import (answer_logits, decoder_layers, mlp_activations, n_select, neuron_axis_masks,
+                             prompt_batch, register_localizer)
 
 
 def integrated_gradients(model, batch, layer, steps):
@@ -25,18 +25,7 @@ def integrated_gradients(model, batch, layer, steps):
 
     down = decoder_layers(model)[layer].mlp.down_proj
     rows = torch.arange(batch["input_ids"].shape[0], device=batch["input_ids"].device)
-    captured = {}
-
-    def capture(module, args):
-        captured["a"] = args[0][rows, batch["last"]].detach().clone()
-
-    handle = down.register_forward_pre_hook(capture)
-    try:
-        with torch.no_grad():
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    finally:
-        handle.remove()
-    a = captured["a"]
+    a = mlp_activations(model, layer, batch)[rows, batch["last"]]
     total = torch.zeros(a.shape, dtype=torch.float32, device=a.device)
     for k in range(steps):
         scaled = (a.float() * ((k + 0.5) / steps)).requires_grad_(True)

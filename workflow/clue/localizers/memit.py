@@ -20,8 +20,8 @@ estimate of the same indirect effect, ``sum_t (a_clean - a_corrupted) * dP/da`` 
 run (one gradient instead of one run per neuron).
 """
 
-from clue.localizers import (answer_logits, decoder_layers, n_select, neuron_axis_masks, prompt_batch,
-                             register_localizer)
+from clue.localizers import (answer_logits, decoder_layers, mlp_activations, n_select, neuron_axis_masks,
+                             prompt_batch, register_localizer)
 
 
 def corrupted_embeddings(model, batch, noise_scale, generator):
@@ -83,22 +83,14 @@ def neuron_effects(model, batch, embeds, layer):
     import torch
 
     down = decoder_layers(model)[layer].mlp.down_proj
+    clean = mlp_activations(model, layer, batch)
     store = {}
-
-    def capture(module, args):
-        store["clean"] = args[0].detach().clone()
 
     def leaf(module, args):
         x = args[0].detach().requires_grad_(True)
         store["corrupted"] = x
         return (x,) + tuple(args[1:])
 
-    h = down.register_forward_pre_hook(capture)
-    try:
-        with torch.no_grad():
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    finally:
-        h.remove()
     h = down.register_forward_pre_hook(leaf)
     try:
         p = answer_prob(model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits, batch)
@@ -107,7 +99,7 @@ def neuron_effects(model, batch, embeds, layer):
     x = store["corrupted"]
     (grad,) = torch.autograd.grad(p.sum(), x)
     valid = batch["attention_mask"][..., None].to(grad.dtype)
-    return ((store["clean"] - x.detach()) * grad * valid).float().sum(1)
+    return ((clean - x.detach()) * grad * valid).float().sum(1)
 
 
 def _batches(ctx):

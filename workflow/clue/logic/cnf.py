@@ -23,7 +23,7 @@ import json
 import warnings
 
 from clue.errors import ClueError
-from clue.io import json_params
+from clue.io import json_params, with_defaults
 from clue.logic import dimacs
 from clue.logic.gates import OUT, load_gates
 
@@ -33,15 +33,7 @@ ROLES = ("forget", "retain")
 
 def parse_params(text, defaults, what):
     """A stage's config section (a JSON object string) merged over its defaults; unknown keys fail."""
-    params = dict(defaults)
-    if text:
-        given = json_params(text, what)
-        unknown = sorted(set(given) - set(defaults))
-        if unknown:
-            raise ClueError(f"unknown {what} config key(s): {', '.join(unknown)} "
-                            f"(known: {', '.join(sorted(defaults))})")
-        params.update(given)
-    return params
+    return with_defaults(json_params(text, what), defaults, what, strict=True)
 
 
 class Circuit:

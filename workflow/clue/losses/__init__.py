@@ -23,6 +23,7 @@ Conventions (all losses are minimised):
 from dataclasses import dataclass
 from typing import Callable
 
+from clue import import_submodules
 from clue.errors import ClueError
 
 
@@ -103,6 +104,15 @@ def collate(encoded, pad_id=0, ref_logp=None):
     return batch
 
 
+def torch_device(name):
+    """A config's ``device``: ``auto`` is CUDA when there is a GPU, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def to_device(batch, device):
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -143,13 +153,5 @@ def mean_nll(model, batch):
 
 # Importing every module of the package registers its losses (keep this at the bottom: the modules
 # import from here).
-def _import_all():
-    import importlib
-    import pkgutil
-
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-
-
-_import_all()
+import_submodules(__name__, __path__)
 from clue.losses.retain import retain_loss  # noqa: E402,F401
