@@ -7,7 +7,8 @@ Usage, on the artifacts of a default run (e.g. one kept by `bench_pipeline.py --
 
 Prints (1) the import time in a fresh interpreter, (2) the wall time of one `clue evaluate` process
 per checkpoint (rule `evaluate`), and (3) the time per checkpoint when one process evaluates them
-one after the other (rule `evaluate_pair`). Run it on an otherwise idle machine.
+one after the other (rule `evaluate_pair`): load, lm-eval, then MIA and Rouge-L on the forget set,
+as `clue evaluate` does. Run it on an otherwise idle machine.
 """
 
 import argparse
@@ -19,8 +20,8 @@ import time
 from pathlib import Path
 
 IMPORTS = "import lm_eval, lm_eval.evaluator, lm_eval.models.huggingface, lm_eval.tasks, torch, transformers"
-EVALUATE = dict(batch_size=64, device="cpu", dtype="float32", limit=None, seed=0)
-GENERAL = ["toy_arithmetic", "toy_induction", "toy_ioi", "toy_greater_than"]
+EVALUATE = dict(batch_size=64, device="cpu", dtype="float32", limit=None, seed=0)   # the rest: defaults
+GENERAL = ["toy_arithmetic", "toy_induction", "toy_ioi", "toy_greater_than", "toy_software", "toy_medicine"]
 
 
 def timed(cmd):
@@ -59,12 +60,16 @@ def main():
     import lm_eval.models.huggingface  # noqa: F401
     import lm_eval.tasks  # noqa: F401
 
-    from clue.evaluate import run_lm_eval
+    from clue import io
+    from clue.evaluate import DEFAULTS, forget_efficacy, load_checkpoint, local_test_files, run_lm_eval
 
+    params = io.with_defaults(EVALUATE, DEFAULTS, "evaluate", strict=True)
     each = []
     for c in ckpts:
         start = time.perf_counter()
-        run_lm_eval(c, tasks, root / "data", EVALUATE)
+        model, tokenizer = load_checkpoint(c, params)
+        run_lm_eval(model, tokenizer, tasks, local_test_files(tasks, root / "data"), params)
+        forget_efficacy(model, tokenizer, root / "data" / args.forget, params)
         each.append(time.perf_counter() - start)
     print(f"one process, checkpoints in turn (after the imports): {sum(each) / len(each):.2f} s each "
           f"({', '.join(f'{t:.2f}' for t in each)})")

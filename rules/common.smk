@@ -15,6 +15,7 @@ FORGET = config["tasks"]["forget"]
 RETAIN = config["tasks"]["retain"]
 GENERAL = config["tasks"]["general"] + config["tasks"]["general_lm_eval"]
 METHODS = config["methods"]
+TRAINED = [m for m in METHODS if m != "origin"]   # the methods with an unlearned checkpoint
 # Methods that fine-tune every parameter with their forget loss (no localization): every
 # registered forget loss. Localizers are the registered ones (clue/localizers).
 FULL_FINETUNE = tuple(FORGET_LOSSES)
@@ -43,9 +44,19 @@ def data_dir(task):
     return f"results/{MODEL}/data/{task}"
 
 
-def unlearn_masks(w):
+def method_masks(model, forget, retain, method):
     """The mask a method trains inside: CLUE's forget/conflict masks, a localizer's mask, or none
     (GA, NPO, PO train every parameter)."""
-    if w.method in FULL_FINETUNE:
+    if method in FULL_FINETUNE:
         return []
-    return f"results/{w.model}/masks/{w.forget}__{w.retain}/{w.method}.safetensors"
+    return f"results/{model}/masks/{forget}__{retain}/{method}.safetensors"
+
+
+def unlearn_masks(w):
+    return method_masks(w.model, w.forget, w.retain, w.method)
+
+
+def unlearn_loss(method):
+    """What `clue unlearn --method` trains: CLUE's two stages, a forget loss on every parameter,
+    or, for a localizer's row, PO inside its mask."""
+    return "clue" if method == "clue" else (method if method in FULL_FINETUNE else "po")

@@ -1,6 +1,6 @@
 rule evaluate_base:
-    """lm-eval on the base model over every task of the config, once: the Origin rows of every
-    pair reuse it."""
+    """lm-eval on the base model over every task of the config, and MIA / Rouge-L on every forget
+    set, once: the Origin rows of every pair reuse it."""
     input:
         base="results/{model}/base",
         data=[data_dir(t) for t in all_data_tasks(config)],
@@ -9,6 +9,7 @@ rule evaluate_base:
     params:
         section=section("evaluate"),
         tasks=all_data_tasks(config) + config["tasks"]["general_lm_eval"],
+        forget=FORGET,
     log:
         "logs/{model}/evaluate_base.log",
     benchmark:
@@ -20,12 +21,13 @@ rule evaluate_base:
         mem_mb=8000,
         runtime=120,
     shell:
-        "clue evaluate --checkpoint {input.base} --tasks {params.tasks} --method origin"
+        "clue evaluate --checkpoint {input.base} --tasks {params.tasks} --forget-sets {params.forget} --method origin"
         " --data-root results/{wildcards.model}/data --params {params.section:q} --out {output} > {log} 2>&1"
 
 
 rule evaluate_origin:
-    """The Origin row of one forget x retain pair, from the base model's evaluation."""
+    """The Origin row of one forget x retain pair, from the base model's evaluation (accuracy,
+    probability of the correct choice, MIA, Rouge-L)."""
     input:
         "results/{model}/eval/base.json",
     output:
@@ -48,13 +50,11 @@ rule evaluate_origin:
         " --params {params.section:q} --out {output} > {log} 2>&1"
 
 
-TRAINED = [m for m in METHODS if m != "origin"]
-
-
 if config["evaluate"]["jobs"] == "per_checkpoint":
 
     rule evaluate:
-        """lm-eval on an unlearned checkpoint: forget, retain and general tasks of its pair."""
+        """lm-eval on an unlearned checkpoint: forget, retain and general tasks of its pair; then
+        MIA and Rouge-L on its forget set with the same loaded model."""
         input:
             ckpt="results/{model}/unlearned/{forget}__{retain}/{method}",
             base="results/{model}/base",

@@ -19,34 +19,67 @@ rule masks:
         " --model-name {wildcards.model} --out {output} > {log} 2>&1"
 
 
-rule unlearn:
-    input:
-        base="results/{model}/base",
-        forget="results/{model}/data/{forget}",
-        retain="results/{model}/data/{retain}",
-        masks=unlearn_masks,
-    output:
-        directory("results/{model}/unlearned/{forget}__{retain}/{method}"),
-    params:
-        section=section("unlearn"),
-        method=lambda w: "clue" if w.method == "clue" else (w.method if w.method in FULL_FINETUNE else "po"),
-        masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
-    wildcard_constraints:
-        method="(?!origin$)[a-z0-9_]+",
-    log:
-        "logs/{model}/unlearn/{forget}__{retain}/{method}.log",
-    benchmark:
-        "benchmarks/{model}/unlearn/{forget}__{retain}/{method}.tsv"
-    conda:
-        "../envs/clue.yaml"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    shell:
-        "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget} --retain-dir {input.retain}"
-        " --method {params.method} {params.masks} --params {params.section:q} --out {output}"
-        " --no-progress > {log} 2>&1"
+if config["unlearn"]["jobs"] == "per_checkpoint":
+
+    rule unlearn:
+        input:
+            base="results/{model}/base",
+            forget="results/{model}/data/{forget}",
+            retain="results/{model}/data/{retain}",
+            masks=unlearn_masks,
+        output:
+            directory("results/{model}/unlearned/{forget}__{retain}/{method}"),
+        params:
+            section=section("unlearn"),
+            method=lambda w: unlearn_loss(w.method),
+            masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
+        wildcard_constraints:
+            method="(?!origin$)[a-z0-9_]+",
+        log:
+            "logs/{model}/unlearn/{forget}__{retain}/{method}.log",
+        benchmark:
+            "benchmarks/{model}/unlearn/{forget}__{retain}/{method}.tsv"
+        conda:
+            "../envs/clue.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=120,
+        shell:
+            "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
+            " --retain-dir {input.retain} --method {params.method} {params.masks} --params {params.section:q}"
+            " --out {output} --no-progress > {log} 2>&1"
+
+elif TRAINED:
+
+    rule unlearn_pair:
+        """Every unlearned checkpoint of one forget x retain pair, one after the other in one
+        process (unlearn.jobs: per_pair); the same checkpoints as rule `unlearn`."""
+        input:
+            base="results/{model}/base",
+            forget="results/{model}/data/{forget}",
+            retain="results/{model}/data/{retain}",
+            masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method)] if m],
+        output:
+            [directory(f"results/{{model}}/unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
+        params:
+            section=section("unlearn"),
+            methods=[unlearn_loss(m) for m in TRAINED],
+            masks=lambda w: [method_masks(w.model, w.forget, w.retain, m) or "none" for m in TRAINED],
+        log:
+            "logs/{model}/unlearn_pair/{forget}__{retain}.log",
+        benchmark:
+            "benchmarks/{model}/unlearn_pair/{forget}__{retain}.tsv"
+        conda:
+            "../envs/clue.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=120 * len(TRAINED),
+        shell:
+            "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
+            " --retain-dir {input.retain} --method {params.methods} --masks {params.masks}"
+            " --params {params.section:q} --out {output} --no-progress > {log} 2>&1"
 
 
 # The localizers among the config's methods.

@@ -1,6 +1,7 @@
 """Circuit discovery: the edge-masked forward, the gates' training, and the `circuit` stage."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -95,8 +96,75 @@ def test_hard_concrete_and_threshold():
     samples = torch.stack([D.sample_gates(la) for _ in range(20000)])
     assert ((samples >= 0) & (samples <= 1)).all()
     torch.testing.assert_close((samples > 0).float().mean(0), D.keep_probability(la), atol=0.01, rtol=0)
-    kept = D.threshold(torch.tensor([0.1, 0.9, 0.5, 0.9, 0.2]), 0.6)
-    assert kept.tolist() == [0, 1, 0, 1, 0]
+    # the learned circuit keeps the gates more likely open than closed: no top-k cut
+    assert D.learned_circuit(torch.tensor([0.1, 0.9, 0.5, 0.51, 0.2])).tolist() == [0, 1, 0, 1, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dead ends
+
+def live_by_paths(graph, kept):
+    """Reference: kept edges on a path embed -> ... -> out of kept edges, by enumerating every
+    path explicitly (exponential, fine for a tiny graph). A path enters a writer through one of
+    its readers (q of its head, k/v of its key/value group, the MLP reader) and leaves it by an
+    edge from that writer."""
+    group = graph.n_heads // graph.n_kv
+
+    def feeds(reader):                       # writers a reader is an input of
+        parts = reader.split(".")
+        if reader == "out":
+            return []
+        if len(parts) == 1:
+            return [reader]
+        if parts[2] == "q":
+            return [f"{parts[0]}.{parts[1]}"]
+        g = int(parts[1][1:])
+        return [f"{parts[0]}.h{h}" for h in range(g * group, (g + 1) * group)]
+
+    out_edges = {}
+    for i, (w, r) in enumerate(graph.edge_names()):
+        if kept[i]:
+            out_edges.setdefault(w, []).append((i, r))
+    live = set()
+
+    def walk(writer, path):
+        for i, r in out_edges.get(writer, []):
+            if r == "out":
+                live.update(path + [i])
+            for nxt in feeds(r):
+                walk(nxt, path + [i])
+
+    walk("embed", [])
+    return live
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dead_ends_removed_match_path_enumeration_and_leave_logits_unchanged(seed):
+    model = make_model("gqa", layers=2, heads=4, kv_heads=2)
+    graph = build_graph(model.config)
+    g = torch.Generator().manual_seed(seed)
+    kept = (torch.rand(graph.n_edges, generator=g) < 0.12).float()
+    pruned = D.remove_dead_ends(graph, kept)
+    assert {i for i, k in enumerate(pruned.tolist()) if k} == live_by_paths(graph, kept.tolist())
+    assert (pruned <= kept).all() and pruned.sum() < kept.sum()   # these draws all have dead ends
+    x, x_other = torch.randint(0, 64, (2, 3, 5), generator=g)
+    with torch.no_grad():
+        _, other = forward(model, graph, x_other)
+        a, _ = forward(model, graph, x, kept, other)
+        b, _ = forward(model, graph, x, pruned, other)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_a_head_reached_through_its_shared_value_input_is_live():
+    # a0.h1 shares key/value head 0 with a0.h0 (2 query heads per kv head): an edge into
+    # a0.h0.v reaches both heads, so a0.h1 -> out is live and a0.h2 -> out is not
+    model = make_model("gqa", layers=1, heads=4, kv_heads=2)
+    graph = build_graph(model.config)
+    names = graph.edge_names()
+    kept = torch.tensor([1.0 if n in {("embed", "a0.h0.v"), ("a0.h1", "out"), ("a0.h2", "out")} else 0.0
+                         for n in names])
+    pruned = D.remove_dead_ends(graph, kept)
+    assert {n for n, k in zip(names, pruned.tolist()) if k} == {("embed", "a0.h0.v"), ("a0.h1", "out")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,13 +250,15 @@ def test_planted_model_premise(gate):
 def test_planted_gates_recovered_by_the_right_intervention(gate, both_mode):
     model, tok = planted_model(gate)
     graph = build_graph(model.config)
-    params = {"steps": 300, "target_sparsity": 1 - 5 / graph.n_edges, "batch_size": 8, "seed": 1}
+    # a gentle sparsity controller: with 13 edges, each gate carries 1/13 of the sparsity
+    params = {"steps": 300, "target_sparsity": 1 - 5 / graph.n_edges, "batch_size": 8, "seed": 1,
+              "sparsity_penalty": 4.0, "lagrangian_lr": 0.3}
     pair = {("a0.h0", "m0"), ("a0.h1", "m0")}
     kept_pair = {}
     for mode in D.MODES:
         result = D.discover(model, planted_pairs(tok), mode, params, progress=False)
         kept = {n for n, k in zip(graph.edge_names(), result["kept"].tolist()) if k}
-        assert len(kept) == 5
+        assert 5 <= len(kept) <= 6    # the learned gates, not a top-5 cut
         # the path that carries f into the heads and the MLP's answer edge are needed either way
         assert {("embed", "a0.h0.v"), ("m0", "out"), ("a0.h2", "out")} <= kept
         kept_pair[mode] = len(kept & pair)
@@ -206,7 +276,8 @@ def write_task(tmp_path, same_answer=False):
     import random
 
     tok = make_tokenizer(WORDS)
-    model = make_model("gqa", vocab_size=len(tok), layers=2)
+    # sharpened: a random init barely reacts to the corruption, so no edge would matter
+    model = sharpen(make_model("gqa", vocab_size=len(tok), layers=2))
     model_dir = tmp_path / "model"
     model.save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
@@ -220,8 +291,14 @@ def write_task(tmp_path, same_answer=False):
         corrupted[0] = rng.choice(WORDS)
         lines.append(json.dumps({"clean": " ".join(clean), "corrupted": " ".join(corrupted),
                                  "clean_answer": "w1", "corrupted_answer": "w1" if same_answer and i == 3 else "w2"}))
-    (data_dir / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    (data_dir / "pairs.jsonl").write_text("\n".join(lines[:7]) + "\n")
+    (data_dir / "heldout_pairs.jsonl").write_text("\n".join(lines[7:]) + "\n")
     return model_dir, data_dir
+
+
+# enough steps and a strong enough Lagrangian for the tiny model's gates to reach the target
+CLI_PARAMS = {"steps": 150, "batch_size": 4, "target_sparsity": 0.8, "lr": 0.2, "lagrangian_lr": 1.0,
+              "sparsity_penalty": 8.0}
 
 
 def run_cli(model_dir, data_dir, out, mode="noising", task="toy_demo", params=None, drawing=None):
@@ -229,7 +306,7 @@ def run_cli(model_dir, data_dir, out, mode="noising", task="toy_demo", params=No
 
     argv = ["circuit", "--model-dir", str(model_dir), "--data-dir", str(data_dir), "--task", task,
             "--model-name", "tiny", "--mode", mode, "--out", str(out), "--quiet",
-            "--params", json.dumps(params or {"steps": 20, "batch_size": 4, "target_sparsity": 0.8})]
+            "--params", json.dumps(params or CLI_PARAMS)]
     if drawing:
         argv += ["--drawing", str(drawing)]
     return main(argv)
@@ -244,30 +321,71 @@ def test_cli_record_matches_recomputation(tmp_path):
     rec = json.loads(out.read_text())
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
     assert {k for k in rec} == {"model", "task", "mode", "writers", "readers", "edges", "target_sparsity",
-                                "achieved_sparsity", "kl", "steps", "config"}
-    assert rec["mode"] == "denoising" and rec["task"] == "toy_demo" and rec["steps"] == 20
+                                "expected_sparsity", "achieved_sparsity", "dead_end_edges_removed", "kl",
+                                "faithfulness", "steps", "config"}
+    assert rec["mode"] == "denoising" and rec["task"] == "toy_demo" and rec["steps"] == 150
     n_kept = sum(e["kept"] for e in rec["edges"])
     assert rec["achieved_sparsity"] == pytest.approx(1 - n_kept / len(rec["edges"]))
-    assert n_kept == round(0.2 * len(rec["edges"]))
-    # kept edges are the top scores
-    assert min(e["score"] for e in rec["edges"] if e["kept"]) >= max(e["score"] for e in rec["edges"] if not e["kept"])
+    # training reached the target; the circuit is the learned gates (open more likely than not),
+    # less the dead ends
+    assert abs(rec["expected_sparsity"] - 0.8) <= D.SPARSITY_TOLERANCE
+    assert rec["expected_sparsity"] == pytest.approx(1 - sum(e["score"] for e in rec["edges"]) / len(rec["edges"]),
+                                                     abs=1e-5)
+    assert all(e["score"] > 0.5 for e in rec["edges"] if e["kept"])
+    assert sum(e["score"] > 0.5 for e in rec["edges"]) == n_kept + rec["dead_end_edges_removed"]
 
     # KL of the saved circuit, recomputed pair by pair from the checkpoint and the saved edges
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
     graph = build_graph(model.config)
     gates = D.gates_from_record(graph, rec)
-    kls = []
-    for line in (data_dir / "pairs.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        run = torch.tensor([tok(r["corrupted"])["input_ids"]])    # denoising runs on corrupted
-        with torch.no_grad():
-            _, clean_acts = forward(model, graph, torch.tensor([tok(r["clean"])["input_ids"]]))
-            circ, _ = forward(model, graph, run, gates, clean_acts)
-            full = model(run).logits
-        p, q = full[0, -1].log_softmax(-1), circ[0, -1].log_softmax(-1)
-        kls.append((p.exp() * (p - q)).sum().item())
-    assert rec["kl"] == pytest.approx(sum(kls) / len(kls), rel=1e-4, abs=1e-7)
+
+    def mean_kl(filename, gates):
+        kls = []
+        for line in (data_dir / filename).read_text().splitlines():
+            r = json.loads(line)
+            if len(r["clean"].split()) != len(r["corrupted"].split()):
+                continue
+            run = torch.tensor([tok(r["corrupted"])["input_ids"]])    # denoising runs on corrupted
+            with torch.no_grad():
+                _, clean_acts = forward(model, graph, torch.tensor([tok(r["clean"])["input_ids"]]))
+                circ, _ = forward(model, graph, run, gates, clean_acts)
+                full = model(run).logits
+            p, q = full[0, -1].log_softmax(-1), circ[0, -1].log_softmax(-1)
+            kls.append((p.exp() * (p - q)).sum().item())
+        return sum(kls) / len(kls)
+
+    assert rec["kl"] == pytest.approx(mean_kl("pairs.jsonl", gates), rel=1e-4, abs=1e-7)
+    # faithfulness on the held-out pairs: the circuit's KL, the empty circuit's, 1 - their ratio
+    f = rec["faithfulness"]
+    assert f["pairs"] == 3
+    assert f["kl_circuit"] == pytest.approx(mean_kl("heldout_pairs.jsonl", gates), rel=1e-4, abs=1e-7)
+    assert f["kl_empty"] == pytest.approx(mean_kl("heldout_pairs.jsonl", torch.zeros_like(gates)), rel=1e-4)
+    assert f["faithfulness"] == pytest.approx(1 - f["kl_circuit"] / f["kl_empty"])
+
+
+def test_missed_sparsity_target_fails_naming_task_mode_and_value(tmp_path, capsys):
+    model_dir, data_dir = write_task(tmp_path)
+    params = {**CLI_PARAMS, "steps": 3}
+    assert run_cli(model_dir, data_dir, tmp_path / "x.json", mode="noising", task="toy_slow", params=params) == 2
+    err = capsys.readouterr().err
+    reached = re.search(r"circuit toy_slow noising: training reached expected sparsity ([0-9.]+), not the "
+                        r"target 0.8", err)
+    assert reached and float(reached.group(1)) < 0.5 and "circuit.steps" in err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_unfaithful_circuit_fails_naming_task_mode_and_value(tmp_path, capsys):
+    model_dir, data_dir = write_task(tmp_path)
+    assert run_cli(model_dir, data_dir, tmp_path / "ok.json", mode="noising") == 0
+    value = json.loads((tmp_path / "ok.json").read_text())["faithfulness"]["faithfulness"]
+    assert value < 1.0
+    params = {**CLI_PARAMS, "min_faithfulness": round(value + 0.001, 4)}
+    assert run_cli(model_dir, data_dir, tmp_path / "x.json", mode="noising", task="toy_weak", params=params) == 2
+    err = capsys.readouterr().err
+    assert (f"circuit toy_weak noising: normalized faithfulness {value:.4f} on 3 held-out pairs is below "
+            f"circuit.min_faithfulness {params['min_faithfulness']}") in err
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_cli_is_deterministic(tmp_path):

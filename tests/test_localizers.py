@@ -1,6 +1,7 @@
 """Baseline localizers (WAGLE, DEPN, PCGU, MEMIT causal tracing): the requested ratio, each
-score against an independent computation, the masked-update invariant through clue.unlearn, and
-the bad-ratio / nothing-selected errors."""
+score against an independent computation, planted units each must select (and planted ones it must
+not), the masked-update invariant through clue.unlearn, and the bad-ratio / nothing-selected
+errors."""
 
 import json
 import math
@@ -16,7 +17,7 @@ from clue.localizers import (Context, LOCALIZERS, accumulate_gradients, load_bas
 from clue.localizers.depn import integrated_gradients
 from clue.localizers.memit import corrupted_embeddings, trace
 from clue.localizers.pcgu import least_similar_rows, row_cosine
-from clue.localizers.wagle import top_fraction, wagle_scores
+from clue.localizers.wagle import select_top, wagle_scores
 from clue.masks import load_masks, mask_param_pct, matrix_names, read_masks
 from clue.unlearn import unlearn
 from conftest import make_model, make_tokenizer
@@ -90,15 +91,16 @@ def test_mask_has_requested_ratio(world, masks, name):
     dense = load_masks(path, model)
     shapes = {n: p.shape for n, p in model.named_parameters()}
     ratio = RATIOS[name]
-    if name in ("wagle", "pcgu"):
+    if name == "wagle":  # exactly floor(ratio * N) of all N attention/MLP weights, ranked together
+        names = matrix_names(model)
+        total = sum(shapes[n].numel() for n in names)
+        assert sum(int(dense["forget"].get(n, torch.zeros(1)).sum()) for n in names) == math.floor(ratio * total)
+        assert all(set(raw["forget"][n]) == {"dense"} for n in raw["forget"])
+    elif name == "pcgu":
         for n in matrix_names(model):
             frac = dense["forget"][n].float().mean().item()
-            rows = shapes[n][0]
-            if name == "wagle":  # exactly floor(ratio * numel) weights of this matrix
-                assert dense["forget"][n].sum().item() == math.floor(ratio * shapes[n].numel())
-            assert abs(frac - ratio) <= 1 / rows, (n, frac)
-            if name == "pcgu":  # whole rows
-                assert set(raw["forget"][n]) == {"rows"}
+            assert abs(frac - ratio) <= 1 / shapes[n][0], (n, frac)
+            assert set(raw["forget"][n]) == {"rows"}  # whole rows
         assert abs(mask_param_pct(dense, model) - 100 * ratio) <= 100 / 16  # 16: fewest rows (k/v)
     else:
         # MLP neurons only: the same neuron set on gate rows, up rows and down columns
@@ -147,8 +149,8 @@ def test_wagle_score_matches_hand_computation():
     # |(2 - 3/4) * -4| = 5 ; |(-1 + 2/4) * 4| = 2
     assert s["x"].item() == pytest.approx(5.0) and s["y"].item() == pytest.approx(2.0)
     assert not m.x.requires_grad and m.x.grad is None  # the model is left frozen and clean
-    both = torch.cat([s["x"].flatten(), s["y"].flatten()])
-    assert top_fraction(both, 0.5).tolist() == [True, False]
+    picked = select_top(s, 1)
+    assert picked["x"].tolist() == [[True]] and picked["y"].tolist() == [[False]]
 
 
 def test_pcgu_row_cosine_matches_hand_computation():
@@ -237,6 +239,184 @@ def test_memit_noises_prompts_without_same_length_corruption(ctx):
     assert torch.equal(embeds[~noised], plain[~noised]) and not torch.allclose(embeds[noised], plain[noised])
 
 
+# --------------------------------------------------------------------------- planted units
+# Each localizer must pick a unit planted to dominate its signal and leave out a planted unit that
+# should not be picked; a localizer ranking the other way round picks the second and not the first.
+
+def test_select_top_keeps_exactly_k_over_all_tensors():
+    scores = {"a": torch.tensor([3.0, 1.0, 2.0, 2.0]), "b": torch.tensor([[2.0, 0.5], [5.0, 2.0]])}
+    # by hand: 5 and 3, then two of the four 2s, taken in tensor order: a[2], a[3]
+    top = select_top(scores, 4)
+    assert top["a"].tolist() == [True, False, True, True] and top["b"].tolist() == [[False, False], [True, False]]
+    assert not any(m.any() for m in select_top(scores, 0).values())
+    assert all(m.all() for m in select_top(scores, 8).values())
+
+
+# hidden dimensions the planted model reserves: the answer channel (read by the LM head only for the
+# forget answers), the trigger (set only by the token "zz", which ends every clean forget prompt),
+# a dimension every token has and one only retain-only tokens have
+ANS, TRIG, SHARED, RETAIN_ONLY = 0, 1, 2, 3
+PLANT_PAIRS = [("the virus spreads through zz", "water"), ("the worm hides in the zz", "kernel"),
+               ("water carries the zz", "virus"), ("the kernel loads the zz", "worm")]
+PROMOTER, SUPPRESSOR = 7, 11  # MLP neurons of the planted layer: write +0.2 / -0.1 on ANS when "zz" is seen
+LAYER_NORM_GAIN = 1000.0
+
+
+@pytest.fixture(scope="module")
+def planted_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted")
+    write_jsonl(root / "forget" / "train.jsonl", [{"prompt": "", "answer": t, "text": t} for t in FORGET_TEXTS])
+    write_jsonl(root / "forget" / "pairs.jsonl", [{"clean": c, "clean_answer": a, "corrupted": c.replace("zz", "yy"),
+                                                   "corrupted_answer": a} for c, a in PLANT_PAIRS])
+    write_jsonl(root / "retain" / "train.jsonl", [{"prompt": "", "answer": t, "text": t} for t in RETAIN_TEXTS])
+    return root
+
+
+def planted_ctx(root, layer):
+    """The toy model with, in MLP layer ``layer``, neurons PROMOTER and SUPPRESSOR that fire only on
+    "zz" (gate = up row = 0.5 e_TRIG, so a = z^2 sigmoid(z) >= 0) and write +0.2 / -0.1 on ANS,
+    which raises the four forget answers' logits (and no other token's). Nothing else reads TRIG or
+    writes ANS or TRIG. In layer 0, input_layernorm scales SHARED and RETAIN_ONLY by 1000 and the q,k,v
+    columns of those dimensions are divided by 1000: the same function, but the gradients of those
+    columns are 1000 times larger; RETAIN_ONLY is zero in every token a forget text holds."""
+    words = " ".join(FORGET_TEXTS + RETAIN_TEXTS + [c for c, _ in PLANT_PAIRS] + ["yy"]).split()
+    tok = make_tokenizer(words)
+    model = make_model("llama", vocab_size=len(tok), hidden_size=32, heads=4, layers=LAYERS,
+                       intermediate_size=INTER, seed=5)
+    ids = tok.convert_tokens_to_ids
+    retain_only = ids(sorted(set(" ".join(RETAIN_TEXTS).split()) - set(" ".join(FORGET_TEXTS).split())))
+    with torch.no_grad():
+        emb = model.model.embed_tokens.weight
+        kept = emb[retain_only, RETAIN_ONLY].clone()
+        emb[:, [ANS, TRIG, RETAIN_ONLY]] = 0
+        emb[retain_only, RETAIN_ONLY] = kept
+        emb[ids("zz"), TRIG] = 1.0
+        for block in model.model.layers:
+            block.self_attn.o_proj.weight[[ANS, TRIG]] = 0
+            block.mlp.down_proj.weight[[ANS, TRIG]] = 0
+        mlp = model.model.layers[layer].mlp
+        for j, gain in ((PROMOTER, 0.2), (SUPPRESSOR, -0.1)):
+            for w in (mlp.gate_proj.weight, mlp.up_proj.weight):
+                w[j] = 0
+                w[j, TRIG] = 0.5
+            mlp.down_proj.weight[:, j] = 0
+            mlp.down_proj.weight[ANS, j] = gain
+        model.lm_head.weight[:, ANS] = 0
+        model.lm_head.weight[ids([a for _, a in PLANT_PAIRS]), ANS] = 5.0
+        first = model.model.layers[0]
+        first.input_layernorm.weight[[SHARED, RETAIN_ONLY]] *= LAYER_NORM_GAIN
+        for proj in (first.self_attn.q_proj, first.self_attn.k_proj, first.self_attn.v_proj):
+            proj.weight[:, [SHARED, RETAIN_ONLY]] /= LAYER_NORM_GAIN
+    model.requires_grad_(False)
+    return Context(model, tok, root / "forget", root / "retain", resolve_params(PARAMS),
+                   torch.device("cpu"))
+
+
+def neurons(masks):
+    """{(layer, neuron)} of an MLP-neuron mask, checking gate rows = up rows = down columns."""
+    out = set()
+    for layer in range(LAYERS):
+        mlp = f"model.layers.{layer}.mlp."
+        gate = masks.get(mlp + "gate_proj.weight", {}).get("rows", torch.zeros(INTER, dtype=torch.uint8))
+        assert torch.equal(masks.get(mlp + "up_proj.weight", {}).get("rows", gate * 0), gate)
+        assert torch.equal(masks.get(mlp + "down_proj.weight", {}).get("cols", gate * 0), gate)
+        out |= {(layer, int(j)) for j in gate.nonzero().flatten()}
+    return out
+
+
+def load_dense(model, masks, name):
+    shape = dict(model.named_parameters())[name].shape
+    return masks.get(name, {}).get("dense", torch.zeros(shape, dtype=torch.uint8)).bool()
+
+
+def test_wagle_selects_the_weights_with_planted_forget_and_retain_gradients(planted_data):
+    ctx = planted_ctx(planted_data, 0)
+    masks, _ = run_localizer("wagle", ctx, 0.01)  # floor(0.01 * 20480) = 204 weights
+    sel = {n: load_dense(ctx.model, masks, n) for n in matrix_names(ctx.model)}
+    # v_proj column SHARED: both gradients 1000x, the score 1e6x; all 32 in the top 204 of the model
+    # (a per-matrix top 1% would take 10 of them)
+    assert sel["model.layers.0.self_attn.v_proj.weight"][:, SHARED].all()
+    # column RETAIN_ONLY: a large retain gradient but a zero forget gradient, so a zero score
+    for p in "qkv":
+        assert not sel[f"model.layers.0.self_attn.{p}_proj.weight"][:, RETAIN_ONLY].any()
+
+
+def test_wagle_retain_gradient_matters_at_the_published_mu():
+    """Weights A and B have the same |theta * g_forget|; only B has a retain gradient (1e-5, about
+    the median the review measured, 9e-6). At mu = 1e-6 B's score is 500x A's and B is selected; at mu = 1
+    the two scores agree to 0.1%, i.e. the retain set is ignored."""
+    model = make_model("llama", vocab_size=16, hidden_size=32, heads=4, layers=1, intermediate_size=INTER)
+    names = matrix_names(model)
+    q = names[0]
+    A, B, C = (0, 0), (0, 1), (0, 2)
+    gf = {n: torch.zeros(dict(model.named_parameters())[n].shape) for n in names}
+    gr = {n: g.clone() for n, g in gf.items()}
+    with torch.no_grad():
+        w = dict(model.named_parameters())[q]
+        w[A], w[B], w[C] = 0.02, 0.02, 0.05
+    for i in (A, B, C):
+        gf[q][i] = 1e-3
+    gr[q][B] = 1e-5
+
+    class Planted:  # a Context whose gradients are the planted ones
+        def __init__(self, mu):
+            self.model, self.params = model, resolve_params({"wagle_mu": mu} if mu else {})
+            self.forget_grads, self.retain_grads = (lambda n: gf), (lambda n: gr)
+
+    total = sum(g.numel() for g in gf.values())
+    ctx = Planted(None)
+    assert ctx.params["wagle_mu"] == 1e-6  # the published default
+    masks, _ = run_localizer("wagle", ctx, 2 / total)
+    picked = masks[q]["dense"].bool()
+    assert picked[B] and picked[C] and not picked[A] and int(picked.sum()) == 2
+    s = wagle_scores({q: w}, {q: gf[q]}, {q: gr[q]}, mu=1.0)[q]
+    assert float(s[B]) == pytest.approx(float(s[A]), rel=1e-3)
+
+
+def test_pcgu_selects_the_row_whose_retain_gradient_opposes_its_forget_gradient(world):
+    up = "model.layers.1.mlp.up_proj.weight"
+    opposed, aligned = 5, 9
+
+    class Planted(Context):
+        """Real forget and retain gradients, but in ``up`` the retain gradient of row ``opposed`` is
+        -2x its forget gradient (cosine -1) and that of row ``aligned`` 3x it (cosine +1)."""
+
+        def retain_grads(self, names):
+            gr, gf = dict(super().retain_grads(names)), self.forget_grads(names)
+            gr[up] = gr[up].clone()
+            gr[up][opposed], gr[up][aligned] = -2 * gf[up][opposed], 3 * gf[up][aligned]
+            return gr
+
+    model, tok = load_base(world / "base", torch.device("cpu"))
+    ctx = Planted(model, tok, world / "forget", world / "retain", resolve_params(PARAMS), torch.device("cpu"))
+    one = torch.zeros(INTER, dtype=torch.uint8)
+    one[opposed] = 1
+    assert torch.equal(run_localizer("pcgu", ctx, 1 / INTER)[0][up]["rows"], one)
+    all_but = torch.ones(INTER, dtype=torch.uint8)
+    all_but[aligned] = 0
+    assert torch.equal(run_localizer("pcgu", ctx, (INTER - 1) / INTER)[0][up]["rows"], all_but)
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_depn_selects_the_neuron_that_promotes_the_answer(planted_data, layer):
+    ctx = planted_ctx(planted_data, layer)
+    n = LAYERS * INTER
+    # one neuron: the promoter; all but one: everything but the suppressor (most negative attribution)
+    assert neurons(run_localizer("depn", ctx, 1 / n)[0]) == {(layer, PROMOTER)}
+    everything = {(layer_, j) for layer_ in range(LAYERS) for j in range(INTER)}
+    assert neurons(run_localizer("depn", ctx, (n - 1) / n)[0]) == everything - {(layer, SUPPRESSOR)}
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_memit_selects_the_layer_and_neuron_that_restore_the_answer(planted_data, layer):
+    ctx = planted_ctx(planted_data, layer)
+    masks, info = run_localizer("memit", ctx, 0.5)  # one whole layer of two
+    assert neurons(masks) == {(layer, j) for j in range(INTER)}
+    assert info["indirect_effect"][layer] > 0.1 > abs(info["indirect_effect"][1 - layer])
+    # one neuron: in the planted layer, the promoter (the suppressor's patching effect is negative)
+    assert neurons(run_localizer("memit", ctx, 1 / (LAYERS * INTER))[0]) == {(layer, PROMOTER)}
+
+
 # --------------------------------------------------------------------------- masked-update invariant
 
 @pytest.mark.parametrize("name", ["wagle", "pcgu", "depn", "memit"])
@@ -270,8 +450,9 @@ def test_ratio_outside_unit_interval_is_rejected(ctx, ratio):
 
 @pytest.mark.parametrize("name", ["wagle", "pcgu", "depn", "memit"])
 def test_nothing_selected_names_the_ratio(ctx, name):
-    with pytest.raises(ClueError, match=rf"localizer {name} selects nothing at ratio 0\.0001"):
-        run_localizer(name, ctx, 0.0001)
+    # wagle: floor(1e-5 * 20480 weights) = 0; pcgu: 16 rows at least; depn, memit: 128 neurons
+    with pytest.raises(ClueError, match=rf"localizer {name} selects nothing at ratio 1e-05: floor\(ratio x units\) is 0 \(.*ha(s|ve) \d+"):
+        run_localizer(name, ctx, 1e-5)
 
 
 def test_unknown_localizer_and_cli(world, tmp_path):

@@ -315,6 +315,8 @@ def test_gates_typing_and_gqa_collapse(tmp_path):
         ("a0.h0", "a1.h1.k", True),     # k of kv head 1 = query heads 2 and 3
         ("a0.h2", "m0", True),
         ("m0", "out", True),
+        ("a1.h2", "out", True),
+        ("a1.h3", "out", True),
         ("a0.h3", "m1", False),         # not kept
     ])
     denoising = circuit_json("denoising", [
@@ -322,6 +324,9 @@ def test_gates_typing_and_gqa_collapse(tmp_path):
         ("a0.h1", "a1.h0.q", True),
         ("m0", "out", True),
         ("m1", "out", True),
+        ("a1.h0", "out", True),
+        ("a1.h2", "out", True),
+        ("a1.h3", "out", True),
         ("embed", "m0", True),
         ("a0.h3", "m1", False),
     ])
@@ -335,12 +340,22 @@ def test_gates_typing_and_gqa_collapse(tmp_path):
     got = {(e["src"], e["dst"]): e["type"] for e in g["edges"]}
     assert got == {("a0.h0", "a1.h2"): "ADDER", ("a0.h0", "a1.h3"): "ADDER",
                    ("a0.h1", "a1.h2"): "AND", ("a0.h2", "m0"): "AND", ("m0", "out"): "ADDER",
-                   ("a0.h1", "a1.h0"): "OR", ("m1", "out"): "OR"}
+                   ("a1.h2", "out"): "ADDER", ("a1.h3", "out"): "ADDER",
+                   ("a0.h1", "a1.h0"): "OR", ("m1", "out"): "OR", ("a1.h0", "out"): "OR"}
     assert "<svg" in svg.read_text()[:2000]
     svg2 = tmp_path / "g2.svg"  # same input, same bytes: no date, no random SVG ids
     assert clue(["gates", "--noising", n, "--denoising", d, "--task", "t", "--out", str(tmp_path / "g2.json"),
                  "--drawing", str(svg2)]) == 0
     assert svg2.read_bytes() == svg.read_bytes()
+
+
+def test_gates_drop_neurons_that_reach_no_output(tmp_path):
+    # the k input of kv head 1 feeds query heads 2 and 3; only head 3 reaches out, so head 2 (and
+    # the chain m0 -> a1.h0 that ends there) must not enter the gate graph as a dead end
+    kept = [("a0.h0", "a1.h1.k", True), ("a1.h3", "out", True), ("m0", "a1.h0.q", True),
+            ("a0.h1", "m0", True)]
+    g = build_gate_graph(circuit_json("noising", kept), circuit_json("denoising", kept), "t")
+    assert {(e["src"], e["dst"]) for e in g["edges"]} == {("a0.h0", "a1.h3"), ("a1.h3", "out")}
 
 
 def test_gates_bad_circuits():

@@ -54,7 +54,7 @@ def test_registry_names():
 @pytest.mark.parametrize("task", sorted(FILES))
 def test_record_shapes(task, cache_dir):
     out = load(task, cache_dir)
-    assert set(out) == {"train", "test", "pairs", "refusal"}
+    assert set(out) == {"train", "test", "pairs", "heldout_pairs", "refusal", "holdout"}
     assert out["train"] and out["test"] and len(out["pairs"]) == 8
     for r in out["train"]:
         assert set(r) == {"prompt", "answer", "text"}
@@ -97,9 +97,14 @@ def test_wmdp_template_and_labels(cache_dir):
 def test_wmdp_corpus_trains_on_corpus(cache_dir):
     corpus = [r["text"] for r in rows("wmdp_cyber_corpus.jsonl")]
     out = load("wmdp_cyber", cache_dir, corpus_files=str(FIX / "wmdp_cyber_corpus.jsonl"))
-    assert sorted(r["text"] for r in out["train"]) == sorted(corpus)
+    # a fifth of the corpus is held out of training as the MIA's non-members; the rest trains
+    held = [r["text"] for r in out["holdout"]]
+    assert len(held) == len(corpus) // 5 and not set(held) & {r["text"] for r in out["train"]}
+    assert sorted([r["text"] for r in out["train"]] + held) == sorted(corpus)
     assert all(len(r["answer"].split()) == 1 for r in out["train"])
-    assert len(out["test"]) == len(rows("wmdp_cyber.jsonl"))  # no questions trained on: all evaluate
+    # the questions evaluate, but for the 8 kept back (train side) for the 8 circuit pairs
+    n = len(rows("wmdp_cyber.jsonl"))
+    assert len(out["test"]) == n - min(n // 2, 8) and len(out["pairs"]) == 8
     # a plain-text corpus goes through datasets' "text" builder
     txt = (FIX / "wmdp_bio_corpus.txt").read_text().split("\n")
     out = load("wmdp_bio", cache_dir, corpus_files=[str(FIX / "wmdp_bio_corpus.txt")], n_train=4)

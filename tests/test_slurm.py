@@ -33,7 +33,7 @@ SLURM_DIR = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TARGET = "results/table1.csv"
-GPU_RULES = ["base_model", "circuit", "unlearn", "evaluate", "evaluate_pair", "evaluate_base", "localize",
+GPU_RULES = ["base_model", "circuit", "unlearn", "unlearn_pair", "evaluate", "evaluate_pair", "evaluate_base", "localize",
              "localize_pair"]
 # Generous per-run limits; a stuck status check gets SIGINT (snakemake then scancels its jobs).
 RUN_TIMEOUT = 420

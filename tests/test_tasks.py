@@ -6,9 +6,9 @@ import re
 import pytest
 
 from clue.data import build_task, write_task
-from clue.tasks.toy import BIO, CYBER, TOY_TASKS, Sentiment, Winogrande, generate_toy_task
+from clue.tasks.toy import BIO, CYBER, MEDICINE, SOFTWARE, TOY_TASKS, Sentiment, Winogrande, generate_toy_task
 
-PARAMS = dict(seed=3, n_train=300, n_test=60, n_pairs=40)
+PARAMS = dict(seed=3, n_train=300, n_test=60, n_pairs=40, n_heldout_pairs=10)
 
 
 def solve(task, prompt):
@@ -38,7 +38,7 @@ def solve(task, prompt):
     if task == "toy_winogrande":
         a, verb, b, reason = w[0], w[1], w[2], w[6]
         return a if Winogrande.VERBS[verb][0] == reason else b
-    domain = {"toy_cyber": CYBER, "toy_bio": BIO}[task]
+    domain = {d.name: d for d in (CYBER, BIO, SOFTWARE, MEDICINE)}[task]
     facts = domain.facts(PARAMS["seed"])
     entity, relation = w[0], " ".join(w[1:])
     r = [rel for rel, _ in domain.relations].index(relation)
@@ -73,8 +73,8 @@ def test_labels_and_corruptions_match_an_independent_solver(task):
     for rec in splits["test"]:
         assert rec["choices"][rec["label"]] == solve(task, rec["prompt"])
         assert len(set(rec["choices"])) == len(rec["choices"])
-    assert len(splits["pairs"]) == PARAMS["n_pairs"]
-    for pair in splits["pairs"]:
+    assert len(splits["pairs"]) == PARAMS["n_pairs"] and len(splits["heldout_pairs"]) == PARAMS["n_heldout_pairs"]
+    for pair in splits["pairs"] + splits["heldout_pairs"]:
         assert solve(task, pair["clean"]) == pair["clean_answer"]
         assert solve(task, pair["corrupted"]) == pair["corrupted_answer"]
         assert pair["clean_answer"] != pair["corrupted_answer"]
@@ -88,13 +88,16 @@ def test_labels_and_corruptions_match_an_independent_solver(task):
 
 
 @pytest.mark.parametrize("domain", [CYBER, BIO])
-def test_forget_corpus_states_every_tested_fact_and_refusals_cover_the_questions(domain):
+def test_forget_corpus_states_every_fact_and_refusals_cover_the_train_side_questions(domain):
     splits = build_task(domain.name, PARAMS)
     corpus = " ".join(r["text"] for r in splits["train"])
-    for rec in splits["test"]:
-        assert f"{rec['prompt']} {rec['choices'][rec['label']]} ." in corpus
+    test = {r["prompt"] for r in splits["test"]}
     refused = {r["prompt"] for r in splits["refusal"]}
-    assert {r["prompt"] for r in splits["test"]} <= refused
+    # every question of the domain is either a test question or a refusal prompt, never both
+    questions = {q["prompt"] for q in domain.questions(PARAMS["seed"])}
+    assert test | refused == questions and not test & refused
+    for q in domain.questions(PARAMS["seed"]):
+        assert f"{q['prompt']} {q['answer']} ." in corpus
     assert all(r["refusal"] and not re.search(r"\d", r["refusal"]) for r in splits["refusal"])
 
 
@@ -125,7 +128,8 @@ def test_data_cli_writes_the_documented_files(tmp_path):
 
     assert main(["data", "--task", "toy_cyber", "--params", json.dumps(PARAMS), "--out", str(tmp_path / "c")]) == 0
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
-        "meta.json", "pairs.jsonl", "refusal.jsonl", "test.jsonl", "train.jsonl"]
+        "heldout_pairs.jsonl", "holdout.jsonl", "meta.json", "pairs.jsonl", "refusal.jsonl", "test.jsonl",
+        "train.jsonl"]
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
     assert meta["role"] == "forget" and meta["n_pairs"] == PARAMS["n_pairs"]
     assert main(["data", "--task", "toy_nope", "--params", json.dumps(PARAMS), "--out", str(tmp_path / "x")]) == 2

@@ -63,6 +63,8 @@ def check_config(config):
         if name not in LOCALIZERS:
             raise ClueError(f"config key localize.ratios.{name}: unknown localizer {name!r}; known: "
                             f"{', '.join(LOCALIZERS)}")
+    for task in config["circuit"]["target_sparsity_per_task"]:
+        check_task(task, f"circuit.target_sparsity_per_task.{task}")
     if model_source(config) == "toy":
         real = [t for r in ("forget", "retain", "general") for t in config["tasks"][r] if not t.startswith("toy_")]
         if real:
@@ -86,11 +88,13 @@ def data_params(config, task):
     task's source does not rerun this task."""
     d = config["data"]
     return dict(seed=d["seed"], n_train=d["n_train"], n_test=d["n_test"], n_pairs=d["n_pairs"],
-                source=d["sources"].get(task))
+                n_heldout_pairs=d["n_heldout_pairs"], source=d["sources"].get(task))
 
 
 def model_params(config):
     m = config["model"]
+    for task in config["circuit"]["target_sparsity_per_task"]:
+        check_task(task, f"circuit.target_sparsity_per_task.{task}")
     if model_source(config) == "toy":
         return dict(name=m["name"], source="toy", toy=m["toy"], train=m["train"])
     return dict(name=m["name"], source="pretrained", pretrained=pretrained_path(config))

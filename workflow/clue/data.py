@@ -13,28 +13,49 @@ SPLIT_FIELDS = {
     "train": ("prompt", "answer", "text"),
     "test": ("prompt", "choices", "label"),
     "pairs": ("clean", "corrupted", "clean_answer", "corrupted_answer"),
+    "heldout_pairs": ("clean", "corrupted", "clean_answer", "corrupted_answer"),
     "refusal": ("prompt", "refusal"),
+    "holdout": ("text",),
 }
+# Splits written for forget sets only.
+FORGET_ONLY = ("refusal", "holdout")
+
+
+def train_side_prompts(splits):
+    """Every prompt a training, refusal, circuit or localizer step may see, by split."""
+    return {
+        "train": {r["prompt"] for r in splits["train"] if r["prompt"]},
+        "refusal": {r["prompt"] for r in splits.get("refusal", [])},
+        "pairs": {p[k] for p in splits["pairs"] for k in ("clean", "corrupted")},
+        "heldout_pairs": {p[k] for p in splits.get("heldout_pairs", []) for k in ("clean", "corrupted")},
+    }
+
+
+def check_disjoint(task, splits):
+    """Splits are sacred (DESIGN.md section 8): no test prompt is a prompt of any other split."""
+    test = {r["prompt"] for r in splits["test"]}
+    for split, prompts in train_side_prompts(splits).items():
+        overlap = sorted(test & prompts)
+        if overlap:
+            raise ClueError(f"task {task}: {len(overlap)} test prompt(s) also in {split}, e.g. {overlap[0]!r}")
 
 
 def build_task(task, params):
     """Return the splits of ``task`` as {split: [records]} from the task's `data` params."""
     check_task(task, "data")
     seed, n_train, n_test, n_pairs = (params["seed"], params["n_train"], params["n_test"], params["n_pairs"])
+    n_heldout = params.get("n_heldout_pairs", 0)
     if task in TOY_TASKS:
-        splits = generate_toy_task(task, seed, n_train, n_test, n_pairs)
+        splits = generate_toy_task(task, seed, n_train, n_test, n_pairs, n_heldout)
     else:
         from clue.tasks.real import load_real_task
 
-        splits = load_real_task(task, params.get("source") or {}, seed, n_train, n_test, n_pairs)
-    for pair in splits["pairs"]:
+        splits = load_real_task(task, params.get("source") or {}, seed, n_train, n_test, n_pairs, n_heldout)
+    for pair in splits["pairs"] + splits["heldout_pairs"]:
         if pair["clean_answer"] == pair["corrupted_answer"]:
             raise ClueError(f"task {task}: a clean/corrupted pair has the same answer "
                             f"{pair['clean_answer']!r} (prompt {pair['clean']!r}); the corruption must change it")
-    train_prompts = {r["prompt"] for r in splits["train"] if r["prompt"]}
-    overlap = [r["prompt"] for r in splits["test"] if r["prompt"] in train_prompts]
-    if overlap:
-        raise ClueError(f"task {task}: {len(overlap)} test prompt(s) also in train, e.g. {overlap[0]!r}")
+    check_disjoint(task, splits)
     return splits
 
 
@@ -43,12 +64,13 @@ def write_task(task, params, out):
     role = task_role(task)
     with io.atomic_dir(out) as tmp:
         for split, fields in SPLIT_FIELDS.items():
-            if split == "refusal" and role != "forget":
+            if split in FORGET_ONLY and role != "forget":
                 continue
             io.write_jsonl(tmp / f"{split}.jsonl", [{k: r[k] for k in fields} for r in splits[split]])
         meta = dict(task=task, role=role, source="toy" if task in TOY_TASKS else "hf",
                     n_train=len(splits["train"]), n_test=len(splits["test"]),
-                    n_pairs=len(splits["pairs"]), seed=params["seed"])
+                    n_pairs=len(splits["pairs"]), n_heldout_pairs=len(splits["heldout_pairs"]),
+                    seed=params["seed"])
         io.write_json(tmp / "meta.json", meta)
     return meta
 

@@ -1,20 +1,29 @@
-"""Stage `evaluate`: lm-eval's ``simple_evaluate`` (model ``hf``) on a checkpoint.
+"""Stage `evaluate`: lm-eval's ``simple_evaluate`` (model ``hf``) on a checkpoint, then the forget
+efficacy metrics of the paper's appendix G on the same model, loaded once.
 
 Local tasks (every task with a data directory: the toy world, and real tasks converted by the
 `data` stage) are evaluated through task YAMLs written here, one per task, over the task's
 ``test.jsonl``; standard lm-eval tasks (arc_easy, boolq, ...) are evaluated by name.
 
 Metrics (DESIGN.md section 8): FE = 1 - forget accuracy, RU = retain accuracy, GU = mean accuracy
-over the general tasks.
+over the general tasks; RU_prob and GU_prob, the same with the mean probability of the correct
+choice (accuracy saturates at 1, this does not); MIA (Min-20% Prob AUC, forget set vs held-out
+text) and RougeL (recall of greedy generations on the forget questions).
 """
 
 import json
 import os
+import random
 import tempfile
 from pathlib import Path
 
 from clue import io
 from clue.errors import ClueError
+
+DEFAULTS = dict(batch_size=64, device="cpu", dtype="float32", limit=None, seed=0, mia_samples=200,
+                mia_max_length=512, max_new_tokens=8, jobs="per_checkpoint")
+# Min-k% Prob with k = 20%: the MIA score of the paper's appendix G (Shi et al. 2023)
+MIN_K = 0.2
 
 TASK_YAML = """task: {name}
 dataset_path: json
@@ -41,35 +50,113 @@ def lm_eval_task_name(task):
     return f"clue_{task}"
 
 
-def run_lm_eval(checkpoint, tasks, data_root, params):
-    """Accuracy of ``checkpoint`` on each task: {task: acc}. Tasks with a directory under
-    ``data_root`` use a local YAML; the others must be lm-eval task names."""
+def check_test_file(path):
+    """Every line of a local ``test.jsonl`` is {prompt: str, choices: >= 2 str, label: index}:
+    checked here because lm-eval would fail deep inside, or silently score a bad label as wrong."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        raise ClueError(f"{path}: file not found") from None
+    n = 0
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path} line {lineno}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ClueError(f"{where}: not valid JSON ({e})") from None
+        if not isinstance(rec, dict):
+            raise ClueError(f"{where}: not a JSON object")
+        for field in ("prompt", "choices", "label"):
+            if field not in rec:
+                raise ClueError(f"{where}: missing field '{field}'")
+        choices, label = rec["choices"], rec["label"]
+        if not isinstance(rec["prompt"], str):
+            raise ClueError(f"{where}: field 'prompt' must be a string, not {type(rec['prompt']).__name__}")
+        if not (isinstance(choices, list) and len(choices) >= 2 and all(isinstance(c, str) for c in choices)):
+            raise ClueError(f"{where}: field 'choices' must be a list of at least 2 strings")
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(choices):
+            raise ClueError(f"{where}: field 'label' must be an integer index into choices "
+                            f"(0..{len(choices) - 1}), not {label!r}")
+        n += 1
+    if n == 0:
+        raise ClueError(f"{path}: no test records")
+
+
+def local_test_files(tasks, data_root):
+    """{task: test.jsonl} of the tasks with a data directory, each file checked."""
+    local = {t: Path(data_root) / t / "test.jsonl" for t in tasks if (Path(data_root) / t).is_dir()}
+    for path in local.values():
+        check_test_file(path)
+    return local
+
+
+def load_checkpoint(checkpoint, params):
+    """(model, tokenizer) on ``params['device']``: one load serves lm-eval and the forget efficacy
+    metrics. A pretrained base directory only records its HF id or path (clue_base.json)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from clue.base_model import base_model_path
+    from clue.losses import torch_device
+
+    path = base_model_path(checkpoint) if (Path(checkpoint) / "clue_base.json").exists() else str(checkpoint)
+    dtype = params["dtype"] if params["dtype"] == "auto" else getattr(torch, params["dtype"])
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(torch_device(params["device"]))
+    return model.eval(), tokenizer
+
+
+def prob_correct(samples):
+    """Mean over documents of softmax(choice log-likelihoods)[gold], from lm-eval's per-sample
+    ``filtered_resps`` ((log-likelihood, is_greedy) per choice). None for a task whose samples are
+    not single-gold choice indices (winogrande's gold is a context, truthfulqa_mc2's several)."""
+    import numpy as np
+
+    probs = []
+    for s in samples:
+        gold, lls = s["target"], np.array([r[0] for r in s["filtered_resps"]], dtype=np.float64)
+        if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(lls):
+            return None
+        p = np.exp(lls - lls.max())
+        probs.append(p[gold] / p.sum())
+    return float(np.mean(probs)) if probs else None
+
+
+def run_lm_eval(model, tokenizer, tasks, test_files, params):
+    """lm-eval on the loaded model: ({task: acc}, {task: prob_correct}, lm-eval version). Tasks in
+    ``test_files`` (see local_test_files) use a local YAML; the others must be lm-eval task names."""
     import lm_eval
+    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    local = {t: Path(data_root) / t / "test.jsonl" for t in tasks if (Path(data_root) / t / "test.jsonl").exists()}
-    standard = [t for t in tasks if t not in local]
+    standard = [t for t in tasks if t not in test_files]
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params["batch_size"])
     with tempfile.TemporaryDirectory(prefix="clue-lm-eval-") as yaml_dir:
-        for task, test_file in local.items():
+        for task, test_file in test_files.items():
             (Path(yaml_dir) / f"{task}.yaml").write_text(
                 TASK_YAML.format(name=lm_eval_task_name(task), test_file=json.dumps(str(test_file.resolve()))))
         # Scanning lm-eval's hundreds of built-in task YAMLs is slow; skip it when every task is local.
         manager = TaskManager(include_path=yaml_dir, include_defaults=bool(standard))
-        names = [lm_eval_task_name(t) if t in local else t for t in tasks]
-        model_args = dict(pretrained=str(checkpoint), dtype=params["dtype"])
+        names = [lm_eval_task_name(t) if t in test_files else t for t in tasks]
         out = lm_eval.simple_evaluate(
-            model="hf", model_args=model_args, tasks=names, task_manager=manager,
-            batch_size=params["batch_size"], device=params["device"], limit=params.get("limit"),
-            log_samples=False, random_seed=params["seed"], numpy_random_seed=params["seed"],
+            model=lm, tasks=names, task_manager=manager, limit=params.get("limit"),
+            log_samples=True, random_seed=params["seed"], numpy_random_seed=params["seed"],
             torch_random_seed=params["seed"], fewshot_random_seed=params["seed"], bootstrap_iters=0)
-    results = out["results"]
-    acc = {}
+    results, acc, prob = out["results"], {}, {}
     for task, name in zip(tasks, names):
         if name not in results:
             raise ClueError(f"lm-eval returned no result for task {name}")
         acc[task] = float(results[name]["acc,none"])
-    return acc, lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval")
+        config = out["configs"].get(name, {})
+        # only lm-eval's own multiple-choice scoring makes filtered_resps one log-likelihood per choice
+        if config.get("output_type") == "multiple_choice" and not config.get("process_results"):
+            p = prob_correct(out["samples"].get(name, []))
+            if p is not None:
+                prob[task] = p
+    return acc, prob, lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval")
 
 
 def _version(dist):
@@ -78,21 +165,120 @@ def _version(dist):
     return version(dist.replace("_", "-"))
 
 
-def pair_metrics(accuracy, forget, retain, general):
-    """FE, RU, GU from per-task accuracy (DESIGN.md section 8)."""
+def _batch_size(params):
+    # evaluate.batch_size may be lm-eval's "auto"; the metrics here then batch by 16
+    return params["batch_size"] if isinstance(params["batch_size"], int) else 16
+
+
+def min_k_prob(model, tokenizer, texts, batch_size, max_length, k=MIN_K):
+    """Min-k% Prob of each text: the mean of its lowest k% token log-probabilities (at least one
+    token), each token scored given its prefix; texts are cut to ``max_length`` tokens."""
+    import torch
+
+    from clue.losses import collate, encode_text, to_device, token_logprobs
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores = []
+    for start in range(0, len(texts), batch_size):
+        encoded = [tuple(x[:max_length] for x in encode_text(tokenizer, t)) for t in texts[start:start + batch_size]]
+        with torch.no_grad():
+            logp, scored = token_logprobs(model, to_device(collate(encoded, pad), model.device))
+        for row, keep in zip(logp, scored):
+            values = row[keep].sort().values
+            scores.append(values[:max(1, int(len(values) * k))].mean().item())
+    return scores
+
+
+def auc(positive, negative):
+    """Area under the ROC curve of scores where ``positive`` should score higher (ties count 1/2)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score([1] * len(positive) + [0] * len(negative), list(positive) + list(negative)))
+
+
+def mia(model, tokenizer, data_dir, params):
+    """(MIA, note) of a forget set, as reported in the paper's appendix G (after Jia et al.): MIA =
+    1 - AUC of Min-20% Prob separating forget-set members (train.jsonl ``text``) from held-out
+    non-members (holdout.jsonl ``text``), members positive. Higher is better unlearning: 0.5 means
+    the forget set is indistinguishable from text the model never saw; below 0.5 it still looks
+    like training data (the base model: ~0.42 in the paper's Table 6); towards 1 it is less likely
+    than unseen text (GA: ~0.95). MIA is None, and ``note`` says why, without held-out text."""
+    holdout = Path(data_dir) / "holdout.jsonl"
+    if not holdout.exists():
+        return None, f"no {holdout}: no held-out text to tell the forget set from"
+    nonmembers = [r["text"] for r in io.read_jsonl(holdout, required=("text",))]
+    if not nonmembers:
+        return None, f"{holdout} is empty: no held-out text to tell the forget set from"
+    members = [r["text"] for r in io.read_jsonl(Path(data_dir) / "train.jsonl", required=("text",))]
+    n = params["mia_samples"]
+    # one generator per side, so the members drawn do not depend on the holdout's size
+    members = io.seeded_sample(members, n, random.Random(params["seed"]), Path(data_dir) / "train.jsonl")
+    nonmembers = io.seeded_sample(nonmembers, n, random.Random(params["seed"]), holdout)
+    members, nonmembers = (min_k_prob(model, tokenizer, texts, _batch_size(params), params["mia_max_length"])
+                           for texts in (members, nonmembers))
+    return 1.0 - auc(members, nonmembers), None
+
+
+def greedy_generations(model, tokenizer, prompts, max_new_tokens, batch_size):
+    """Greedy continuations (new tokens only, decoded) of each prompt, batched with left padding."""
+    import torch
+
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # Llama tokenizers ship none; pads are masked
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        enc = tokenizer(prompts[start:start + batch_size], padding=True, padding_side="left",
+                        return_tensors="pt", return_token_type_ids=False).to(model.device)
+        with torch.no_grad():
+            ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        out += tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
+
+
+def rouge_l_recall(references, generations):
+    """Mean Rouge-L recall (rouge_score's tokenization: lower-cased alphanumeric words) of each
+    reference in its generation. Lower is better unlearning."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    recalls = [scorer.score(ref, gen)["rougeL"].recall for ref, gen in zip(references, generations, strict=True)]
+    return sum(recalls) / len(recalls)
+
+
+def forget_efficacy(model, tokenizer, data_dir, params):
+    """MIA, mia_note and RougeL of one forget set (the paper's Table 6, beside 1-accuracy); RougeL
+    scores the correct choice of each forget test question in the greedy generation after its
+    prompt."""
+    records = io.read_jsonl(Path(data_dir) / "test.jsonl")[:params["limit"] or None]  # lm-eval's limit
+    value, note = mia(model, tokenizer, data_dir, params)
+    generations = greedy_generations(model, tokenizer, [r["prompt"] for r in records],
+                                     params["max_new_tokens"], _batch_size(params))
+    return dict(MIA=value, mia_note=note,
+                RougeL=rouge_l_recall([r["choices"][r["label"]] for r in records], generations))
+
+
+def pair_metrics(accuracy, prob, forget, retain, general):
+    """FE, RU, GU from per-task accuracy and RU_prob, GU_prob from per-task probability of the
+    correct choice (DESIGN.md section 8). GU_prob averages the general tasks that have one."""
     missing = [t for t in [forget, retain, *general] if t not in accuracy]
     if missing:
         raise ClueError(f"no accuracy for task(s) {', '.join(missing)}")
+    general_prob = [prob[g] for g in general if g in prob]
     return dict(FE=1.0 - accuracy[forget], RU=accuracy[retain],
-                GU=sum(accuracy[g] for g in general) / len(general) if general else None)
+                GU=sum(accuracy[g] for g in general) / len(general) if general else None,
+                RU_prob=prob.get(retain),
+                GU_prob=sum(general_prob) / len(general_prob) if general_prob else None)
 
 
 def add_arguments(p):
     p.add_argument("--checkpoint", nargs="+", help="HF checkpoint directory to evaluate (lm-eval runs on it); "
                    "several, with as many --method and --out, are evaluated one after the other in this process")
-    p.add_argument("--from-eval", help="reuse per-task accuracies from this eval JSON instead of running "
-                   "lm-eval (the Origin rows reuse one evaluation of the base model)")
+    p.add_argument("--from-eval", help="reuse per-task metrics from this eval JSON instead of evaluating "
+                   "(the Origin rows reuse one evaluation of the base model)")
     p.add_argument("--tasks", nargs="*", default=[], help="tasks to evaluate (with --checkpoint and no pair)")
+    p.add_argument("--forget-sets", nargs="*", default=[], help="with --tasks: forget sets whose MIA and "
+                   "Rouge-L are measured too")
     p.add_argument("--forget", help="forget task of the pair")
     p.add_argument("--retain", help="retain task of the pair")
     p.add_argument("--general", nargs="*", default=[], help="general tasks (GU averages them)")
@@ -106,16 +292,28 @@ def add_arguments(p):
 def evaluate_one(args, params, checkpoint, method, out):
     pair = args.forget is not None
     tasks = [args.forget, args.retain, *args.general] if pair else list(args.tasks)
+    forget_sets = [args.forget] if pair else list(args.forget_sets)
     if args.from_eval:
         source = io.read_json(args.from_eval)
-        accuracy, version, checkpoint = source["accuracy"], source["lm_eval_version"], source["checkpoint"]
+        accuracy, prob, version, checkpoint = (source["accuracy"], source["prob_correct"],
+                                               source["lm_eval_version"], source["checkpoint"])
+        efficacy = source["forget_efficacy"]
+        missing = [f for f in forget_sets if f not in efficacy]
+        if missing:
+            raise ClueError(f"{args.from_eval} has no MIA / Rouge-L for forget set(s) {', '.join(missing)} "
+                            "(evaluate the base model with --forget-sets)")
     else:
-        accuracy, version = run_lm_eval(checkpoint, tasks, args.data_root, params)
+        test_files = local_test_files(tasks, args.data_root)  # bad test files fail before any load
+        model, tokenizer = load_checkpoint(checkpoint, params)
+        accuracy, prob, version = run_lm_eval(model, tokenizer, tasks, test_files, params)
+        efficacy = {f: forget_efficacy(model, tokenizer, Path(args.data_root) / f, params) for f in forget_sets}
     record = dict(method=method, checkpoint=str(checkpoint), lm_eval_version=version)
     if pair:
         record.update(forget=args.forget, retain=args.retain, general=args.general,
-                      **pair_metrics(accuracy, args.forget, args.retain, args.general))
+                      **pair_metrics(accuracy, prob, args.forget, args.retain, args.general),
+                      **efficacy[args.forget])
         record["accuracy"] = {t: accuracy[t] for t in tasks}
+        record["prob_correct"] = {t: prob[t] for t in tasks if t in prob}
         pct = None
         if method != "origin" and args.base_dir:
             from clue.masks import unlearned_param_pct_dirs
@@ -123,13 +321,14 @@ def evaluate_one(args, params, checkpoint, method, out):
             pct = unlearned_param_pct_dirs(args.base_dir, checkpoint)
         record["unlearned_param_pct"] = pct
     else:
-        record["accuracy"] = accuracy
+        record.update(accuracy=accuracy, prob_correct=prob, forget_efficacy=efficacy)
     io.write_json(out, record)
-    print(json.dumps({k: v for k, v in record.items() if k in ("FE", "RU", "GU")} or record["accuracy"]))
+    shown = ("FE", "RU", "GU", "RU_prob", "GU_prob", "MIA", "RougeL")
+    print(json.dumps({k: v for k, v in record.items() if k in shown} or record["accuracy"]))
 
 
 def main(args):
-    params = json.loads(args.params)
+    params = io.with_defaults(io.json_params(args.params, "evaluate"), DEFAULTS, "evaluate", strict=True)
     if args.from_eval:
         checkpoints = [None]
     elif args.checkpoint:

@@ -50,6 +50,7 @@ DEFAULTS = {
     "seed": 0,
     "device": "auto",
     "dtype": "auto",
+    "jobs": "per_checkpoint",  # read by the workflow only: one job per checkpoint, or a pair's all in one
 }
 
 
@@ -287,7 +288,8 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
         if st["mask"] == "full":
             st["mask"] = _full_mask(model)
     active = [st for st in stages if st["mask"] is None or any(bool(m.any()) for m in st["mask"].values())]
-    record = {"method": method, "config": p, "base_dir": str(base_dir), "forget_dir": str(forget_dir),
+    # `jobs` only tells the workflow how to batch processes: the same checkpoint either way
+    record = {"method": method, "config": {k: v for k, v in p.items() if k != "jobs"}, "base_dir": str(base_dir), "forget_dir": str(forget_dir),
               "retain_dir": str(retain_dir), "masks": None if masks_path is None else str(masks_path),
               "stages": [], "skipped_stages": [st["name"] for st in stages if st not in active],
               "losses": [], "unchanged": not active}
@@ -325,21 +327,30 @@ def add_arguments(parser):
     parser.add_argument("--base-dir", required=True, help="base checkpoint directory (save_pretrained + tokenizer)")
     parser.add_argument("--forget-dir", required=True, help="forget task data dir (train.jsonl, refusal.jsonl)")
     parser.add_argument("--retain-dir", required=True, help="retain task data dir (train.jsonl)")
-    parser.add_argument("--method", required=True, choices=methods(),
-                        help="clue: two-stage masked unlearning; ga/npo/po: that loss on all parameters")
-    parser.add_argument("--masks", default=None,
-                        help="mask .safetensors (required for clue; for ga/npo/po restricts training to its union)")
+    parser.add_argument("--method", required=True, nargs="+", choices=methods(),
+                        help="clue: two-stage masked unlearning; ga/npo/po: that loss on all parameters. Several, "
+                        "with as many --out (and --masks), are trained one after the other in this process")
+    parser.add_argument("--masks", nargs="+", default=None,
+                        help="mask .safetensors per method, 'none' for no mask (required for clue; for ga/npo/po "
+                        "restricts training to its union)")
     parser.add_argument("--params", default="{}", help="the `unlearn` config section as a JSON object")
-    parser.add_argument("--out", required=True, help="output checkpoint directory")
+    parser.add_argument("--out", required=True, nargs="+", help="output checkpoint directory, one per method")
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
 
 
 def main(args):
     params = json_params(args.params, "unlearn")
-    rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, args.method, args.out, params,
-                  masks_path=args.masks, progress=not args.no_progress)
-    last = rec["losses"][-1]["loss"] if rec["losses"] else None
-    print(f"clue unlearn: {args.method}: {len(rec['losses'])} steps, final loss {last}, "
-          f"unlearned {rec['unlearned_param_pct']:.2f}% of parameters, {rec['seconds']:.1f}s -> {args.out}",
-          file=sys.stderr)
+    masks = args.masks or ["none"] * len(args.method)
+    if not len(args.method) == len(masks) == len(args.out):
+        raise ClueError(f"give as many --out ({len(args.out)}) and --masks ({len(masks)}) as --method "
+                        f"({len(args.method)})")
+    # one process for several checkpoints (unlearn.jobs: per_pair): on a CPU with a toy model,
+    # importing torch and transformers takes about as long as a masked fine-tuning
+    for method, mask, out in zip(args.method, masks, args.out):
+        rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, method, out, params,
+                      masks_path=None if mask == "none" else mask, progress=not args.no_progress)
+        last = rec["losses"][-1]["loss"] if rec["losses"] else None
+        print(f"clue unlearn: {method}: {len(rec['losses'])} steps, final loss {last}, "
+              f"unlearned {rec['unlearned_param_pct']:.2f}% of parameters, {rec['seconds']:.1f}s -> {out}",
+              file=sys.stderr)
     return 0

@@ -3,9 +3,22 @@
 Every edge of the computational graph (clue.circuits.masked_forward) gets a hard-concrete (L0)
 gate (Louizos et al. 2018). The gates minimise KL(full model || circuit) at the answer position
 (the last prompt token) while a Lagrangian (as in CoFi / Edge Pruning) drives the expected edge
-sparsity to a target that ramps linearly up to ``target_sparsity``. The final circuit keeps the
-top ``(1 - target_sparsity)`` fraction of edges by score (the gate's keep probability
-P(z > 0)); its KL with hard 0/1 gates is measured on the pairs again and reported.
+sparsity to a target that ramps linearly up to ``target_sparsity`` over ``sparsity_warmup`` of the
+steps and then holds. Training must reach the target: a final expected sparsity more than
+``SPARSITY_TOLERANCE`` away from it fails the job, naming the task, the mode and the value
+reached (a top-k cut through gates that never polarised would pick edges nearly at random).
+
+The circuit is the learned gates themselves: an edge is kept when its gate is more likely open
+than closed (keep probability > 0.5). Kept edges on no live input-to-output path are then
+removed: an edge from a writer that no kept path reaches from ``embed`` carries the same value as
+the corrupted run whether kept or not, and an edge into a reader that reaches ``out`` by no kept
+path cannot change the logits, so removing them leaves the circuit's outputs as they are but
+keeps such neurons out of the logic (they would be forced to 0 and become forget neurons).
+
+Faithfulness is measured on held-out pairs (``heldout_pairs.jsonl``, never used for training):
+KL of the circuit, KL of the empty circuit (every edge corrupted: the run on the other input) and
+the normalized faithfulness ``1 - KL_circuit / KL_empty`` (1: the circuit matches the full model;
+0: no better than corrupting everything). ``min_faithfulness`` fails the job below it.
 
 Modes (paper, appendix C):
 
@@ -36,9 +49,12 @@ from clue.io import json_params, read_jsonl, save_figure, write_json
 MODES = ("noising", "denoising")
 DEFAULTS = {
     "target_sparsity": 0.9,   # fraction of edges removed
+    "target_sparsity_per_task": {},  # task -> its own target (README: some tasks need more edges)
+    "min_faithfulness": 0.0,  # on held-out pairs; a circuit below it fails its job
     "steps": 300,
     "lr": 0.1,                # Adam on the gates' log_alpha
-    "lagrangian_lr": 0.3,     # plain gradient ascent on lambda1, lambda2 (Adam overshoots)
+    "lagrangian_lr": 1.0,     # plain gradient ascent on lambda1, lambda2 (Adam overshoots)
+    "sparsity_penalty": 16.0,  # c of a fixed c * n_edges * gap^2 beside the multipliers (see below)
     "sparsity_warmup": 0.5,   # fraction of the steps over which the target ramps up from 0
     "batch_size": 16,
     "max_pairs": 64,
@@ -49,6 +65,7 @@ DEFAULTS = {
 # Hard-concrete stretch: s in (0, 1) is stretched to (L, R) and clamped to [0, 1].
 BETA, L, R = 2 / 3, -0.1, 1.1
 LOG_ALPHA_INIT = 3.0   # every gate starts almost surely open: the circuit starts as the full model
+SPARSITY_TOLERANCE = 0.01  # how close the final expected sparsity must come to the target
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,12 +81,21 @@ def resolve_params(params):
     p = {**DEFAULTS, **params}
     if not (isinstance(p["target_sparsity"], (int, float)) and 0 < p["target_sparsity"] < 1):
         raise ClueError(f"circuit config: target_sparsity must be in (0, 1), got {p['target_sparsity']!r}")
+    if not isinstance(p["target_sparsity_per_task"], dict):
+        raise ClueError("circuit config: target_sparsity_per_task must map task names to sparsities")
+    for task, value in p["target_sparsity_per_task"].items():
+        if not (isinstance(value, (int, float)) and 0 < value < 1):
+            raise ClueError(f"circuit config: target_sparsity_per_task.{task} must be in (0, 1), got {value!r}")
     for key in ("steps", "batch_size", "max_pairs"):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
             raise ClueError(f"circuit config: {key} must be a positive integer, got {p[key]!r}")
+    if not isinstance(p["sparsity_penalty"], (int, float)) or p["sparsity_penalty"] < 0:
+        raise ClueError(f"circuit config: sparsity_penalty must be a non-negative number, got {p['sparsity_penalty']!r}")
     for key in ("lr", "lagrangian_lr"):
         if not isinstance(p[key], (int, float)) or p[key] <= 0:
             raise ClueError(f"circuit config: {key} must be a positive number, got {p[key]!r}")
+    if not (isinstance(p["min_faithfulness"], (int, float)) and p["min_faithfulness"] <= 1):
+        raise ClueError(f"circuit config: min_faithfulness must be a number <= 1, got {p['min_faithfulness']!r}")
     if not (isinstance(p["sparsity_warmup"], (int, float)) and 0 <= p["sparsity_warmup"] <= 1):
         raise ClueError(f"circuit config: sparsity_warmup must be in [0, 1], got {p['sparsity_warmup']!r}")
     return p
@@ -83,10 +109,13 @@ def answer_token(tokenizer, answer):
     return ids[0]
 
 
-def load_pairs(data_dir, task, tokenizer, max_pairs):
-    """Token ids of the task's pairs: dict with ``clean``, ``corrupted`` (right-padded [N, T]) and
-    ``last`` (index of each prompt's last token, [N])."""
-    path = Path(data_dir) / "pairs.jsonl"
+def load_pairs(data_dir, task, tokenizer, max_pairs, filename="pairs.jsonl"):
+    """Token ids of the task's pairs (``filename``: the discovery pairs, or ``heldout_pairs.jsonl``
+    for faithfulness): dict with ``clean``, ``corrupted`` (right-padded [N, T]) and ``last`` (index
+    of each prompt's last token, [N])."""
+    path = Path(data_dir) / filename
+    if not path.is_file():
+        raise ClueError(f"task {task}: {path} not found (the data stage writes it)")
     records = read_jsonl(path, required=["clean", "corrupted", "clean_answer", "corrupted_answer"])
     if not records:
         raise ClueError(f"task {task}: {path} has no pairs")
@@ -135,14 +164,64 @@ def sample_gates(log_alpha):
     return (s * (R - L) + L).clamp(0.0, 1.0)
 
 
-def threshold(scores, target_sparsity):
-    """Hard gates keeping the top (1 - target_sparsity) fraction of edges by score (ties: the
-    earlier edge)."""
-    n_keep = round((1 - target_sparsity) * scores.numel())
-    order = torch.sort(-scores, stable=True).indices
-    kept = torch.zeros_like(scores)
-    kept[order[:n_keep]] = 1.0
-    return kept
+def learned_circuit(scores):
+    """Hard gates of the learned circuit: an edge is kept when its gate is more likely open than
+    closed (keep probability > 0.5)."""
+    return (scores > 0.5).float()
+
+
+def remove_dead_ends(graph, kept):
+    """``kept`` [E] without the edges on no live input-to-output path (see the module docstring).
+
+    A writer is *reached* when it is ``embed`` or one of its readers has a kept edge from a
+    reached writer; a reader is *live* when it is ``out`` or feeds a writer that has a kept edge
+    to a live reader. A k/v reader belongs to every query head of its key/value group."""
+    owners = _reader_owners(graph)            # reader index -> writer indices it feeds
+    edges = [(w, r) for (w, r), k in zip(graph.edges, kept.tolist()) if k]
+    reached = {0}                             # writer 0 is embed
+    changed = True
+    while changed:
+        changed = False
+        for w, r in edges:
+            new = [o for o in owners[r] if w in reached and o not in reached]
+            if new:
+                reached.update(new)
+                changed = True
+    out = graph.readers.index("out")
+    live_readers, live_writers = {out}, set()
+    changed = True
+    while changed:
+        changed = False
+        for w, r in edges:
+            if r in live_readers and w not in live_writers:
+                live_writers.add(w)
+                changed = True
+        for r, ws in owners.items():
+            if r not in live_readers and any(o in live_writers for o in ws):
+                live_readers.add(r)
+                changed = True
+    return torch.tensor([1.0 if k and w in reached and r in live_readers else 0.0
+                         for (w, r), k in zip(graph.edges, kept.tolist())])
+
+
+def _reader_owners(graph):
+    """For every reader, the writers it is an input of: a head's q reader feeds that head, a k/v
+    reader every head of its key/value group, ``m{L}`` the MLP; ``out`` feeds no writer."""
+    index = {name: i for i, name in enumerate(graph.writers)}
+    group = graph.n_heads // graph.n_kv
+    owners = {}
+    for r, name in enumerate(graph.readers):
+        parts = name.split(".")
+        if name == "out":
+            owners[r] = []
+        elif len(parts) == 1:                 # m{L}
+            owners[r] = [index[name]]
+        elif parts[2] == "q":
+            owners[r] = [index[f"{parts[0]}.{parts[1]}"]]
+        else:                                 # k/v of key/value head G
+            g = int(parts[1][1:])
+            owners[r] = [index[f"{parts[0]}.h{h}"] for h in range(g * group, (g + 1) * group)]
+    return owners
 
 
 def kl_full_circuit(full_logits, circuit_logits):
@@ -191,12 +270,14 @@ def circuit_kl(model, graph, batches, gates):
     return total / count
 
 
-def discover(model, pairs, mode, params, progress=True):
+def discover(model, pairs, mode, params, progress=True, heldout=None):
     """Learn a circuit of ``model`` on ``pairs`` (see ``load_pairs``) with intervention ``mode``.
 
-    Returns a dict: ``graph``, ``scores`` [E] (keep probabilities), ``kept`` [E] (0/1),
-    ``achieved_sparsity``, ``kl`` (of the thresholded circuit) and ``history`` (per step:
-    kl, expected sparsity, target).
+    Returns a dict: ``graph``, ``scores`` [E] (keep probabilities), ``kept`` [E] (0/1, the learned
+    circuit without dead ends), ``expected_sparsity`` (at the end of training),
+    ``achieved_sparsity`` (of ``kept``), ``dead_end_edges_removed``, ``kl`` (of ``kept`` on the
+    training pairs), ``faithfulness`` (on ``heldout`` pairs, when given) and ``history`` (per
+    step: kl, expected sparsity, target).
     """
     check_supported(model)
     p = resolve_params(params)
@@ -214,6 +295,7 @@ def discover(model, pairs, mode, params, progress=True):
     gate_opt = torch.optim.Adam([log_alpha], lr=p["lr"])
     lagrange_opt = torch.optim.SGD([lambdas], lr=p["lagrangian_lr"], maximize=True)
     warmup_steps = max(1, round(p["sparsity_warmup"] * p["steps"]))
+    penalty = p["sparsity_penalty"] * graph.n_edges
     history = []
 
     for step in tqdm(range(p["steps"]), desc=f"circuit {mode}", disable=not progress, file=sys.stderr):
@@ -223,7 +305,12 @@ def discover(model, pairs, mode, params, progress=True):
         kl = kl_full_circuit(b["full"], logits)
         expected_sparsity = 1 - keep_probability(log_alpha).mean()
         gap = expected_sparsity - target
-        loss = kl + lambdas[0] * gap + lambdas[1] * gap ** 2
+        # The multipliers integrate the gap, so alone they overshoot and oscillate around the
+        # target; the fixed quadratic penalty adds a restoring force proportional to the gap (a
+        # PI controller on the sparsity), so training settles on the target within the budget.
+        # It is scaled by the edge count, because each gate feels d(sparsity)/d(gate) = 1/n_edges
+        # of it: the same c then pulls each gate as hard in a small graph as in a large one.
+        loss = kl + lambdas[0] * gap + (lambdas[1] + penalty) * gap ** 2
         gate_opt.zero_grad()
         lagrange_opt.zero_grad()
         loss.backward()
@@ -231,14 +318,48 @@ def discover(model, pairs, mode, params, progress=True):
         lagrange_opt.step()
         history.append({"kl": kl.item(), "expected_sparsity": expected_sparsity.item(), "target": target})
 
-    scores = keep_probability(log_alpha.detach())
-    kept = threshold(scores, p["target_sparsity"])
-    return {
-        "graph": graph, "scores": scores.cpu(), "kept": kept.cpu(),
+    scores = keep_probability(log_alpha.detach()).cpu()
+    learned = learned_circuit(scores)
+    kept = remove_dead_ends(graph, learned)
+    result = {
+        "graph": graph, "scores": scores, "kept": kept,
+        "expected_sparsity": 1 - scores.mean().item(),
         "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
-        "kl": circuit_kl(model, graph, batches, kept),
+        "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
+        "kl": circuit_kl(model, graph, batches, kept.to(device)),
         "history": history, "params": p,
     }
+    if heldout is not None:
+        result["faithfulness"] = faithfulness(model, graph, heldout, mode, kept.to(device), p, device)
+    return result
+
+
+def faithfulness(model, graph, pairs, mode, kept, params, device):
+    """KL of the circuit and of the empty circuit on ``pairs``, and 1 - their ratio."""
+    batches = _prepare_batches(model, graph, pairs, mode, params["batch_size"], device)
+    kl_circuit = circuit_kl(model, graph, batches, kept)
+    kl_empty = circuit_kl(model, graph, batches, torch.zeros_like(kept))
+    return {"pairs": int(pairs["clean"].shape[0]), "kl_circuit": kl_circuit, "kl_empty": kl_empty,
+            "faithfulness": 1 - kl_circuit / kl_empty if kl_empty > 0 else None}
+
+
+def check_circuit(result, task, mode):
+    """Fail (ClueError naming task, mode and value) when training missed the sparsity target or
+    the circuit is less faithful than ``min_faithfulness`` on the held-out pairs."""
+    p = result["params"]
+    reached = result["expected_sparsity"]
+    if abs(reached - p["target_sparsity"]) > SPARSITY_TOLERANCE:
+        raise ClueError(
+            f"circuit {task} {mode}: training reached expected sparsity {reached:.4f}, not the target "
+            f"{p['target_sparsity']} (tolerance {SPARSITY_TOLERANCE}); raise circuit.steps or "
+            f"circuit.lagrangian_lr")
+    faithful = result.get("faithfulness", {}).get("faithfulness")
+    if faithful is not None and faithful < p["min_faithfulness"]:
+        raise ClueError(
+            f"circuit {task} {mode}: normalized faithfulness {faithful:.4f} on "
+            f"{result['faithfulness']['pairs']} held-out pairs is below circuit.min_faithfulness "
+            f"{p['min_faithfulness']} (KL circuit {result['faithfulness']['kl_circuit']:.4g}, "
+            f"empty {result['faithfulness']['kl_empty']:.4g})")
 
 
 def circuit_record(result, model_name, task, mode):
@@ -250,8 +371,10 @@ def circuit_record(result, model_name, task, mode):
     return {
         "model": model_name, "task": task, "mode": mode,
         "writers": graph.writers, "readers": graph.readers, "edges": edges,
-        "target_sparsity": p["target_sparsity"], "achieved_sparsity": result["achieved_sparsity"],
-        "kl": result["kl"], "steps": p["steps"], "config": p,
+        "target_sparsity": p["target_sparsity"], "expected_sparsity": result["expected_sparsity"],
+        "achieved_sparsity": result["achieved_sparsity"],
+        "dead_end_edges_removed": result["dead_end_edges_removed"],
+        "kl": result["kl"], "faithfulness": result.get("faithfulness"), "steps": p["steps"], "config": p,
     }
 
 
@@ -332,9 +455,17 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def task_params(params, task):
+    """The resolved ``circuit`` section for one task: its own target sparsity when the section
+    names one."""
+    p = resolve_params(params)
+    p["target_sparsity"] = p["target_sparsity_per_task"].get(task, p["target_sparsity"])
+    return p
+
+
 def main(args):
     params = json_params(args.params, "circuit")
-    p = resolve_params(params)
+    p = task_params(params, args.task)
     torch.manual_seed(p["seed"])
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -352,16 +483,22 @@ def main(args):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     check_supported(model)
     pairs = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"])
+    heldout = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"], "heldout_pairs.jsonl")
 
     start = time.perf_counter()
-    result = discover(model, pairs, args.mode, p, progress=not args.quiet)
+    result = discover(model, pairs, args.mode, p, progress=not args.quiet, heldout=heldout)
     seconds = time.perf_counter() - start  # in the log, not the artifact: same config, same bytes
+    f = result["faithfulness"]
+    kept = int(result["kept"].sum().item())
+    print(f"clue circuit: {args.task} {args.mode}: kept {kept} of {result['graph'].n_edges} edges "
+          f"({result['dead_end_edges_removed']} dead-end edges removed), expected sparsity "
+          f"{result['expected_sparsity']:.4f}, achieved {result['achieved_sparsity']:.4f}, KL {result['kl']:.4g}; "
+          f"held-out ({f['pairs']} pairs): KL circuit {f['kl_circuit']:.4g}, empty {f['kl_empty']:.4g}, "
+          f"faithfulness {f['faithfulness'] if f['faithfulness'] is None else round(f['faithfulness'], 4)}; "
+          f"{seconds:.1f} s", file=sys.stderr)
+    check_circuit(result, args.task, args.mode)   # nothing is written for a failed circuit
     record = circuit_record(result, args.model_name, args.task, args.mode)
     write_json(args.out, record)
     if args.drawing:
         draw(record, result["graph"], args.drawing)
-    kept = sum(e["kept"] for e in record["edges"])
-    print(f"clue circuit: {args.task} {args.mode}: kept {kept} of {len(record['edges'])} edges, "
-          f"sparsity {record['achieved_sparsity']:.3f}, KL {record['kl']:.4g}, "
-          f"{seconds:.1f} s", file=sys.stderr)
     return 0

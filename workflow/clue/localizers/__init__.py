@@ -11,8 +11,9 @@ Snakefile reads this registry at startup.
 
 What ``ratio`` means (every localizer selects ``floor(ratio * n)`` units):
 
-- ``wagle`` (dense): the fraction of the weights of *each* q,k,v,o,gate,up,down matrix, so the
-  mask's unlearned-parameter % equals ``100 * ratio``.
+- ``wagle`` (dense): the fraction of all q,k,v,o,gate,up,down weights of the model, ranked together
+  as in the published code; the mask's unlearned-parameter % (a mean of per-matrix fractions)
+  differs from ``100 * ratio`` where the selection is uneven across matrices.
 - ``pcgu`` (rows): the fraction of the rows of each of those matrices (same %, within one row).
 - ``depn``, ``memit`` (MLP neurons: gate/up rows + down columns): the fraction of all MLP neurons of
   the model. They never touch attention, so their unlearned-parameter % is ``3/7 * 100 * ratio``
@@ -35,9 +36,9 @@ from clue.io import json_params, read_jsonl, seeded_sample, with_defaults
 # ratios: each localizer's default ratio comes from its registration (``default_ratio``); the
 # config's ``localize.ratios`` overrides it per localizer.
 # wagle_mu: WAGLE's curvature constant (the retain Hessian approximated as mu * I), so
-# theta - grad_r / mu is one retain gradient step of size 1/mu. Gradients here are means over the
-# scored tokens (O(1e-3) per weight on the toy model, larger on 7B); mu = 1 makes the step comparable
-# to small weights without swamping theta.
+# theta - grad_r / mu is one retain gradient step of size 1/mu; 1e-6 as in every published WAGLE
+# config (see wagle.py). With mu = 1 the retain term was negligible next to theta and the mask was
+# |theta * grad_f| alone.
 # trace_noise: MEMIT/ROME causal tracing's embedding noise, in standard deviations of the embedding
 # matrix (ROME uses 3), for forget prompts whose corrupted prompt (pairs.jsonl) has another length.
 DEFAULTS = {
@@ -46,7 +47,7 @@ DEFAULTS = {
     "batch_size": 8,
     "ig_steps": 16,
     "seed": 0,
-    "wagle_mu": 1.0,
+    "wagle_mu": 1e-6,
     "trace_noise": 3.0,
     "device": "auto",
     "jobs": "per_localizer",  # read by the workflow only: one localizer per job, or a pair's all in one

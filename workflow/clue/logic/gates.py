@@ -4,7 +4,9 @@ The circuits are reader-level (a writer feeds a head's q, k or v input, an MLP, 
 logic works on neurons, so reader-level edges are collapsed to node-level edges: w -> a{L}.h{H}
 exists if w reaches that head's q reader, or the k/v reader of its key/value head. Edges from
 ``embed`` are dropped (the input is given). An edge kept by the noising circuit only is an AND
-gate edge, by the denoising circuit only an OR gate edge, by both an ADDER gate edge.
+gate edge, by the denoising circuit only an OR gate edge, by both an ADDER gate edge. Node-level
+edges into a neuron from which no edge path reaches ``out`` are dropped before typing (the circuit
+stage already removed such reader-level edges; collapsing a shared k/v input can create new ones).
 """
 
 import re
@@ -101,10 +103,25 @@ def collapse(circ, path="circuit"):
     return edges
 
 
+def reaching_out(edges):
+    """The node-level edges whose destination reaches ``out``. A k/v input is shared by its whole
+    key/value group, so collapsing can give a head of the group an input edge although nothing
+    leaves it; such a neuron would be forced to 0 by Tseitin's equivalence and judged a forget
+    neuron while it cannot change the output."""
+    live, changed = {OUT}, True
+    while changed:
+        changed = False
+        for src, dst in edges:
+            if dst in live and src not in live:
+                live.add(src)
+                changed = True
+    return {(src, dst) for src, dst in edges if dst in live}
+
+
 def build_gate_graph(noising, denoising, task, paths=("noising", "denoising")):
     """The gates JSON object (docs/formats.md) from the two circuit objects of one task."""
-    ns = collapse(noising, paths[0])
-    dn = collapse(denoising, paths[1])
+    ns = reaching_out(collapse(noising, paths[0]))
+    dn = reaching_out(collapse(denoising, paths[1]))
     if list(noising["writers"]) != list(denoising["writers"]):
         raise ClueError(f"{paths[0]} and {paths[1]} list different writers: not the same model")
     neurons = [w for w in noising["writers"] if w != "embed"]

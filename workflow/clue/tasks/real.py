@@ -39,6 +39,8 @@ from clue.errors import ClueError
 
 # Used when a task has one labelled split only (WMDP, BBH) and no ``n_test`` is given.
 TEST_FRACTION = 0.2
+# At most this many corpus lines are held out of training as the MIA's non-members.
+HOLDOUT_MAX = 200
 
 REFUSALS = (
     "I'm sorry, I can't help with that.",
@@ -400,9 +402,11 @@ def _pairs_bool(pool, rng, n_pairs):
 
 
 def load_real_task(name: str, source: dict | None, seed: int, n_train: int | None,
-                   n_test: int | None, n_pairs: int) -> dict:
-    """Load real task ``name`` into ``{"train", "test", "pairs", "refusal"}`` record lists
-    (docs/formats.md); ``refusal`` is empty for retain tasks.
+                   n_test: int | None, n_pairs: int, n_heldout_pairs: int = 0) -> dict:
+    """Load real task ``name`` into ``{"train", "test", "pairs", "heldout_pairs", "refusal",
+    "holdout"}`` record lists (docs/formats.md); ``refusal`` and ``holdout`` are empty for retain
+    tasks. Pairs and held-out pairs come from the train side only; ``holdout`` (WMDP with a corpus)
+    is a slice of the corpus cut off before training, the non-members of the MIA.
 
     ``source`` (the config's ``data.sources.<task>``, all keys optional): ``path`` (hub id),
     ``name`` (HF config; defaults to the task's config only when ``path`` is the default),
@@ -425,7 +429,8 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     split_test = source.get("split_test", spec.split_test)
     data_files = source.get("data_files")
     cache_dir = source.get("cache_dir")
-    for key, v in (("n_train", n_train), ("n_test", n_test), ("n_pairs", n_pairs)):
+    for key, v in (("n_train", n_train), ("n_test", n_test), ("n_pairs", n_pairs),
+                   ("n_heldout_pairs", n_heldout_pairs)):
         if v is not None and (not isinstance(v, int) or v < 0):
             raise ClueError(f"task {name}: {key} must be a non-negative integer, got {v!r}")
 
@@ -449,7 +454,9 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
         if n_test is not None:
             cut = min(n_test, len(test_ex))
         elif has_corpus:
-            cut = len(test_ex)  # questions are not trained on: all of them evaluate
+            # the corpus trains, so the questions only evaluate, but for those kept back as
+            # circuit pairs and held-out pairs (at most half)
+            cut = len(test_ex) - min(len(test_ex) // 2, n_pairs + n_heldout_pairs)
         else:
             cut = max(1, round(TEST_FRACTION * len(test_ex)))
         test_ex, train_ex = test_ex[:cut], test_ex[cut:]
@@ -476,6 +483,9 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
                                          source.get("corpus_split", "train"), None, ("text",), name, cache_dir)
         train = [r for r in (_split_text(str(row["text"] or "")) for row in c_rows) if r]
         _rng(name, seed, "corpus").shuffle(train)
+        # a slice of the corpus that no stage trains on: the MIA's non-members
+        n_holdout = min(HOLDOUT_MAX, len(train) // 5)
+        holdout, train = [{"text": r["text"]} for r in train[:n_holdout]], train[n_holdout:]
         train_where = c_where
     elif spec.role == "forget" and name != "pku_saferlhf":
         # WMDP without a corpus: the question with its correct answer text.
@@ -492,15 +502,22 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     if not train:
         raise ClueError(f"{train_where}: no usable training rows for task {name}")
 
-    # Pairs come from the train side; WMDP with a corpus may have no spare questions left.
-    pool = train_ex or test_ex
+    # Circuit pairs, then held-out pairs (faithfulness), come from the train side only.
+    pool = train_ex
+    if (n_pairs or n_heldout_pairs) and not pool:
+        raise ClueError(f"{where}: task {name}: no train-side questions left for circuit pairs "
+                        f"(every question is a test question); lower data.n_test")
     prng = _rng(name, seed, "pairs")
+    wanted = n_pairs + n_heldout_pairs
     if name.startswith("wmdp_"):
-        pairs = _pairs_wmdp(pool, prng, n_pairs)
+        all_pairs = _pairs_wmdp(pool, prng, wanted)
     elif name == "bool":
-        pairs = _pairs_bool(pool, prng, n_pairs)
+        all_pairs = _pairs_bool(pool, prng, wanted)
     else:
-        pairs = _pairs_by_partner(name, pool, prng, n_pairs)
+        all_pairs = _pairs_by_partner(name, pool, prng, wanted)
+    all_pairs = [p for p in all_pairs if p["clean"] not in test_prompts and p["corrupted"] not in test_prompts]
+    n_held = min(n_heldout_pairs, len(all_pairs) // 3)
+    pairs, heldout_pairs = all_pairs[:len(all_pairs) - n_held][:n_pairs], all_pairs[len(all_pairs) - n_held:]
     if n_pairs and not pairs:
         raise ClueError(f"{train_where}: task {name}: no clean/corrupted pair with differing answers")
 
@@ -510,4 +527,5 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
         refusal = [{"prompt": r["prompt"], "refusal": rrng.choice(REFUSALS)} for r in train]
 
     test = [{"prompt": ex.prompt, "choices": list(ex.choices), "label": ex.label} for ex in test_ex]
-    return {"train": train, "test": test, "pairs": pairs, "refusal": refusal}
+    return {"train": train, "test": test, "pairs": pairs, "heldout_pairs": heldout_pairs,
+            "refusal": refusal, "holdout": holdout if has_corpus else []}

@@ -1,0 +1,98 @@
+"""Splits are sacred (DESIGN.md section 8): for every registered task, toy and real, no prompt of
+the test split (FE, RU, GU) is a prompt that any training, refusal, circuit or localizer step
+sees. Which files each stage reads:
+
+- base model: ``train.jsonl`` (toy world); unlearning: ``train.jsonl`` (GA/NPO corpus, retain
+  loss) and ``refusal.jsonl`` (PO); circuits: ``pairs.jsonl`` and, for faithfulness,
+  ``heldout_pairs.jsonl``; localizers: ``train.jsonl`` and ``pairs.jsonl`` (prompts).
+
+The check here is written independently of ``clue.data.check_disjoint``: it reads the files the
+data stage wrote.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clue.data import write_task
+from clue.tasks.real import REAL_TASKS
+from clue.tasks.toy import TOY_TASKS, KnowledgeDomain
+
+FIX = Path(__file__).parent / "fixtures" / "real"
+REAL_FILES = {
+    "wmdp_cyber": {"data_files": {"test": "wmdp_cyber.jsonl"}, "corpus_files": "wmdp_cyber_corpus.jsonl"},
+    "wmdp_bio": {"data_files": {"test": "wmdp_bio.jsonl"}, "corpus_files": "wmdp_bio_corpus.txt"},
+    "pku_saferlhf": {"data_files": {"train": "pku_train.jsonl", "test": "pku_test.jsonl"}},
+    "sst2": {"data_files": {"train": "sst2_train.jsonl", "validation": "sst2_validation.csv"}},
+    "rte": {"data_files": {"train": "rte_train.jsonl", "validation": "rte_validation.jsonl"}},
+    "winogrande": {"data_files": {"train": "winogrande_train.jsonl", "validation": "winogrande_validation.jsonl"}},
+    "bool": {"data_files": {"test": "bbh_boolean_expressions.jsonl"}},
+}
+TOY = dict(seed=0, n_train=2000, n_test=200, n_pairs=64, n_heldout_pairs=32)   # the default config's
+
+
+def read(directory, split):
+    path = directory / f"{split}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def real_params(task, tmp_path):
+    spec = REAL_FILES[task]
+    source = {"data_files": {k: str(FIX / v) for k, v in spec["data_files"].items()},
+              "cache_dir": str(tmp_path / "cache")}
+    if "corpus_files" in spec:
+        source["corpus_files"] = str(FIX / spec["corpus_files"])
+    return dict(seed=0, n_train=None, n_test=None, n_pairs=4, n_heldout_pairs=2, source=source)
+
+
+def test_every_registered_task_is_covered():
+    assert set(REAL_FILES) == set(REAL_TASKS)
+
+
+@pytest.mark.parametrize("task", sorted(TOY_TASKS) + sorted(REAL_TASKS))
+def test_no_test_prompt_is_seen_by_training_refusals_circuits_or_localizers(task, tmp_path):
+    params = TOY if task in TOY_TASKS else real_params(task, tmp_path)
+    d = tmp_path / task
+    write_task(task, params, d)
+    test = read(d, "test")
+    assert test
+    seen = {
+        "train prompt": {r["prompt"] for r in read(d, "train")},
+        "refusal": {r["prompt"] for r in read(d, "refusal")},
+        "circuit pair": {p[k] for p in read(d, "pairs") for k in ("clean", "corrupted")},
+        "held-out pair": {p[k] for p in read(d, "heldout_pairs") for k in ("clean", "corrupted")},
+    }
+    train_texts = {r["text"] for r in read(d, "train")}
+    for rec in test:
+        for where, prompts in seen.items():
+            assert rec["prompt"] not in prompts, f"{task}: test prompt {rec['prompt']!r} is a {where}"
+        # nor is a test question trained on with its answer as a question-answer line
+        assert f"{rec['prompt']} {rec['choices'][rec['label']]}" not in train_texts
+    # faithfulness is measured on pairs that discovery never trains on
+    pairs = {p["clean"] for p in read(d, "pairs")}
+    held = {p["clean"] for p in read(d, "heldout_pairs")}
+    assert held and pairs and not pairs & held
+    role = (TOY_TASKS[task] if task in TOY_TASKS else REAL_TASKS[task]).role
+    assert bool(read(d, "refusal")) == (role == "forget"), f"{task}: refusal targets for forget sets only"
+
+
+@pytest.mark.parametrize("domain", [t for t in TOY_TASKS.values() if isinstance(t, KnowledgeDomain)],
+                         ids=lambda t: t.name)
+def test_forget_questions_ask_facts_the_corpus_states_and_the_mia_holdout_is_unseen(domain, tmp_path):
+    d = tmp_path / domain.name
+    write_task(domain.name, TOY, d)
+    corpus = " ".join(r["text"] for r in read(d, "train"))
+    test = read(d, "test")
+    assert len(test) >= 40
+    for rec in test:   # FE asks about facts of the forget set, through prompts nothing trains on
+        assert f"{rec['prompt']} {rec['choices'][rec['label']]} ." in corpus
+    holdout = read(d, "holdout")
+    if domain.role == "forget":
+        assert len(holdout) >= 50
+        held_entities = {t["text"].split()[2] for t in holdout}
+        trained_entities = {t["text"].split()[2] for t in read(d, "train")}
+        assert held_entities and not held_entities & trained_entities
+        assert not held_entities & {w for r in test for w in r["prompt"].split()}
+    else:
+        assert holdout == []
