@@ -1,27 +1,59 @@
-rule circuit:
-    """Edge Pruning with a noising or denoising intervention. Depends only on the model, the
-    task and the `circuit` section, so one forget circuit serves every pair that uses it."""
-    input:
-        base="results/{model}/base",
-        data="results/{model}/data/{task}",
-    output:
-        json="results/{model}/circuits/{task}/{mode}.json",
-        drawing="results/{model}/circuits/{task}/{mode}.svg",
-    params:
-        section=section("circuit"),
-    wildcard_constraints:
-        mode="noising|denoising",
-    log:
-        "logs/{model}/circuit/{task}/{mode}.log",
-    benchmark:
-        "benchmarks/{model}/circuit/{task}/{mode}.tsv"
-    conda:
-        "../envs/clue.yaml"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    shell:
-        "clue circuit --model-dir {input.base} --data-dir {input.data} --task {wildcards.task}"
-        " --model-name {wildcards.model} --mode {wildcards.mode} --params {params.section:q}"
-        " --out {output.json} --drawing {output.drawing} > {log} 2>&1"
+if config["circuit"]["jobs"] == "per_mode":
+
+    rule circuit:
+        """Edge Pruning with a noising or denoising intervention. Depends only on the model, the
+        task and the `circuit` section, so one forget circuit serves every pair that uses it."""
+        input:
+            base="results/{model}/base",
+            data="results/{model}/data/{task}",
+        output:
+            json="results/{model}/circuits/{task}/{mode}.json",
+            drawing="results/{model}/circuits/{task}/{mode}.svg",
+        params:
+            section=section("circuit"),
+        wildcard_constraints:
+            mode="noising|denoising",
+        log:
+            "logs/{model}/circuit/{task}/{mode}.log",
+        benchmark:
+            "benchmarks/{model}/circuit/{task}/{mode}.tsv"
+        conda:
+            "../envs/clue.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=120,
+        shell:
+            "clue circuit --model-dir {input.base} --data-dir {input.data} --task {wildcards.task}"
+            " --model-name {wildcards.model} --mode {wildcards.mode} --params {params.section:q}"
+            " --out {output.json} --drawing {output.drawing} > {log} 2>&1"
+
+else:
+
+    rule circuit_task:
+        """Both circuits of one task, noising then denoising, in one process (circuit.jobs:
+        per_task): torch and transformers are imported and the model loaded once. The same
+        circuit JSONs as rule `circuit`."""
+        input:
+            base="results/{model}/base",
+            data="results/{model}/data/{task}",
+        output:
+            json=expand("results/{{model}}/circuits/{{task}}/{mode}.json", mode=MODES),
+            drawing=expand("results/{{model}}/circuits/{{task}}/{mode}.svg", mode=MODES),
+        params:
+            section=section("circuit"),
+            modes=MODES,
+        log:
+            "logs/{model}/circuit_task/{task}.log",
+        benchmark:
+            "benchmarks/{model}/circuit_task/{task}.tsv"
+        conda:
+            "../envs/clue.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=240,
+        shell:
+            "clue circuit --model-dir {input.base} --data-dir {input.data} --task {wildcards.task}"
+            " --model-name {wildcards.model} --mode {params.modes} --params {params.section:q}"
+            " --out {output.json} --drawing {output.drawing} > {log} 2>&1"

@@ -16,6 +16,7 @@ RETAIN = config["tasks"]["retain"]
 GENERAL = config["tasks"]["general"] + config["tasks"]["general_lm_eval"]
 METHODS = config["methods"]
 TRAINED = [m for m in METHODS if m != "origin"]   # the methods with an unlearned checkpoint
+MODES = ["noising", "denoising"]   # the two circuit interventions (paper section 4.1)
 # Methods that fine-tune every parameter with their forget loss (no localization): every
 # registered forget loss. Localizers are the registered ones (clue/localizers).
 FULL_FINETUNE = tuple(FORGET_LOSSES)

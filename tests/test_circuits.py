@@ -397,6 +397,25 @@ def test_cli_is_deterministic(tmp_path):
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
 
 
+def test_both_modes_in_one_process_match_one_mode_per_process(tmp_path, capsys):
+    """circuit.jobs per_task runs `--mode noising denoising` in one process: each circuit must be
+    the one its own process gives, byte for byte (the model is not changed by the first mode,
+    and each mode starts from the seed)."""
+    from clue.cli import main
+
+    model_dir, data_dir = write_task(tmp_path)
+    for mode in ("noising", "denoising"):
+        run_cli(model_dir, data_dir, tmp_path / f"alone_{mode}.json", mode=mode)
+    base = ["circuit", "--model-dir", str(model_dir), "--data-dir", str(data_dir), "--task", "toy_demo",
+            "--model-name", "tiny", "--mode", "noising", "denoising", "--quiet", "--params", json.dumps(CLI_PARAMS)]
+    assert main(base + ["--out", str(tmp_path / "both_noising.json"), str(tmp_path / "both_denoising.json")]) == 0
+    for mode in ("noising", "denoising"):
+        assert (tmp_path / f"both_{mode}.json").read_bytes() == (tmp_path / f"alone_{mode}.json").read_bytes()
+    assert main(base + ["--out", str(tmp_path / "one.json")]) == 2
+    assert "--mode names 2 mode(s): give as many --out paths" in capsys.readouterr().err
+    assert not (tmp_path / "one.json").exists()
+
+
 def test_same_answer_fails_naming_the_task(tmp_path, capsys):
     model_dir, data_dir = write_task(tmp_path, same_answer=True)
     assert run_cli(model_dir, data_dir, tmp_path / "x.json", task="toy_broken") == 2

@@ -243,7 +243,7 @@ def test_masks_cli(tmp_path):
 
 def test_pretrained_base_dir_resolves_through_clue_base_json(tmp_path):
     # a paper-config base dir records the pretrained model instead of copying it
-    from clue.masks import meta_model
+    from clue.masks import checkpoint_geometry
 
     model = make_model("gqa", layers=1)
     model.save_pretrained(tmp_path / "hub_copy")
@@ -251,6 +251,23 @@ def test_pretrained_base_dir_resolves_through_clue_base_json(tmp_path):
     (tmp_path / "base" / "clue_base.json").write_text(json.dumps({"source": "pretrained",
                                                                    "pretrained": str(tmp_path / "hub_copy")}))
     assert unlearned_param_pct_dirs(tmp_path / "base", tmp_path / "hub_copy") == 0.0
-    assert shapes_of(meta_model(tmp_path / "base")) == shapes_of(model)
+    config, shapes = checkpoint_geometry(tmp_path / "base")
+    assert shapes == shapes_of(model)   # read from the safetensors headers, no model built
+    assert (config.num_hidden_layers, config.num_key_value_heads) == (1, model.config.num_key_value_heads)
     with pytest.raises(ClueError, match="no model.safetensors"):
         unlearned_param_pct_dirs(tmp_path / "base", tmp_path)
+
+
+def test_checkpoint_geometry_names_a_config_that_is_not_llama_family(tmp_path):
+    from clue.masks import checkpoint_geometry
+
+    model = make_model("llama", layers=1)
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["num_attention_heads"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ClueError, match=r"config\.json: not a Llama-family config \(no num_attention_heads\)"):
+        checkpoint_geometry(tmp_path)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(ClueError, match=r"config\.json: file not found"):
+        checkpoint_geometry(tmp_path)

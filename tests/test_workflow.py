@@ -190,16 +190,18 @@ def test_a_run_killed_mid_way_resumes_to_a_byte_identical_table(tiny_run, tmp_pa
 @pytest.mark.slow
 def test_a_second_clone_gives_byte_identical_artifacts_with_per_pair_jobs(tiny_run, tmp_path):
     """Determinism end to end: the tiny config run again in another directory, this time with
-    evaluate.jobs, localize.jobs and unlearn.jobs per_pair (and a PCGU row, so localize_pair has work), must
+    evaluate.jobs, localize.jobs and unlearn.jobs per_pair, circuit.jobs per_task (and a PCGU row, so
+    localize_pair has work), must
     reproduce every artifact of the first run byte for byte."""
     wd = copy_workflow(tmp_path / "again")
     (wd / "per_pair.yaml").write_text("methods: [origin, clue, pcgu]\n"
                                       "evaluate: {jobs: per_pair}\nlocalize: {jobs: per_pair}\n"
-                                      "unlearn: {jobs: per_pair}\n")
+                                      "unlearn: {jobs: per_pair}\ncircuit: {jobs: per_task}\n")
     snakemake(wd, "results/table1.csv", "--cores", "2", "--configfile", *CONFIGS, "per_pair.yaml")
     assert (wd / "benchmarks/toy/evaluate_pair/toy_cyber__toy_sst2.tsv").exists()
     assert (wd / "benchmarks/toy/localize_pair/toy_cyber__toy_sst2.tsv").exists()
     assert (wd / "benchmarks/toy/unlearn_pair/toy_cyber__toy_sst2.tsv").exists()
+    assert (wd / "benchmarks/toy/circuit_task/toy_cyber.tsv").exists()
     first = sorted(f.relative_to(tiny_run) for f in (tiny_run / "results/toy").rglob("*") if f.is_file())
     assert len(first) > 40
     for rel in first:

@@ -87,17 +87,26 @@ def _batches(records_by_task, tokenizer, batch_size, answer_weight, rng):
     """Endless batches of the task mixture: each row picks a task uniformly, then a record.
     Every token is a language-modelling target; answer tokens weigh ``1 + answer_weight``, so
     the few tokens that carry a task's rule are not drowned by the unpredictable ones around
-    them (random names, symbols)."""
+    them (random names, symbols). Records are tokenized once, not once per batch."""
+    import torch
+
     tasks = sorted(records_by_task)
+    # (token ids, index of the first answer token or None): word-level, one token per word
+    encoded = {t: [(tokenizer(r["text"]).input_ids, len(r["prompt"].split()) if r["prompt"] else None)
+                   for r in records_by_task[t]] for t in tasks}
     while True:
-        rows = [rng.choice(records_by_task[rng.choice(tasks)]) for _ in range(batch_size)]
-        enc = tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")
-        weights = enc.attention_mask.float()
-        for i, r in enumerate(rows):
-            if r["prompt"]:
-                start = len(r["prompt"].split())  # word-level: one token per word
-                weights[i, start:int(enc.attention_mask[i].sum())] += answer_weight
-        yield enc.input_ids, enc.attention_mask, weights
+        rows = [rng.choice(encoded[rng.choice(tasks)]) for _ in range(batch_size)]
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((batch_size, width), tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((batch_size, width), dtype=torch.long)
+        weights = torch.zeros((batch_size, width))
+        for i, (ids, start) in enumerate(rows):
+            input_ids[i, :len(ids)] = torch.tensor(ids)
+            attention_mask[i, :len(ids)] = 1
+            weights[i, :len(ids)] = 1.0
+            if start is not None:
+                weights[i, start:len(ids)] += answer_weight
+        yield input_ids, attention_mask, weights
 
 
 def multiple_choice_accuracy(model, tokenizer, records, batch_size=64):

@@ -127,7 +127,10 @@ def prob_correct(samples):
 def run_lm_eval(model, tokenizer, tasks, test_files, params):
     """lm-eval on the loaded model: ({task: acc}, {task: prob_correct}, lm-eval version). Tasks in
     ``test_files`` (see local_test_files) use a local YAML; the others must be lm-eval task names."""
+    from unittest import mock
+
     import lm_eval
+    import torch.utils.collect_env  # noqa: F401  (patched below)
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
@@ -141,10 +144,14 @@ def run_lm_eval(model, tokenizer, tasks, test_files, params):
         # Scanning lm-eval's hundreds of built-in task YAMLs is slow; skip it when every task is local.
         manager = TaskManager(include_path=yaml_dir, include_defaults=bool(standard))
         names = [lm_eval_task_name(t) if t in test_files else t for t in tasks]
-        out = lm_eval.simple_evaluate(
-            model=lm, tasks=names, task_manager=manager, limit=params.get("limit"),
-            log_samples=True, random_seed=params["seed"], numpy_random_seed=params["seed"],
-            torch_random_seed=params["seed"], fewshot_random_seed=params["seed"], bootstrap_iters=0)
+        # simple_evaluate records torch's collect_env report, which runs `pip list` and probes
+        # for GPUs in subprocesses (~1 s per call, longer than evaluating a toy checkpoint); the
+        # eval JSON does not keep that report, so skip collecting it.
+        with mock.patch("torch.utils.collect_env.get_pretty_env_info", return_value="not collected"):
+            out = lm_eval.simple_evaluate(
+                model=lm, tasks=names, task_manager=manager, limit=params.get("limit"),
+                log_samples=True, random_seed=params["seed"], numpy_random_seed=params["seed"],
+                torch_random_seed=params["seed"], fewshot_random_seed=params["seed"], bootstrap_iters=0)
     results, acc, prob = out["results"], {}, {}
     for task, name in zip(tasks, names):
         if name not in results:

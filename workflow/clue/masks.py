@@ -383,17 +383,30 @@ def unlearned_param_pct_dirs(base_dir, model_dir):
 
 # --------------------------------------------------------------------------- CLI
 
-def meta_model(model_dir):
-    """The model's architecture with no weights (meta device): names and shapes, no memory."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+def checkpoint_geometry(model_dir):
+    """(config, {parameter: shape}) of a checkpoint, read from its config.json and safetensors
+    headers: no weights are loaded and transformers is not imported (its import alone takes
+    longer than building a toy model's masks)."""
+    from types import SimpleNamespace
 
-    try:
-        config = AutoConfig.from_pretrained(resolve_base(model_dir))
-    except (OSError, ValueError) as e:
-        raise ClueError(f"{model_dir}: cannot read the model config ({e})") from None
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+    from safetensors import safe_open
+
+    config_path = _local_checkpoint(model_dir) / "config.json"
+    raw = read_json(config_path)
+    if not isinstance(raw, dict):
+        raise ClueError(f"{config_path}: not a model config (expected a JSON object)")
+    config = SimpleNamespace(**raw)
+    missing = [k for k in ("num_hidden_layers", "num_attention_heads", "hidden_size") if not hasattr(config, k)]
+    if missing:
+        raise ClueError(f"{config_path}: not a Llama-family config (no {', '.join(missing)})")
+    by_file = {}
+    for name, file in _checkpoint_index(model_dir).items():
+        by_file.setdefault(file, []).append(name)
+    shapes = {}
+    for file, names in by_file.items():
+        with safe_open(str(file), framework="pt") as f:
+            shapes.update((name, tuple(f.get_slice(name).get_shape())) for name in names)
+    return config, shapes
 
 
 def neurons_by_category(assign, categories=CATEGORIES, source="assignment"):
@@ -422,9 +435,8 @@ def add_arguments(parser):
 def main(args):
     assign = read_json(args.assign)
     by_cat = neurons_by_category(assign, source=args.assign)
-    model = meta_model(args.model_dir)
-    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
-    masks = axis_masks_from_neurons(by_cat, model.config, shapes)
+    config, shapes = checkpoint_geometry(args.model_dir)
+    masks = axis_masks_from_neurons(by_cat, config, shapes)
     write_masks(args.out, masks, model=args.model_name, localizer=args.localizer, categories=CATEGORIES)
     counts = ", ".join(f"{len(by_cat[c])} {c}" for c in CATEGORIES)
     pct = ", ".join(f"{c} {_axis_pct(masks[c], shapes):.2f}%" for c in CATEGORIES)

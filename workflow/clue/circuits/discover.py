@@ -60,6 +60,7 @@ DEFAULTS = {
     "max_pairs": 64,
     "seed": 0,
     "device": "cpu",
+    "jobs": "per_mode",       # read by the workflow only: one job per task and mode, or per task
 }
 
 # Hard-concrete stretch: s in (0, 1) is stretched to (L, R) and clamped to [0, 1].
@@ -374,7 +375,8 @@ def circuit_record(result, model_name, task, mode):
         "target_sparsity": p["target_sparsity"], "expected_sparsity": result["expected_sparsity"],
         "achieved_sparsity": result["achieved_sparsity"],
         "dead_end_edges_removed": result["dead_end_edges_removed"],
-        "kl": result["kl"], "faithfulness": result.get("faithfulness"), "steps": p["steps"], "config": p,
+        "kl": result["kl"], "faithfulness": result.get("faithfulness"), "steps": p["steps"],
+        "config": {k: v for k, v in p.items() if k != "jobs"},  # how jobs are split changes no circuit
     }
 
 
@@ -448,10 +450,12 @@ def add_arguments(parser):
     parser.add_argument("--data-dir", required=True, help="task dir containing pairs.jsonl")
     parser.add_argument("--task", required=True, help="task name (recorded, and named in errors)")
     parser.add_argument("--model-name", required=True, help="model name (recorded)")
-    parser.add_argument("--mode", required=True, choices=MODES)
+    parser.add_argument("--mode", required=True, nargs="+", choices=MODES,
+                        help="noising and/or denoising: several modes train one after the other on one loaded model")
     parser.add_argument("--params", default="{}", help="the `circuit` config section as JSON")
-    parser.add_argument("--out", required=True, help="circuit JSON to write")
-    parser.add_argument("--drawing", default=None, help="drawing of the kept edges (.svg or .png)")
+    parser.add_argument("--out", required=True, nargs="+", help="circuit JSON to write, one per --mode")
+    parser.add_argument("--drawing", nargs="+", default=None,
+                        help="drawing of the kept edges (.svg or .png), one per --mode")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -464,6 +468,9 @@ def task_params(params, task):
 
 
 def main(args):
+    if len(args.out) != len(args.mode) or (args.drawing and len(args.drawing) != len(args.mode)):
+        raise ClueError(f"--mode names {len(args.mode)} mode(s): give as many --out paths"
+                        f"{' and --drawing paths' if args.drawing else ''}")
     params = json_params(args.params, "circuit")
     p = task_params(params, args.task)
     torch.manual_seed(p["seed"])
@@ -485,20 +492,22 @@ def main(args):
     pairs = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"])
     heldout = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"], "heldout_pairs.jsonl")
 
-    start = time.perf_counter()
-    result = discover(model, pairs, args.mode, p, progress=not args.quiet, heldout=heldout)
-    seconds = time.perf_counter() - start  # in the log, not the artifact: same config, same bytes
-    f = result["faithfulness"]
-    kept = int(result["kept"].sum().item())
-    print(f"clue circuit: {args.task} {args.mode}: kept {kept} of {result['graph'].n_edges} edges "
-          f"({result['dead_end_edges_removed']} dead-end edges removed), expected sparsity "
-          f"{result['expected_sparsity']:.4f}, achieved {result['achieved_sparsity']:.4f}, KL {result['kl']:.4g}; "
-          f"held-out ({f['pairs']} pairs): KL circuit {f['kl_circuit']:.4g}, empty {f['kl_empty']:.4g}, "
-          f"faithfulness {f['faithfulness'] if f['faithfulness'] is None else round(f['faithfulness'], 4)}; "
-          f"{seconds:.1f} s", file=sys.stderr)
-    check_circuit(result, args.task, args.mode)   # nothing is written for a failed circuit
-    record = circuit_record(result, args.model_name, args.task, args.mode)
-    write_json(args.out, record)
-    if args.drawing:
-        draw(record, result["graph"], args.drawing)
+    for mode, out, drawing in zip(args.mode, args.out, args.drawing or [None] * len(args.mode)):
+        torch.manual_seed(p["seed"])   # each mode as if it ran alone: same circuit either way
+        start = time.perf_counter()
+        result = discover(model, pairs, mode, p, progress=not args.quiet, heldout=heldout)
+        seconds = time.perf_counter() - start  # in the log, not the artifact: same config, same bytes
+        f = result["faithfulness"]
+        kept = int(result["kept"].sum().item())
+        print(f"clue circuit: {args.task} {mode}: kept {kept} of {result['graph'].n_edges} edges "
+              f"({result['dead_end_edges_removed']} dead-end edges removed), expected sparsity "
+              f"{result['expected_sparsity']:.4f}, achieved {result['achieved_sparsity']:.4f}, KL {result['kl']:.4g}; "
+              f"held-out ({f['pairs']} pairs): KL circuit {f['kl_circuit']:.4g}, empty {f['kl_empty']:.4g}, "
+              f"faithfulness {f['faithfulness'] if f['faithfulness'] is None else round(f['faithfulness'], 4)}; "
+              f"{seconds:.1f} s", file=sys.stderr)
+        check_circuit(result, args.task, mode)   # nothing is written for a failed circuit
+        record = circuit_record(result, args.model_name, args.task, mode)
+        write_json(out, record)
+        if drawing:
+            draw(record, result["graph"], drawing)
     return 0
