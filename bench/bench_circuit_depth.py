@@ -1,0 +1,138 @@
+"""Circuit discovery on a real model as it gets deeper: seconds per optimisation step and peak
+memory, at several depths of one checkpoint (its first N decoder layers).
+
+    python bench/bench_circuit_depth.py --model-dir results/smollm2-135m-instruct/base \
+        [--layers 8 16 30] [--pairs 8] [--tokens 16] [--steps 3] [--threads 2]
+
+Each depth runs in a fresh subprocess: load the model, keep its first N layers, build ``--pairs``
+IOI pairs of exactly ``--tokens`` tokens (the indirect object's name swapped for another name
+of one token), compute the other input's writer outputs and the full model's logits (as
+``_prepare_batches`` does), then time ``--steps`` optimisation steps of discovery (sample the
+gates, gated forward, KL at the answer position, backward to log_alpha, Adam step) after one
+warm-up step. Memory is the process's peak resident set (``ru_maxrss``) minus the resident set
+after the model was loaded: what discovery adds.
+
+``--workflow DIR`` imports ``clue`` from another checkout's ``workflow/`` directory, to measure an
+older version of the masked forward on the same machine (``git worktree add /tmp/old <commit>``).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = "Then, {a} and {b} went to the {place}. {b} gave a {thing} to"
+NAMES = ["Mary", "John", "Tom", "Anna", "James", "Sarah", "David", "Emma", "Paul", "Laura",
+         "Mark", "Kate", "Peter", "Lisa", "Simon", "Alice"]
+PLACES = ["store", "park", "school", "office", "garden", "station", "market", "beach"]
+THINGS = ["drink", "book", "ring", "kiss", "bone", "basketball", "computer", "snack"]
+
+
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: KiB
+
+
+def ioi_pairs(tokenizer, n, tokens):
+    """n (clean, corrupted) prompts of ``tokens`` tokens: corrupted swaps the indirect object."""
+    single = [w for w in NAMES if len(tokenizer(" " + w, add_special_tokens=False).input_ids) == 1]
+    clean, corrupted = [], []
+    i = 0
+    while len(clean) < n and i < 10_000:
+        a, b = single[i % len(single)], single[(i * 7 + 3) % len(single)]
+        c = single[(i * 5 + 1) % len(single)]
+        place, thing = PLACES[i % len(PLACES)], THINGS[(i // 3) % len(THINGS)]
+        i += 1
+        if len({a, b, c}) < 3:
+            continue
+        x = tokenizer(TEMPLATE.format(a=a, b=b, place=place, thing=thing)).input_ids
+        y = tokenizer(TEMPLATE.format(a=c, b=b, place=place, thing=thing)).input_ids
+        if len(x) == len(y):
+            clean.append(x)
+            corrupted.append(y)
+    width = max(len(x) for x in clean)
+    if width > tokens:
+        sys.exit(f"the IOI prompts take {width} tokens; ask for --tokens >= {width}")
+    pad = tokenizer.pad_token_id or 0
+    # left-fill with a neutral prefix so every prompt is exactly `tokens` long
+    prefix = tokenizer(" In the morning,", add_special_tokens=False).input_ids
+
+    def fit(ids):
+        ids = (prefix * tokens)[:tokens - len(ids)] + ids
+        return ids + [pad] * (tokens - len(ids))
+
+    return [fit(x) for x in clean], [fit(y) for y in corrupted]
+
+
+def measure(args):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from clue.circuits import discover as D
+    from clue.circuits.masked_forward import build_graph, forward
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(args.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval().requires_grad_(False)
+    model.model.layers = model.model.layers[:args.depth]
+    model.config.num_hidden_layers = args.depth
+    clean, corrupted = ioi_pairs(tok, args.pairs, args.tokens)
+    clean, corrupted = torch.tensor(clean), torch.tensor(corrupted)
+    last = torch.full((clean.shape[0],), args.tokens - 1)
+    graph = build_graph(model.config)
+    loaded = rss_mb()
+    with torch.no_grad():
+        _, other = forward(model, graph, corrupted)
+        full, _ = forward(model, graph, clean, positions=last)
+    log_alpha = torch.full((graph.n_edges,), D.LOG_ALPHA_INIT, requires_grad=True)
+    opt = torch.optim.Adam([log_alpha], lr=0.1)
+    times = []
+    for _ in range(args.steps + 1):
+        start = time.perf_counter()
+        logits, _ = forward(model, graph, clean, D.sample_gates(log_alpha), other, last)
+        loss = D.kl_full_circuit(full, logits)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"layers": args.depth, "edges": graph.n_edges, "writers": len(graph.writers),
+                      "s_per_step": sum(times[1:]) / args.steps, "first_step_s": times[0],
+                      "peak_extra_mb": rss_mb() - loaded, "loss": loss.item()}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-dir", required=True, help="an HF checkpoint (e.g. the converted SmolLM2 base)")
+    ap.add_argument("--layers", type=int, nargs="+", default=[8, 16, 30])
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workflow", default=str(ROOT / "workflow"), help="where `clue` is imported from")
+    ap.add_argument("--depth", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.depth:
+        return measure(args)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([args.workflow, os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
+    print(f"{args.pairs} IOI pairs x {args.tokens} tokens, {args.threads} threads, clue from {args.workflow}")
+    print("| layers | writers | edges | s / step | peak extra RSS (MB) |")
+    print("|---|---|---|---|---|")
+    for depth in args.layers:
+        cmd = [sys.executable, __file__, "--model-dir", args.model_dir, "--depth", str(depth)]
+        for key in ("pairs", "tokens", "steps", "threads"):
+            cmd += [f"--{key}", str(getattr(args, key))]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(out.stderr[-3000:])
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {r['layers']} | {r['writers']} | {r['edges']:,} | {r['s_per_step']:.2f} | {r['peak_extra_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
