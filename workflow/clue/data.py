@@ -6,8 +6,8 @@ import json
 
 from clue import io
 from clue.errors import ClueError
-from clue.tasks import REAL_TASK_ROLES, check_task, task_role
-from clue.tasks.toy import TOY_TASKS, generate_toy_task
+from clue.tasks import GENERATED_TASKS, REAL_TASK_ROLES, check_task, task_role
+from clue.tasks.toy import TOY_TASKS, generate_task
 
 SPLIT_FIELDS = {
     "train": ("prompt", "answer", "text"),
@@ -45,8 +45,8 @@ def build_task(task, params):
     check_task(task, "data")
     seed, n_train, n_test, n_pairs = (params["seed"], params["n_train"], params["n_test"], params["n_pairs"])
     n_heldout = params.get("n_heldout_pairs", 0)
-    if task in TOY_TASKS:
-        splits = generate_toy_task(task, seed, n_train, n_test, n_pairs, n_heldout)
+    if task in GENERATED_TASKS:
+        splits = generate_task(GENERATED_TASKS[task], seed, n_train, n_test, n_pairs, n_heldout)
     else:
         from clue.tasks.real import load_real_task
 
@@ -67,7 +67,7 @@ def write_task(task, params, out):
             if split in FORGET_ONLY and role != "forget":
                 continue
             io.write_jsonl(tmp / f"{split}.jsonl", [{k: r[k] for k in fields} for r in splits[split]])
-        meta = dict(task=task, role=role, source="toy" if task in TOY_TASKS else "hf",
+        meta = dict(task=task, role=role, source="toy" if task in TOY_TASKS else "generated" if task in GENERATED_TASKS else "hf",
                     n_train=len(splits["train"]), n_test=len(splits["test"]),
                     n_pairs=len(splits["pairs"]), n_heldout_pairs=len(splits["heldout_pairs"]),
                     seed=params["seed"])

@@ -103,8 +103,11 @@ def resolve_params(params):
 
 
 def answer_token(tokenizer, answer):
-    """The token id of ``answer``: its first token if the tokenizer splits it."""
-    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    """The first token of ``answer`` as it continues a prompt (after a space, as lm-eval scores
+    it): with a BPE tokenizer " Paris" and "Paris" are different tokens, and " Buenos Aires" takes
+    several, of which the first is the one predicted at the last prompt position, where the
+    circuit's KL is taken."""
+    ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
     if not ids:
         raise ClueError(f"answer {answer!r} encodes to no tokens")
     return ids[0]

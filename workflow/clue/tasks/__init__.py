@@ -4,6 +4,10 @@
 from clue.errors import ClueError
 from clue.tasks.real import REAL_TASKS
 from clue.tasks.toy import TOY_TASKS
+from clue.tasks.world import WORLD_TASKS
+
+# Tasks generated here (no download): the toy world, and real-world tasks for a pretrained model.
+GENERATED_TASKS = {**TOY_TASKS, **WORLD_TASKS}
 
 # Real tasks and their role, from their registry (clue.tasks.real imports `datasets` only when
 # a task is loaded).
@@ -11,12 +15,12 @@ REAL_TASK_ROLES = {name: spec.role for name, spec in REAL_TASKS.items()}
 
 
 def known_tasks():
-    return sorted(TOY_TASKS) + sorted(REAL_TASK_ROLES)
+    return sorted(TOY_TASKS) + sorted(WORLD_TASKS) + sorted(REAL_TASK_ROLES)
 
 
 def task_role(name):
-    if name in TOY_TASKS:
-        return TOY_TASKS[name].role
+    if name in GENERATED_TASKS:
+        return GENERATED_TASKS[name].role
     if name in REAL_TASK_ROLES:
         return REAL_TASK_ROLES[name]
     raise ClueError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}")
@@ -24,5 +28,5 @@ def task_role(name):
 
 def check_task(name, key):
     """Raise a ClueError naming the config key if ``name`` is not a registered task."""
-    if name not in TOY_TASKS and name not in REAL_TASK_ROLES:
+    if name not in GENERATED_TASKS and name not in REAL_TASK_ROLES:
         raise ClueError(f"config key {key}: unknown task {name!r}; known tasks: {', '.join(known_tasks())}")

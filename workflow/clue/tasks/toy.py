@@ -364,13 +364,17 @@ def _split_pairs(pool, n_pairs, n_heldout_pairs):
 
 
 def generate_toy_task(name, seed, n_train, n_test, n_pairs, n_heldout_pairs=0):
-    """All splits of one toy task, deterministic in (name, seed). No prompt of the test split is a
-    prompt of any other split: train, circuit pairs (clean or corrupted), held-out pairs and
-    refusals all come from the train side."""
-    task = TOY_TASKS[name]
-    rng = random.Random(f"{name}-{seed}")
+    """All splits of one toy task (see generate_task)."""
+    return generate_task(TOY_TASKS[name], seed, n_train, n_test, n_pairs, n_heldout_pairs)
+
+
+def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0):
+    """All splits of one generated task (toy, or clue.tasks.world), deterministic in (name, seed).
+    No prompt of the test split is a prompt of any other split: train, circuit pairs (clean or
+    corrupted), held-out pairs and refusals all come from the train side."""
+    rng = random.Random(f"{task.name}-{seed}")
     holdout = []
-    if isinstance(task, KnowledgeDomain):
+    if hasattr(task, "documents"):          # a knowledge domain: corpus + questions
         train = [dict(prompt="", answer=d, text=d) for d in task.documents(seed)]
         test, side = task.split_questions(seed, n_test)
         refusal = [dict(prompt=q["prompt"], refusal=REFUSALS[k % len(REFUSALS)]) for k, q in enumerate(side)]
