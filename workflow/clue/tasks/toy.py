@@ -90,6 +90,11 @@ class KnowledgeDomain(ToyTask):
                                 label=label, entity=entity, relation=r))
         return out
 
+    def corrupts(self, question, other):
+        """Whether ``other``'s prompt can stand as ``question``'s corruption: the same relation,
+        another answer."""
+        return other["relation"] == question["relation"] and other["answer"] != question["answer"]
+
     def split_questions(self, seed, n_test):
         """(test, train side): disjoint sets of questions, shuffled with the seed. Test gets at most
         half, so the train side (refusals, circuit pairs, localizer prompts) keeps the other half.
@@ -101,8 +106,7 @@ class KnowledgeDomain(ToyTask):
         cut = min(n_test, len(questions) // 2)
         test, side = questions[:cut], questions[cut:]
         for q in side:
-            others = [o for o in side if o["relation"] == q["relation"] and o["answer"] != q["answer"]]
-            other = rng.choice(others)
+            other = rng.choice([o for o in side if self.corrupts(q, o)])
             q.update(corrupted=other["prompt"], corrupted_answer=other["answer"])
         return test, side
 
@@ -318,6 +322,7 @@ class IOI(ToyTask):
     """Indirect object identification."""
 
     name, role, stands_for = "toy_ioi", "general", "IOI"
+    NAMES = NAMES
     PLACES = ["store", "park", "school", "beach", "market", "office"]
     OBJECTS = ["drink", "book", "ball", "gift", "letter", "ring"]
 
@@ -325,7 +330,7 @@ class IOI(ToyTask):
         return f"when {a} and {b} went to the {place} , {giver} gave a {obj} to"
 
     def example(self, rng):
-        a, b = rng.sample(NAMES, 2)
+        a, b = rng.sample(self.NAMES, 2)
         place, obj = rng.choice(self.PLACES), rng.choice(self.OBJECTS)
         choices = [a, b] if rng.random() < 0.5 else [b, a]
         return dict(prompt=self._render(a, b, place, b, obj), answer=a, choices=choices,

@@ -15,6 +15,7 @@ circuit or localizer step sees; rule tasks keep a fifth of their distinct prompt
 
 import random
 
+from clue.tasks import toy
 from clue.tasks.toy import ToyTask, _mc
 
 # One-token first names and nouns of the SmolLM2 tokenizer (with their leading space).
@@ -22,10 +23,12 @@ NAMES = ["Mary", "John", "Tom", "Anna", "James", "Sarah", "David", "Emma", "Paul
          "Mark", "Kate", "Peter", "Lisa", "Simon", "Alice"]
 
 
-class WorldKnowledge(ToyTask):
+class WorldKnowledge(toy.KnowledgeDomain):
     """Facts (subject, value) the model knows. The corpus states each fact in three sentences;
     a question asks for the value as a 4-choice question. ``holdout`` facts of the same kind are
-    written as documents no split trains on: the MIA's non-members."""
+    written as documents no split trains on: the MIA's non-members. Questions are split into test
+    and train side as in the toy domains (``split_questions``); a train-side question is corrupted
+    by another one, its subject swapped one token for one."""
 
     def __init__(self, name, stands_for, facts, holdout, sentences, question, role="forget"):
         self.name, self.stands_for, self.role = name, stands_for, role
@@ -49,18 +52,9 @@ class WorldKnowledge(ToyTask):
                      choices=(mc := _mc(rng, value, values, 4))[0], label=mc[1], relation=0)
                 for subject, value in self._facts.items()]
 
-    def split_questions(self, seed, n_test):
-        """As the toy domains: at most half the questions for test; each train-side question is
-        corrupted with another train-side question (its subject swapped, one token for one)."""
-        questions = self.questions(seed)
-        rng = random.Random(f"{self.name}-split-{seed}")
-        rng.shuffle(questions)
-        cut = min(n_test, len(questions) // 2)
-        test, side = questions[:cut], questions[cut:]
-        for q in side:
-            other = rng.choice([o for o in side if o["answer"].split()[0] != q["answer"].split()[0]])
-            q.update(corrupted=other["prompt"], corrupted_answer=other["answer"])
-        return test, side
+    def corrupts(self, question, other):
+        # another subject whose answer starts with another word (so another first token)
+        return other["answer"].split()[0] != question["answer"].split()[0]
 
 
 CAPITALS = WorldKnowledge(
@@ -95,22 +89,17 @@ LANGUAGES = WorldKnowledge(
     question="Question: Which language is mainly spoken in {subject}?\nAnswer:")
 
 
-class IOI(ToyTask):
-    """Indirect object identification (paper Table 4); the corruption swaps the giver's name."""
+class IOI(toy.IOI):
+    """Indirect object identification (paper Table 4), in plain English; the corruption swaps the
+    giver's name (one token for one)."""
 
-    name, role, stands_for = "world_ioi", "general", "IOI"
+    name = "world_ioi"
+    NAMES = NAMES
     PLACES = ["store", "park", "school", "office", "garden", "station", "market", "beach"]
     OBJECTS = ["drink", "book", "ring", "gift", "letter", "ball", "bag", "key"]
 
     def _render(self, a, b, place, giver, obj):
         return f"When {a} and {b} went to the {place}, {giver} gave a {obj} to"
-
-    def example(self, rng):
-        a, b = rng.sample(NAMES, 2)
-        place, obj = rng.choice(self.PLACES), rng.choice(self.OBJECTS)
-        choices = [a, b] if rng.random() < 0.5 else [b, a]
-        return dict(prompt=self._render(a, b, place, b, obj), answer=a, choices=choices,
-                    label=choices.index(a), corrupted=self._render(a, b, place, a, obj), corrupted_answer=b)
 
 
 class Induction(ToyTask):
