@@ -210,16 +210,17 @@ GGUF_ARCHITECTURES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2"}
 
 
 def locate_gguf(spec):
-    """Path of the GGUF file the ``model.gguf`` config names: ``path``, or ``file`` inside the
-    installed PyPI distribution ``package`` (found through its file list, so the package's own
-    runtime dependencies need not be installed: importing it is never tried)."""
+    """(path, package version) of the GGUF file the ``model.gguf`` config names: ``path`` (version
+    None), or ``file`` inside the installed PyPI distribution ``package`` (found through its file
+    list, so the package's own runtime dependencies need not be installed: importing it is never
+    tried)."""
     from importlib import metadata
 
     if spec.get("path"):
         path = Path(spec["path"])
         if not path.is_file():
             raise ClueError(f"config key model.gguf.path: {path} is not a file")
-        return path
+        return path, None
     package, name = spec.get("package"), spec.get("file")
     if not package or not name:
         raise ClueError("config key model.gguf: give `path`, or `package` and `file`")
@@ -233,7 +234,7 @@ def locate_gguf(spec):
     if not found:
         raise ClueError(f"config key model.gguf.file: {package} {version} has no file {name!r}; "
                         f"its GGUF files: {', '.join(f.name for f in files if f.suffix == '.gguf') or 'none'}")
-    return Path(found[0].locate())
+    return Path(found[0].locate()), version
 
 
 def gguf_header(path):
@@ -271,24 +272,22 @@ def convert_gguf(spec, out_dir):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    path = locate_gguf(spec)
+    path, version = locate_gguf(spec)
     arch, n_layers = gguf_header(path)
     if arch not in GGUF_ARCHITECTURES:
         raise ClueError(f"{path}: GGUF architecture {arch!r} is not supported; supported: "
                         f"{', '.join(GGUF_ARCHITECTURES)} (Llama-family)")
-    if spec.get("num_layers") and n_layers and spec["num_layers"] > n_layers:
-        raise ClueError(f"config key model.gguf.num_layers: {spec['num_layers']} is more than the "
-                        f"model's {n_layers} layers")
+    if n_layers is None:   # transformers builds the model's config from this key
+        raise ClueError(f"{path}: not a readable GGUF file (no {arch}.block_count)")
+    keep = spec.get("num_layers") or n_layers
+    if keep > n_layers:
+        raise ClueError(f"config key model.gguf.num_layers: {keep} is more than the model's {n_layers} layers")
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     # save_pretrained refuses a model that carries the GGUF quantization config, so rebuild the
     # same architecture from a plain config and load the dequantized weights into it.
     config = loaded.config.to_dict()
     config.pop("quantization_config", None)
-    n_layers = config["num_hidden_layers"]
-    keep = spec.get("num_layers") or n_layers
-    if keep > n_layers:
-        raise ClueError(f"config key model.gguf.num_layers: {keep} is more than the model's {n_layers} layers")
     config["num_hidden_layers"] = keep
     if isinstance(config.get("layer_types"), list):
         config["layer_types"] = config["layer_types"][:keep]
@@ -304,11 +303,8 @@ def convert_gguf(spec, out_dir):
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    package = spec.get("package") if not spec.get("path") else None
-    from importlib import metadata
-
     return dict(gguf_file=path.name, gguf_sha256=sha256(path), architecture=arch,
-                package=package, package_version=metadata.version(package) if package else None,
+                package=spec.get("package") if version else None, package_version=version,
                 num_layers=keep, num_layers_in_gguf=n_layers,
                 n_params=sum(p.numel() for p in model.parameters()))
 

@@ -104,8 +104,6 @@ def data_params(config, task):
 
 def model_params(config):
     m = config["model"]
-    for task in config["circuit"]["target_sparsity_per_task"]:
-        check_task(task, f"circuit.target_sparsity_per_task.{task}")
     if model_source(config) == "toy":
         return dict(name=m["name"], source="toy", toy=m["toy"], train=m["train"])
     if model_source(config) == "gguf":

@@ -495,8 +495,8 @@ def main(args):
     pairs = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"])
     heldout = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"], "heldout_pairs.jsonl")
 
+    # discover() seeds itself, so each mode gives the circuit it gives in a process of its own
     for mode, out, drawing in zip(args.mode, args.out, args.drawing or [None] * len(args.mode)):
-        torch.manual_seed(p["seed"])   # each mode as if it ran alone: same circuit either way
         start = time.perf_counter()
         result = discover(model, pairs, mode, p, progress=not args.quiet, heldout=heldout)
         seconds = time.perf_counter() - start  # in the log, not the artifact: same config, same bytes

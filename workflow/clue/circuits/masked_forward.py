@@ -202,15 +202,18 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None):
         tokens = [store.add(0, embed.unsqueeze(0) - other[:1])]
 
     def add_writers(first, out):
-        # out [n, B, T, D]: writers first .. first + n - 1 of this run
+        # out [n, B, T, D]: writers first .. first + n - 1 of this run; returns what the residual
+        # stream gained (this run's writers ungated, the other run's gated)
         nonlocal residual
         n = out.shape[0]
         if gates is None:
             outputs.append(out)
-            residual = residual + out.sum(0)
+            added = out.sum(0)
         else:
             tokens.append(store.add(first, out - other[first:first + n]))
-            residual = residual + other[first:first + n].sum(0)
+            added = other[first:first + n].sum(0)
+        residual = residual + added
+        return added
 
     def reader_inputs(index):
         # [R, B, T, D]: the inputs of the readers whose gates sit at index [n_up, R]
@@ -253,13 +256,13 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None):
         heads = torch.einsum("bhte,dhe->hbtd", result, w_o)
         if attn.o_proj.bias is not None:
             heads = heads + attn.o_proj.bias / H
-        add_writers(n_up, heads)
+        other_heads = add_writers(n_up, heads)
 
         # Reader m{l} (sees this layer's heads too) and writer m{l}.
         if gates is None:
             x = residual
         else:
-            x = store.mix(gates[graph.mlp_index[l][n_up:, None]], mlp_upstream + other[n_up:n_up + H].sum(0),
+            x = store.mix(gates[graph.mlp_index[l][n_up:, None]], mlp_upstream + other_heads,
                           tokens[-1:], first=n_up)[0]
         mlp = layer.mlp(layer.post_attention_layernorm(x))
         add_writers(n_up + H, mlp.unsqueeze(0))
