@@ -52,7 +52,8 @@ rule solve:
         forget="results/{model}/gates/{forget}.json",
         retain="results/{model}/gates/{retain}.json",
     output:
-        "results/{model}/assign/{forget}__{retain}.json",
+        json="results/{model}/assign/{forget}__{retain}.json",
+        drawing="results/{model}/assign/{forget}__{retain}.svg",
     params:
         section=section("solve"),
     log:
@@ -66,4 +67,5 @@ rule solve:
         runtime=30,
     shell:
         "clue solve --cnf {input.cnf} --wcnf {input.wcnf} --forget-gates {input.forget}"
-        " --retain-gates {input.retain} --params {params.section:q} --out {output} > {log} 2>&1"
+        " --retain-gates {input.retain} --params {params.section:q} --out {output.json}"
+        " --drawing {output.drawing} > {log} 2>&1"

@@ -109,6 +109,16 @@ def test_d2_unsatisfiable_a_forget_b_conflict_c_retain(tmp_path):
     assert res["by_type"]["attention"]["counts"] == {"forget": 1, "conflict": 1, "retain": 0, "safe": 0}
     assert res["by_type"]["mlp"]["percentages"]["retain"] == 100.0
 
+    # the pair's drawing: each neuron boxed in its category's colour (plus one legend swatch each)
+    svg = tmp_path / "pair.svg"
+    assert clue(["solve", "--cnf", str(tmp_path / "x.cnf"), "--wcnf", str(tmp_path / "x.wcnf"),
+                 "--forget-gates", str(tmp_path / "f.json"), "--retain-gates", str(tmp_path / "r.json"),
+                 "--out", str(tmp_path / "b.json"), "--drawing", str(svg)]) == 0
+    text = svg.read_text()
+    assert "f (forget) x r (retain), UNSAT: forget 1, conflict 1, retain 1 neurons" in text
+    for color in solve.CATEGORY_COLORS.values():
+        assert text.count(f"fill: {color}") == 2
+
     text = explain.explain(split, [B, A, C])
     assert f"{B}: conflict neuron" in text
     assert f"-{B}@forget(=0)" in text            # the forget OR gate needs B off

@@ -126,5 +126,6 @@ def save_figure(fig, path, fmt="svg"):
     fixed salt for the ids matplotlib hashes into an SVG, so the same drawing gives the same bytes."""
     import matplotlib
 
-    with matplotlib.rc_context({"svg.hashsalt": "clue"}), atomic_path(path) as tmp:
+    # svg.fonttype none: labels stay text, so a reader can search a drawing for a neuron
+    with matplotlib.rc_context({"svg.hashsalt": "clue", "svg.fonttype": "none"}), atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, bbox_inches="tight", metadata={"Date": None})

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from clue.circuits.masked_forward import build_graph, check_supported, forward
 from clue.errors import ClueError
-from clue.io import json_params, read_jsonl, save_figure, write_json
+from clue.io import json_params, read_jsonl, write_json
 
 MODES = ("noising", "denoising")
 DEFAULTS = {
@@ -395,54 +395,34 @@ def gates_from_record(graph, record):
 # ---------------------------------------------------------------------------------------------
 # Drawing
 
-def _node_xy(name, graph):
-    """Position of a node: x by head / MLP slot, y by layer (embed at the bottom, out on top)."""
-    if name == "embed":
-        return (graph.n_heads / 2, 0.0)
-    if name == "out":
-        return (graph.n_heads / 2, 2.0 * graph.n_layers + 1)
-    parts = name.split(".")
-    layer = int(parts[0][1:])
-    if parts[0][0] == "m":
-        return (graph.n_heads + 0.5, 2.0 * layer + 1.5)
-    head = int(parts[1][1:])
-    if len(parts) == 2:                       # head writer
-        return (float(head), 2.0 * layer + 1.0)
-    if parts[2] == "q":                       # q reader sits just below its head
-        return (float(head) - 0.2, 2.0 * layer + 0.6)
-    group = graph.n_heads // graph.n_kv       # k/v readers sit below their kv group
-    return (head * group + (group - 1) / 2 + (0.0 if parts[2] == "k" else 0.2), 2.0 * layer + 0.6)
-
-
-def draw(record, graph, path):
-    """An svg/png of the kept edges: writers as circles, readers as squares, layers bottom-up."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"q": "tab:blue", "k": "tab:orange", "v": "tab:green", "m": "tab:red", "out": "black"}
-    fig, ax = plt.subplots(figsize=(2 + 1.2 * graph.n_heads, 2 + 1.3 * graph.n_layers))
+def node_edges(record, graph):
+    """The kept reader-level edges of a circuit JSON as node-level edges (writer -> the writer its
+    reader feeds): a q reader feeds its head, a k/v reader every head of its key/value group, an
+    MLP reader its MLP, ``out`` the output. ``embed`` stays as a source."""
+    owners = _reader_owners(graph)
+    reader_index = {name: i for i, name in enumerate(graph.readers)}
+    edges = set()
     for e in record["edges"]:
         if not e["kept"]:
             continue
-        (x0, y0), (x1, y1) = _node_xy(e["writer"], graph), _node_xy(e["reader"], graph)
-        kind = e["reader"].split(".")[-1] if e["reader"].startswith("a") else (
-            "out" if e["reader"] == "out" else "m")
-        ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(
-            arrowstyle="->", color=colors[kind], alpha=0.4 + 0.6 * e["score"], lw=1.0,
-            connectionstyle="arc3,rad=0.15"))
-    for name in graph.writers:
-        x, y = _node_xy(name, graph)
-        ax.plot(x, y, "o", color="0.3", ms=9)
-        ax.text(x, y + 0.15, name, ha="center", fontsize=7)
-    for name in graph.readers:
-        x, y = _node_xy(name, graph)
-        ax.plot(x, y, "s", color=colors.get(name.split(".")[-1], "black" if name == "out" else "tab:red"), ms=4)
-    ax.set_title(f"{record['task']} {record['mode']}: {sum(e['kept'] for e in record['edges'])} of "
-                 f"{len(record['edges'])} edges, KL {record['kl']:.3g}", fontsize=9)
-    ax.axis("off")
-    save_figure(fig, path, Path(path).suffix.lstrip(".") or "svg")
-    plt.close(fig)
+        targets = owners[reader_index[e["reader"]]]
+        for dst in ([graph.writers[o] for o in targets] if targets else ["out"]):
+            edges.add((e["writer"], dst))
+    return sorted(edges)
+
+
+def draw(record, graph, path):
+    """An svg/png of the circuit at node level (clue.drawing): only neurons on a kept edge,
+    labelled, one row per layer's heads and per layer's MLP."""
+    from clue.drawing import draw_nodes
+
+    edges = [(s, d, "edge") for s, d in node_edges(record, graph)]
+    kept = sum(e["kept"] for e in record["edges"])
+    faithful = (record.get("faithfulness") or {}).get("faithfulness")
+    title = (f"{record['task']} {record['mode']} circuit: {kept} of {len(record['edges'])} edges kept, "
+             f"{len(edges)} node-level edges; KL {record['kl']:.3g}"
+             + (f", faithfulness {faithful:.3f} (held-out)" if faithful is not None else ""))
+    draw_nodes(edges, path, title, {"edge": ("tab:blue", "node-level edge")})
 
 
 # ---------------------------------------------------------------------------------------------

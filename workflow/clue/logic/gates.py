@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 
 from clue.errors import ClueError
-from clue.io import read_json, save_figure, write_json
+from clue.io import read_json, write_json
 
 GATE_TYPES = ("AND", "OR", "ADDER")
 OUT = "out"
@@ -222,42 +222,20 @@ def load_gates(path):
     return validate_gates(read_json(path), path)
 
 
+GATE_COLORS = {"AND": ("tab:blue", "AND (noising only)"), "OR": ("tab:orange", "OR (denoising only)"),
+               "ADDER": ("tab:green", "ADDER (both)")}
+
+
 def draw(graph, out_path):
-    """Draw the typed gate graph: layers left to right, heads stacked, MLP on top of its layer."""
-    import matplotlib
+    """Draw the typed gate graph at node level (clue.drawing): only neurons in the circuit,
+    labelled, by layer; edges coloured by gate type."""
+    from clue.drawing import draw_nodes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import LineCollection
-
-    pos = {}
-    n_layers, max_heads = 0, 1
-    for n in graph["neurons"]:
-        comp, layer, idx = neuron_kind(n)
-        n_layers = max(n_layers, layer + 1)
-        max_heads = max(max_heads, idx + 1)
-    for n in graph["neurons"]:
-        comp, layer, idx = neuron_kind(n)
-        pos[n] = (2 * layer + (1 if comp == "mlp" else 0), idx if comp == "attention" else max_heads / 2)
-    pos[OUT] = (2 * n_layers, max_heads / 2)
-    colors = {"AND": "tab:blue", "OR": "tab:orange", "ADDER": "tab:green"}
-    fig, ax = plt.subplots(figsize=(max(6, n_layers * 0.8), max(4, max_heads * 0.25)))
-    for kind, color in colors.items():
-        segs = [(pos[e["src"]], pos[e["dst"]]) for e in graph["edges"] if e["type"] == kind]
-        ax.add_collection(LineCollection(segs, colors=color, linewidths=0.6, alpha=0.6,
-                                         label=f"{kind} ({len(segs)})"))
-    in_circuit = {e["src"] for e in graph["edges"]} | {e["dst"] for e in graph["edges"]}
-    for n, (x, y) in pos.items():
-        ax.plot(x, y, "o", ms=3 if n != OUT else 6,
-                color="black" if n in in_circuit else "lightgrey", zorder=3)
-    ax.set_xlim(-1, 2 * n_layers + 1)
-    ax.set_ylim(-1, max_heads + 1)
-    ax.set_xlabel("layer (attention heads, then MLP); out at the right")
-    ax.set_ylabel("head")
-    ax.set_title(f"gate graph: {graph.get('task')}")
-    ax.legend(loc="upper left", fontsize="small")
-    save_figure(fig, out_path)
-    plt.close(fig)
+    edges = [(e["src"], e["dst"], e["type"]) for e in graph["edges"]]
+    counts = ", ".join(f"{k} {sum(e[2] == k for e in edges)}" for k in GATE_TYPES)
+    nodes = {n for s, d, _ in edges for n in (s, d)} - {OUT}
+    draw_nodes(edges, out_path, f"gate graph of {graph.get('task')}: {len(nodes)} of "
+               f"{len(graph['neurons'])} neurons, {len(edges)} edges ({counts})", GATE_COLORS)
 
 
 def add_arguments(parser):

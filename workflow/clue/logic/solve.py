@@ -159,12 +159,36 @@ def localize(phi, split, neurons, params=None):
     }
 
 
+CATEGORY_COLORS = {"forget": "#e06666", "conflict": "#b4a7d6", "retain": "#93c47d"}
+
+
+def draw(result, forget_gates, retain_gates, path):
+    """The pair at node level (clue.drawing): every neuron of either circuit, coloured by its
+    category, and the edges of the forget circuit, the retain circuit or both."""
+    from clue.drawing import draw_nodes
+
+    fe = {(s, d) for s, d, _ in forget_gates.edges}
+    re_ = {(s, d) for s, d, _ in retain_gates.edges}
+    edges = [(s, d, "both" if (s, d) in fe and (s, d) in re_ else "forget" if (s, d) in fe else "retain")
+             for s, d in sorted(fe | re_)]
+    colors = {n: CATEGORY_COLORS.get(v["category"], "white") for n, v in result["neurons"].items()}
+    c = result["counts"]
+    title = (f"{result['forget']} (forget) x {result['retain']} (retain), {result['status']}: "
+             f"forget {c['forget']}, conflict {c['conflict']}, retain {c['retain']} neurons")
+    legend = [(color, f"{cat} neuron") for cat, color in CATEGORY_COLORS.items()]
+    draw_nodes(edges, path, title, {"forget": ("tab:red", "forget circuit edge"),
+                                    "retain": ("tab:green", "retain circuit edge"),
+                                    "both": ("tab:purple", "edge of both circuits")},
+               node_colors=colors, node_legend=legend)
+
+
 def add_arguments(parser):
     parser.add_argument("--cnf", required=True, help="DIMACS CNF of Phi written by 'clue cnf'")
     parser.add_argument("--wcnf", required=True, help="MaxSAT instance written by 'clue cnf'")
     parser.add_argument("--forget-gates", required=True, help="gates JSON of the forget task (neuron list)")
     parser.add_argument("--retain-gates", required=True, help="gates JSON of the retain task")
     parser.add_argument("--out", required=True, help="assignment JSON to write")
+    parser.add_argument("--drawing", help="optional SVG of the pair's forget, conflict and retain neurons")
     parser.add_argument("--params", help="the 'solve' config section as a JSON object: "
                         + ", ".join(f"{k} (default {json.dumps(v)})" for k, v in DEFAULTS.items()))
 
@@ -183,6 +207,8 @@ def main(args):
     seconds, detail = result.pop("seconds"), result.pop("seconds_detail")
     detail["read"] = round(time.perf_counter() - t0 - seconds, 4)
     write_json(args.out, result)
+    if args.drawing:
+        draw(result, fg, rg, args.drawing)
     c = result["counts"]
     print(f"{result['status']}: forget {c['forget']}, conflict {c['conflict']}, retain {c['retain']}, "
           f"safe {c['safe']} (cost {result['cost']}, {seconds} s: "
