@@ -30,10 +30,12 @@ include: "rules/logic.smk"
 include: "rules/unlearn.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/audit.smk"
 include: "rules/cluster.smk"
 
 
 rule all:
     input:
         "results/table1.csv",
+        "results/audit.csv" if AUDITED else [],
     default_target: True

@@ -11,3 +11,4 @@ localrules:
     solve,
     evaluate_origin,
     table1,
+    audit_table,

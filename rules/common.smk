@@ -6,7 +6,7 @@ envvars:
     "PATH",
 
 
-from clue.config import all_data_tasks, data_params, model_params, model_source
+from clue.config import all_data_tasks, audited_methods, data_params, model_params, model_source
 from clue.localizers import LOCALIZERS
 from clue.losses import FORGET_LOSSES
 
@@ -16,6 +16,7 @@ RETAIN = config["tasks"]["retain"]
 GENERAL = config["tasks"]["general"] + config["tasks"]["general_lm_eval"]
 METHODS = config["methods"]
 TRAINED = [m for m in METHODS if m != "origin"]   # the methods with an unlearned checkpoint
+AUDITED = audited_methods(config)   # the checkpoints the knowledge-recovery audit covers
 MODES = ["noising", "denoising"]   # the two circuit interventions (paper section 4.1)
 # Methods that fine-tune every parameter with their forget loss (no localization): every
 # registered forget loss. Localizers are the registered ones (clue/localizers).

@@ -425,6 +425,20 @@ def test_same_answer_fails_naming_the_task(tmp_path, capsys):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_prompt_longer_than_the_context_fails_before_training(tmp_path, capsys):
+    model_dir, data_dir = write_task(tmp_path)
+    config = json.loads((model_dir / "config.json").read_text())
+    # write_task's prompts have 3 + i % 4 words: pair 3 is 5 words and its answer, 6 tokens of the
+    # word-level tokenizer (no special tokens), the first that 5 positions cannot hold
+    config["max_position_embeddings"] = 5
+    (model_dir / "config.json").write_text(json.dumps(config))
+    assert run_cli(model_dir, data_dir, tmp_path / "x.json", task="toy_long") == 2
+    err = capsys.readouterr().err
+    assert "task toy_long:" in err and "pairs.jsonl line 3 is 6 tokens long" in err
+    assert "more than the model's context of 5 tokens" in err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_unsupported_model_fails_naming_the_class():
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -47,6 +47,7 @@ def test_embedded_default_has_two_forget_sets_and_four_retain_sets():
     (("localize", "ratios", "wagle"), 1.5, "wagle"),
     (("localize", "ratios", "pcgu"), 0, "pcgu"),
     (("evaluate", "jobs"), "per_method", "jobs"),
+    (("audit", "kinds"), ["m", "coefficients"], "kinds"),
 ])
 def test_malformed_config_names_the_key(key, value, fragment):
     config = load()
@@ -73,6 +74,11 @@ def test_unknown_top_level_key_is_rejected():
     (lambda c: c["methods"].__setitem__(0, "magic"), "methods[0]", known_methods()[0]),
     (lambda c: c["unlearn"].__setitem__("stage_losses", ["po", "rmu"]), "unlearn.stage_losses[1]", "npo"),
     (lambda c: c["localize"]["ratios"].__setitem__("rome", 0.5), "localize.ratios.rome", "wagle"),
+    # origin has no unlearned checkpoint; rmu is no method of the config
+    (lambda c: c["audit"].__setitem__("methods", ["ga", "origin"]), "audit.methods[1]", "ga, npo, po"),
+    (lambda c: c["audit"].__setitem__("methods", ["rmu"]), "audit.methods[0]", "clue"),
+    # the toy model has 4 layers
+    (lambda c: c["audit"].__setitem__("window", 5), "audit.window", "4 layers"),
 ])
 def test_unknown_names_fail_listing_known_ones(mutate, key, known):
     config = load()
@@ -80,6 +86,16 @@ def test_unknown_names_fail_listing_known_ones(mutate, key, known):
     with pytest.raises(ClueError) as err:
         check_config(config)
     assert key in str(err.value) and known in str(err.value)
+
+
+def test_audit_window_is_checked_against_a_known_models_layers():
+    config = load("configs/smollm2.yaml")
+    config["audit"] = {"window": 31}
+    validate(config, SCHEMA)
+    with pytest.raises(ClueError, match="config key audit.window: 31 is larger than the model's 30 layers"):
+        check_config(config)
+    config["audit"]["window"] = 30
+    check_config(config)
 
 
 def test_known_methods_follow_the_registries():

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from clue.circuits.discover import draw as draw_circuit, node_edges
 from clue.circuits.masked_forward import build_graph
-from clue.drawing import draw_nodes, layout
+from clue.drawing import MLP_X, draw_nodes, layout
 from clue.logic.gates import build_gate_graph, draw as draw_gates
 
 
@@ -18,13 +18,15 @@ def test_layout_gives_rows_only_to_layers_with_nodes():
     pos, labels = layout(["out", "a3.h2", "m0", "a0.h1", "embed", "a0.h0"])
     assert labels == [(0.0, "embed"), (1.0, "layer 0 heads"), (2.0, "layer 0 MLP"),
                       (3.0, "layer 3 heads"), (4.0, "out")]
-    assert pos == {"embed": (0.0, 0.0), "a0.h0": (-0.5, 1.0), "a0.h1": (0.5, 1.0), "m0": (0.0, 2.0),
-                   "a3.h2": (0.0, 3.0), "out": (0.0, 4.0)}
+    # heads in the column of their index (3 heads seen: embed and out at x = 1), MLPs left of head 0
+    assert pos == {"embed": (1.0, 0.0), "a0.h0": (0.0, 1.0), "a0.h1": (1.0, 1.0), "m0": (MLP_X, 2.0),
+                   "a3.h2": (2.0, 3.0), "out": (1.0, 4.0)}
 
 
 def test_layout_orders_heads_by_number_not_by_text():
     pos, _ = layout(["a1.h10", "a1.h9", "a1.h2"])
     assert [n for n, _ in sorted(pos.items(), key=lambda kv: kv[1][0])] == ["a1.h2", "a1.h9", "a1.h10"]
+    assert pos["a1.h10"] == (10.0, 0.0)
 
 
 def grouped_graph():

@@ -53,7 +53,7 @@ def copy_workflow(dest):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     wd = copy_workflow(tmp_path_factory.mktemp("wf"))
-    snakemake(wd, "results/table1.csv", "--cores", "2", "--configfile", *CONFIGS)
+    snakemake(wd, "results/table1.csv", "results/audit.csv", "--cores", "2", "--configfile", *CONFIGS)
     return wd
 
 
@@ -100,8 +100,27 @@ def test_end_to_end_tiny_config(tiny_run):
 
 
 @pytest.mark.slow
+def test_audit_of_the_tiny_run(tiny_run):
+    rows = list(csv.DictReader(open(tiny_run / "results/audit.csv")))
+    clue = [r for r in rows if r["method"] == "clue"]
+    # 2 layers, config.yaml's window of 1: two windows, four restorations and three isolated ones
+    krs = {(r["analysis"], r["kind"]) for r in clue if r["analysis"].startswith("krs")}
+    assert krs == {("krs", k) for k in ("m", "W_V", "A", "m+A")} | {("krs_isolated", k) for k in ("m", "W_V", "A")}
+    assert {(r["first_layer"], r["last_layer"]) for r in clue if r["analysis"] == "krs"} == {("0", "0"), ("1", "1")}
+    relearn = {int(r["steps"]): float(r["value"]) for r in clue if r["analysis"] == "relearn"}
+    table = {r["method"]: r for r in csv.DictReader(open(tiny_run / "results/table1.csv"))}
+    # no relearning step: the FE of the checkpoint itself, as the evaluate stage measured it
+    assert sorted(relearn) == [0, 5] and relearn[0] == pytest.approx(float(table["clue"]["FE"]), abs=1e-4)
+    base = {int(r["steps"]): float(r["value"]) for r in rows if r["method"] == "origin" and r["analysis"] == "relearn"}
+    assert base[0] == pytest.approx(float(table["origin"]["FE"]), abs=1e-4)
+    for name in ("krs_toy_cyber__toy_sst2.svg", "relearn_toy_cyber__toy_sst2.svg"):
+        assert "<svg" in (tiny_run / "results/figures" / name).read_text()[:3000], name
+    assert (tiny_run / "benchmarks/toy/audit_pair/toy_cyber__toy_sst2.tsv").exists()
+
+
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(tiny_run):
-    out = snakemake(tiny_run, "results/table1.csv", "--cores", "2", "--configfile", *CONFIGS)
+    out = snakemake(tiny_run, "results/table1.csv", "results/audit.csv", "--cores", "2", "--configfile", *CONFIGS)
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
@@ -125,7 +144,8 @@ def test_a_run_killed_mid_way_resumes_to_a_byte_identical_table(tiny_run, tmp_pa
     that line snakemake stops with IncompleteFilesException on the circuit JSON, and this test
     fails there."""
     wd = copy_workflow(tmp_path / "killed")
-    cmd = [sys.executable, "-m", "snakemake", "results/table1.csv", "--cores", "2", "--configfile", *CONFIGS]
+    cmd = [sys.executable, "-m", "snakemake", "results/table1.csv", "results/audit.csv", "--cores", "2",
+           "--configfile", *CONFIGS]
     first_log = tmp_path / "first.log"
     circuits = wd / "results/toy/circuits"
     with open(first_log, "w") as log:
@@ -197,7 +217,8 @@ def test_a_second_clone_gives_byte_identical_artifacts_with_per_pair_jobs(tiny_r
     (wd / "per_pair.yaml").write_text("methods: [origin, clue, pcgu]\n"
                                       "evaluate: {jobs: per_pair}\nlocalize: {jobs: per_pair}\n"
                                       "unlearn: {jobs: per_pair}\ncircuit: {jobs: per_task}\n")
-    snakemake(wd, "results/table1.csv", "--cores", "2", "--configfile", *CONFIGS, "per_pair.yaml")
+    snakemake(wd, "results/table1.csv", "results/audit.csv", "--cores", "2", "--configfile", *CONFIGS,
+              "per_pair.yaml")
     assert (wd / "benchmarks/toy/evaluate_pair/toy_cyber__toy_sst2.tsv").exists()
     assert (wd / "benchmarks/toy/localize_pair/toy_cyber__toy_sst2.tsv").exists()
     assert (wd / "benchmarks/toy/unlearn_pair/toy_cyber__toy_sst2.tsv").exists()

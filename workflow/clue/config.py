@@ -86,7 +86,41 @@ def check_config(config):
         raise ClueError("config key model.toy.num_kv_heads: must divide model.toy.num_heads")
     if toy["hidden_size"] % toy["num_heads"]:
         raise ClueError("config key model.toy.num_heads: must divide model.toy.hidden_size")
+    check_audit(config)
     return config
+
+
+# Decoder layers of the known models, so that audit.window is checked before any job runs.
+KNOWN_LAYERS = {"zephyr-7b-beta": 32, "llama-2-7b": 32, "llama-2-7b-chat": 32, "mistral-7b": 32,
+                "qwen2-7b": 28, "smollm2-135m-instruct": 30}
+
+
+def layer_count(config):
+    """The model's decoder layers when the config tells them, else None."""
+    m = config["model"]
+    if model_source(config) == "toy":
+        return m["toy"]["num_layers"]
+    if m.get("gguf") and m["gguf"].get("num_layers"):
+        return m["gguf"]["num_layers"]
+    return None if m["pretrained"] else KNOWN_LAYERS.get(m["name"])
+
+
+def check_audit(config):
+    audit = config["audit"]
+    trained = [m for m in config["methods"] if m != "origin"]
+    for i, method in enumerate(audit["methods"] or []):
+        if method not in trained:
+            raise ClueError(f"config key audit.methods[{i}]: method {method!r} has no unlearned checkpoint "
+                            f"to audit; the config's trained methods: {', '.join(trained) or '(none)'}")
+    layers = layer_count(config)
+    if audit["window"] is not None and layers is not None and audit["window"] > layers:
+        raise ClueError(f"config key audit.window: {audit['window']} is larger than the model's "
+                        f"{layers} layers")
+
+
+def audited_methods(config):
+    """The methods whose checkpoints the audit covers."""
+    return config["audit"]["methods"] or [m for m in config["methods"] if m != "origin"]
 
 
 def all_data_tasks(config):

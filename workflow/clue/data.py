@@ -3,6 +3,7 @@
 Toy tasks are generated from the seed; real tasks load through ``datasets`` (clue.tasks.real)."""
 
 import json
+from pathlib import Path
 
 from clue import io
 from clue.errors import ClueError
@@ -86,3 +87,34 @@ def add_arguments(p):
 def main(args):
     meta = write_task(args.task, json.loads(args.params), args.out)
     print(f"{args.task}: {meta['n_train']} train, {meta['n_test']} test, {meta['n_pairs']} pairs -> {args.out}")
+
+
+def _sequences(split, rec):
+    """The longest texts a stage feeds the model for one record of ``split``."""
+    if split == "train" or split == "holdout":
+        return [rec.get("text", ""), (rec.get("prompt") or "") + " " + (rec.get("answer") or "")]
+    if split == "test":
+        return [rec["prompt"] + " " + str(c) for c in rec["choices"]]
+    if split in ("pairs", "heldout_pairs"):
+        return [rec["clean"] + " " + rec["clean_answer"], rec["corrupted"] + " " + rec["corrupted_answer"]]
+    if split == "refusal":
+        return [rec["prompt"] + " " + rec["refusal"]]
+    return []
+
+
+def check_context(tokenizer, max_positions, data_dir, task, model_dir):
+    """Fail (naming the task, file and line) when a record of the task is longer, in the model's
+    tokens, than its context (``max_position_embeddings``): called before any training starts,
+    so no job spends minutes before the model meets a prompt it cannot read."""
+    for split in SPLIT_FIELDS:
+        path = Path(data_dir) / f"{split}.jsonl"
+        if not path.is_file():
+            continue
+        for i, rec in enumerate(io.read_jsonl(path), 1):
+            for text in _sequences(split, rec):
+                n = len(tokenizer(text)["input_ids"])
+                if n > max_positions:
+                    raise ClueError(
+                        f"task {task}: {path} line {i} is {n} tokens long, more than the model's "
+                        f"context of {max_positions} tokens (max_position_embeddings of {model_dir}); "
+                        "shorten the task's prompts or use a model with a longer context")

@@ -275,6 +275,11 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
     from clue.base_model import check_model_type
 
     check_model_type(model)
+    from clue.data import check_context
+
+    for task_dir in (forget_dir, retain_dir):
+        check_context(tokenizer, model.config.max_position_embeddings, task_dir,
+                      Path(task_dir).name, base_dir)
     model.to(device).eval()  # eval: no dropout, so steps and NPO's cached reference agree
     for q in model.parameters():
         q.requires_grad_(False)

@@ -43,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from clue.circuits.masked_forward import build_graph, check_supported, forward
+from clue.data import check_context
 from clue.errors import ClueError
 from clue.io import json_params, read_jsonl, write_json
 
@@ -472,6 +473,7 @@ def main(args):
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     check_supported(model)
+    check_context(tokenizer, model.config.max_position_embeddings, args.data_dir, args.task, args.model_dir)
     pairs = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"])
     heldout = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"], "heldout_pairs.jsonl")
 

@@ -1,0 +1,61 @@
+rule audit_pair:
+    """The knowledge-recovery audit (KRS curves, isolated variant, relearning) of every audited
+    checkpoint of one forget x retain pair, and the base model's relearning as the reference
+    (origin.json), in one process that loads the base model once."""
+    input:
+        base="results/{model}/base",
+        forget="results/{model}/data/{forget}",
+        checkpoints=[f"results/{{model}}/unlearned/{{forget}}__{{retain}}/{m}" for m in AUDITED],
+    output:
+        [f"results/{{model}}/audit/{{forget}}__{{retain}}/{m}.json" for m in AUDITED + ["origin"]],
+    params:
+        section=section("audit"),
+        methods=AUDITED + ["origin"],
+    log:
+        "logs/{model}/audit_pair/{forget}__{retain}.log",
+    benchmark:
+        "benchmarks/{model}/audit_pair/{forget}__{retain}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30 * (len(AUDITED) + 1),
+    shell:
+        "OMP_NUM_THREADS={threads} clue audit --base-dir {input.base} --checkpoint {input.checkpoints}"
+        " {input.base} --method {params.methods} --forget-dir {input.forget} --forget {wildcards.forget}"
+        " --retain {wildcards.retain} --params {params.section:q} --out {output} > {log} 2>&1"
+
+
+rule audit_table:
+    input:
+        expand(
+            "results/{model}/audit/{forget}__{retain}/{method}.json",
+            model=MODEL,
+            forget=FORGET,
+            retain=RETAIN,
+            method=AUDITED + ["origin"],
+        ),
+    output:
+        csv="results/audit.csv",
+        krs=report(
+            expand("results/figures/krs_{forget}__{retain}.svg", forget=FORGET, retain=RETAIN),
+            caption="../docs/report/krs.rst",
+            category="Audit",
+        ),
+        relearn=report(
+            expand("results/figures/relearn_{forget}__{retain}.svg", forget=FORGET, retain=RETAIN),
+            caption="../docs/report/relearn.rst",
+            category="Audit",
+        ),
+    log:
+        "logs/audit_table.log",
+    benchmark:
+        "benchmarks/audit_table.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "clue audit-table --audits {input} --csv {output.csv} --figures results/figures > {log} 2>&1"

@@ -1,0 +1,191 @@
+"""The knowledge-recovery audit (clue.audit): KRS by activation patching and parameter restoration,
+checked on models that differ from the base in known places, where the KRS of each restoration
+follows from the residual-stream algebra X_{l+1} = X_l + A_l + W_V^l m_l; relearning with no step
+gives the checkpoint's own FE (an independent multiple-choice scorer)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import make_model  # noqa: E402
+
+from clue import audit, io  # noqa: E402
+from clue.base_model import multiple_choice_accuracy  # noqa: E402
+from clue.cli import main  # noqa: E402
+from clue.data import write_task  # noqa: E402
+
+LAYERS = 4
+PARAMS = audit.resolve_params({"window": 1, "n_questions": 4, "n_tokens": 5})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from clue.base_model import build_tokenizer, task_texts
+
+    root = tmp_path_factory.mktemp("audit")
+    data = root / "data" / "toy_cyber"
+    write_task("toy_cyber", dict(seed=1, n_train=40, n_test=12, n_pairs=4), data)
+    tok = build_tokenizer(task_texts(data))
+    base = make_model("gqa", vocab_size=len(tok), layers=LAYERS, seed=3)
+    base.save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    prompts = [r["prompt"] for r in io.read_jsonl(data / "test.jsonl")[:4]]
+    return {"root": root, "data": data, "tok": tok, "base": base,
+            "batch": audit.continuation_batch(base, tok, prompts, 5)}
+
+
+def changed(base, names, seed=7):
+    """A copy of ``base`` with random noise added to the named parameters only."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(base)
+    g = torch.Generator().manual_seed(seed)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in names:
+            params[name].add_(torch.randn(params[name].shape, generator=g) * 0.5)
+    return model
+
+
+def curves(base, model, batch, **params):
+    return audit.krs_curves(base, model, batch, {**PARAMS, **params})
+
+
+def test_continuation_scores_exactly_the_generated_tokens(world):
+    b = world["batch"]
+    lengths = b["attention_mask"].sum(1)
+    assert (b["scored"].sum(1) == 5).all()
+    for i in range(b["input_ids"].shape[0]):
+        scored = b["scored"][i].nonzero().flatten().tolist()
+        # the positions that predict the 5 new tokens: the prompt's last token to the one before the end
+        assert scored == list(range(int(lengths[i]) - 6, int(lengths[i]) - 1))
+
+
+def test_restoring_every_parameter_of_every_layer_gives_krs_one(world):
+    every = [n for n, _ in world["base"].named_parameters() if ".layers." in n]
+    model = changed(world["base"], every)
+    res = curves(world["base"], model, world["batch"], window=LAYERS, kinds=["layer"], isolated=False)
+    assert res["loss_unlearned"] > 0
+    assert res["windows"][0]["krs"]["layer"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_restoring_a_layer_that_did_not_change_gives_krs_zero(world):
+    model = changed(world["base"], ["model.layers.2.mlp.up_proj.weight"])
+    res = curves(world["base"], model, world["batch"], kinds=["layer", "W_V"])
+    krs = {w["layers"][0]: w["krs"] for w in res["windows"]}
+    assert krs[2]["layer"] == pytest.approx(1.0, abs=1e-6)
+    for layer in (0, 1, 3):
+        assert krs[layer]["layer"] == 0.0 and krs[layer]["W_V"] == 0.0
+
+
+@pytest.mark.parametrize("layer", [1, 3])
+def test_value_vectors_changed_in_one_layer(world, layer):
+    model = changed(world["base"], [f"model.layers.{layer}.mlp.down_proj.weight"])
+    res = curves(world["base"], model, world["batch"], kinds=["W_V", "m"])
+    for w in res["windows"]:
+        inside = w["layers"][0] == layer
+        assert w["krs"]["W_V"] == pytest.approx(1.0 if inside else 0.0, abs=1e-6)
+        if w["layers"][0] <= layer:
+            # m_l up to this layer is the base model's already: patching it changes nothing
+            assert w["krs"]["m"] == pytest.approx(0.0, abs=1e-6)
+    if layer == LAYERS - 1:
+        # no later layer to hold: the isolated restoration is the plain one
+        assert res["windows"][layer]["krs_isolated"]["W_V"] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("layer", [1, 3])
+def test_coefficients_changed_in_one_layer(world, layer):
+    # gate_proj feeds only m_l: patching m_l undoes the whole change, an earlier window nothing
+    model = changed(world["base"], [f"model.layers.{layer}.mlp.gate_proj.weight"])
+    res = curves(world["base"], model, world["batch"], kinds=["m", "W_V", "A"])
+    krs = {w["layers"][0]: w for w in res["windows"]}
+    assert krs[layer]["krs"]["m"] == pytest.approx(1.0, abs=1e-6)
+    assert krs[0]["krs"]["m"] == pytest.approx(0.0, abs=1e-6)
+    assert all(krs[l]["krs"]["W_V"] == 0.0 for l in range(LAYERS))
+    if layer == LAYERS - 1:
+        # the A held in the last layer is the base one (attention runs before the changed MLP)
+        assert krs[layer]["krs_isolated"]["m"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_attention_changed_in_one_layer(world):
+    model = changed(world["base"], ["model.layers.2.self_attn.o_proj.weight"])
+    res = curves(world["base"], model, world["batch"], kinds=["m", "A", "m+A"])
+    krs = {w["layers"][0]: w for w in res["windows"]}
+    assert krs[2]["krs"]["A"] == pytest.approx(1.0, abs=1e-6)
+    assert krs[2]["krs"]["m+A"] == pytest.approx(1.0, abs=1e-6)
+    assert krs[0]["krs"]["A"] == pytest.approx(0.0, abs=1e-6)
+    # restoring layer 0 changes nothing, so the states held in the isolated variant must be the
+    # unlearned model's own (holding the base model's m_2, m_3 or A_2 would recover knowledge)
+    assert krs[0]["krs_isolated"]["A"] == pytest.approx(0.0, abs=1e-6)
+    assert krs[0]["krs_isolated"]["m"] == pytest.approx(0.0, abs=1e-6)
+    assert krs[0]["krs_isolated"]["m"] is not None
+
+
+def test_a_checkpoint_equal_to_the_base_has_nothing_unlearned(world):
+    import copy
+
+    res = curves(world["base"], copy.deepcopy(world["base"]), world["batch"])
+    assert res["nothing_unlearned"] is True and res["loss_unlearned"] == 0.0
+    assert all(v is None for w in res["windows"] for v in {**w["krs"], **w["krs_isolated"]}.values())
+
+
+def test_restoration_leaves_the_models_as_they_were(world):
+    import torch
+
+    model = changed(world["base"], ["model.layers.0.mlp.down_proj.weight", "model.layers.3.mlp.down_proj.weight"])
+    before = {n: p.clone() for n, p in model.state_dict().items()}
+    base_before = {n: p.clone() for n, p in world["base"].state_dict().items()}
+    curves(world["base"], model, world["batch"], kinds=["W_V", "layer", "m+A"])
+    assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())
+    assert all(torch.equal(base_before[n], p) for n, p in world["base"].state_dict().items())
+    assert not model._forward_pre_hooks and all(
+        not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_cli_relearning_with_zero_steps_gives_the_checkpoints_fe(world, tmp_path):
+    model = changed(world["base"], ["model.layers.3.mlp.down_proj.weight"])
+    ckpt = tmp_path / "ga"
+    model.save_pretrained(ckpt)
+    world["tok"].save_pretrained(ckpt)
+    texts = [r["text"] for r in io.read_jsonl(world["data"] / "train.jsonl")[:16]]
+    io.write_jsonl(world["data"] / "holdout.jsonl", [{"text": t} for t in texts])
+    out = tmp_path / "ga.json"
+    assert main(["audit", "--base-dir", str(world["root"] / "base"), "--checkpoint", str(ckpt),
+                 "--method", "ga", "--forget-dir", str(world["data"]), "--forget", "toy_cyber",
+                 "--retain", "toy_sst2", "--out", str(out), "--params",
+                 json.dumps({"window": 2, "n_questions": 3, "n_tokens": 4, "relearn_steps": [0, 3],
+                             "relearn_lr": 0.01})]) == 0
+    rec = json.loads(out.read_text())
+    records = io.read_jsonl(world["data"] / "test.jsonl")
+    assert rec["relearn"][0] == {"steps": 0, "FE": pytest.approx(1 - multiple_choice_accuracy(model, world["tok"], records))}
+    assert rec["relearn"][1]["steps"] == 3
+    assert [w["layers"] for w in rec["krs"]["windows"]] == [[0, 1], [1, 2], [2, 3]]
+    assert rec["krs"]["windows"][2]["krs"]["W_V"] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"kinds": ["m", "V"]}, "audit.kinds: unknown restoration kind(s) 'V'; known: m, W_V, A, m+A"),
+    ({"window": 0}, "audit.window must be a positive integer or null, not 0"),
+    ({"relearn_steps": [50, 10]}, "audit.relearn_steps must be increasing non-negative integers"),
+    ({"n_tokenz": 3}, "n_tokenz"),
+])
+def test_bad_params_name_the_key(params, message):
+    from clue.errors import ClueError
+
+    with pytest.raises(ClueError, match=None) as e:
+        audit.resolve_params(params)
+    assert message in str(e.value)
+
+
+def test_window_larger_than_the_model_fails_naming_the_key(world, tmp_path, capsys):
+    out = tmp_path / "x.json"
+    assert main(["audit", "--base-dir", str(world["root"] / "base"), "--checkpoint", str(world["root"] / "base"),
+                 "--method", "origin", "--forget-dir", str(world["data"]), "--forget", "toy_cyber",
+                 "--retain", "toy_sst2", "--out", str(out), "--params", json.dumps({"window": 5})]) == 2
+    assert "audit.window 5 is larger than the model's 4 layers" in capsys.readouterr().err
+    assert not out.exists()
