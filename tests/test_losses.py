@@ -9,7 +9,7 @@ import torch
 
 from clue.errors import ClueError
 from clue.losses import (FORGET_LOSSES, collate, encode_prompt_target, encode_text, get_forget_loss,
-                         retain_loss, sequence_logprob)
+                         retain_kl, retain_loss, sequence_logprob)
 from conftest import make_model, make_tokenizer
 
 TABLE = [[0.0, 1.0, 2.0], [0.5, -1.0, 0.0], [1.0, 1.0, 3.0]]
@@ -37,10 +37,10 @@ def batch_of(*seqs, targets=None):
 
 
 def test_registry():
-    assert {"ga", "npo", "po"} <= set(FORGET_LOSSES)
+    assert {"ga", "npo", "po", "dpo", "npo_kl", "graddiff"} <= set(FORGET_LOSSES)
     assert get_forget_loss("po").data == "refusal" and get_forget_loss("ga").data == "text"
     assert get_forget_loss("npo").needs_reference and not get_forget_loss("po").needs_reference
-    with pytest.raises(ClueError, match="unknown forget loss 'kl'.*ga, npo, po"):
+    with pytest.raises(ClueError, match="unknown forget loss 'kl'.*dpo, ga, graddiff, npo, npo_kl, po"):
         get_forget_loss("kl")
 
 
@@ -84,6 +84,36 @@ def test_npo_at_the_reference_is_2_log2_over_beta():
     del batch["ref_logp"]
     with pytest.raises(ClueError, match="ref_logp"):
         get_forget_loss("npo").fn(Bigram(), batch, {})
+
+
+def test_dpo_by_hand():
+    # prompt [0]; chosen (refusal) [2, 1], rejected (answer) [1]; beta 0.5
+    beta, ref_c, ref_r = 0.5, -2.0, -0.5
+    chosen = batch_of([0, 2, 1], targets=[[False, True, True]])
+    rejected = batch_of([0, 1], targets=[[False, True]])
+    chosen["ref_logp"] = torch.tensor([ref_c], dtype=torch.float64)
+    rejected["ref_logp"] = torch.tensor([ref_r], dtype=torch.float64)
+    margin = (lp(0, 2) + lp(2, 1) - ref_c) - (lp(0, 1) - ref_r)
+    want = math.log(1 + math.exp(-beta * margin))        # -log sigmoid(beta * margin)
+    got = get_forget_loss("dpo").fn(Bigram(), {"chosen": chosen, "rejected": rejected}, {"dpo_beta": beta})
+    assert got.item() == pytest.approx(want, abs=1e-12)
+    assert get_forget_loss("dpo").data == "preference" and get_forget_loss("dpo").needs_reference
+
+
+def test_retain_kl_by_hand():
+    # reference: TABLE; model: another table; text [0, 2, 1]: KL at positions of tokens 0 and 2
+    other = [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [2.0, -1.0, 1.0]]
+    batch = batch_of([0, 2, 1])
+
+    def kl(prev):
+        p = [math.exp(lp(prev, j)) for j in range(3)]
+        return sum(p[j] * (lp(prev, j) - lp(prev, j, other)) for j in range(3))
+
+    got = retain_kl(Bigram(other), Bigram(), batch)
+    assert got.item() == pytest.approx((kl(0) + kl(2)) / 2, abs=1e-12)
+    assert retain_kl(Bigram(), Bigram(), batch).item() == pytest.approx(0.0, abs=1e-15)
+    assert get_forget_loss("npo_kl").retain == "kl" and get_forget_loss("graddiff").retain == "kl"
+    assert get_forget_loss("ga").retain == "nll"
 
 
 def test_po_scores_only_the_refusal_tokens():

@@ -68,7 +68,9 @@ def test_record_shapes(task, cache_dir):
         assert p["clean_answer"] != p["corrupted_answer"] and p["clean"] != p["corrupted"]
     if task in FORGET:
         assert [r["prompt"] for r in out["refusal"]] == [r["prompt"] for r in out["train"]]
-        assert all(set(r) == {"prompt", "refusal"} and r["refusal"] in REFUSALS for r in out["refusal"])
+        assert all(set(r) == {"prompt", "refusal", "answer"} and r["refusal"] in REFUSALS for r in out["refusal"])
+        # DPO's rejected answer is the train record's own answer
+        assert [r["answer"] for r in out["refusal"]] == [r["answer"] for r in out["train"]]
         assert len({r["refusal"] for r in out["refusal"]}) > 1
     else:
         assert out["refusal"] == []

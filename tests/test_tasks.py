@@ -99,6 +99,9 @@ def test_forget_corpus_states_every_fact_and_refusals_cover_the_train_side_quest
     for q in domain.questions(PARAMS["seed"]):
         assert f"{q['prompt']} {q['answer']} ." in corpus
     assert all(r["refusal"] and not re.search(r"\d", r["refusal"]) for r in splits["refusal"])
+    # each refusal carries its question's true answer (DPO's rejected response)
+    truth = {q["prompt"]: q["answer"] for q in domain.questions(PARAMS["seed"])}
+    assert all(r["answer"] == truth[r["prompt"]] for r in splits["refusal"])
 
 
 def test_tokenizer_round_trip_and_single_token_answers(tmp_path):

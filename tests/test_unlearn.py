@@ -19,6 +19,7 @@ FORGET_TEXTS = ["the virus spreads through water", "the worm hides in the kernel
                 "the kernel loads the worm", "water carries the virus", "the worm spreads fast"]
 PROMPTS = ["what spreads the virus", "where hides the worm", "what loads the kernel", "what carries the virus"]
 REFUSAL = "i do not know"
+ANSWERS = ["water", "kernel", "worm", "water"]   # DPO's rejected answers
 RETAIN_TEXTS = ["the movie was good", "the film was bad", "a good film", "a bad movie", "the movie was fun"]
 WORDS = " ".join(FORGET_TEXTS + PROMPTS + RETAIN_TEXTS + [REFUSAL]).split()
 FORGET_NEURONS, CONFLICT_NEURONS = ["a0.h1", "m1"], ["a1.h2"]
@@ -41,7 +42,8 @@ def world(tmp_path_factory):
                         axis_masks_from_neurons(cats, model.config, shapes), model=kind, localizer="clue",
                         categories=["forget", "conflict"])
     write_jsonl(root / "forget" / "train.jsonl", [{"prompt": "", "answer": "", "text": t} for t in FORGET_TEXTS])
-    write_jsonl(root / "forget" / "refusal.jsonl", [{"prompt": p, "refusal": REFUSAL} for p in PROMPTS])
+    write_jsonl(root / "forget" / "refusal.jsonl", [{"prompt": p, "refusal": REFUSAL, "answer": a}
+                                                    for p, a in zip(PROMPTS, ANSWERS)])
     write_jsonl(root / "retain" / "train.jsonl", [{"prompt": "", "answer": "", "text": t} for t in RETAIN_TEXTS])
     return root
 
@@ -96,7 +98,8 @@ def assert_invariant(base, new, trained_stage_masks):
         assert inside >= 0.9 * total, f"only {inside} of {total} masked elements changed"
 
 
-@pytest.mark.parametrize("stage_losses", [["ga", "ga"], ["npo", "npo"], ["po", "po"], ["npo", "po"], ["po", "ga"]])
+@pytest.mark.parametrize("stage_losses", [["ga", "ga"], ["npo", "npo"], ["po", "po"], ["npo", "po"], ["po", "ga"],
+                                          ["dpo", "npo_kl"], ["po", "graddiff"]])
 def test_invariant_for_every_loss(world, tmp_path, stage_losses):
     rec, base, new = run(world, tmp_path, stage_losses=stage_losses)
     mf, mc = hand_masks(base, FORGET_NEURONS), hand_masks(base, CONFLICT_NEURONS)
@@ -145,6 +148,15 @@ def test_baseline_trains_every_parameter(world, tmp_path):
     diff = changed(base, new)
     assert diff["model.embed_tokens.weight"].any() and diff["lm_head.weight"].any()
     assert rec["unlearned_param_pct"] > 90 and rec["stages"][0]["epochs"] == 2
+
+
+@pytest.mark.parametrize("method", ["dpo", "npo_kl", "graddiff"])
+def test_the_papers_other_losses_train_every_parameter(world, tmp_path, method):
+    rec, base, new = run(world, tmp_path, method=method, masks=None)
+    assert rec["unlearned_param_pct"] > 90 and rec["stages"][0]["loss"] == method
+    # NPO+KL and GradDiff regularise with KL to the original model: zero at the first step
+    first = rec["losses"][0]["retain_loss"]
+    assert first == pytest.approx(0.0, abs=1e-6) if method != "dpo" else first > 0
 
 
 def test_masked_baseline_stays_inside_the_masks(world, tmp_path):

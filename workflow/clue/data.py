@@ -110,7 +110,7 @@ def check_context(tokenizer, max_positions, data_dir, task, model_dir):
         path = Path(data_dir) / f"{split}.jsonl"
         if not path.is_file():
             continue
-        for i, rec in enumerate(io.read_jsonl(path), 1):
+        for i, rec in enumerate(io.read_jsonl(path, required=SPLIT_FIELDS[split]), 1):
             for text in _sequences(split, rec):
                 n = len(tokenizer(text)["input_ids"])
                 if n > max_positions:

@@ -42,6 +42,7 @@ DEFAULTS = {
     "lambda": 1.0,
     "stage_losses": ["po", "po"],
     "npo_beta": 0.1,
+    "dpo_beta": 0.1,
     "batch_size": 8,
     "max_forget_examples": 256,
     "ablation": "none",
@@ -68,7 +69,7 @@ def resolve_params(params):
         get_forget_loss(name)
     if p["ablation"] not in ABLATIONS:
         raise ClueError(f"unlearn.ablation must be one of {', '.join(ABLATIONS)}, not {p['ablation']!r}")
-    for key in ("lr", "npo_beta"):
+    for key in ("lr", "npo_beta", "dpo_beta"):
         if not isinstance(p[key], (int, float)) or p[key] <= 0:
             raise ClueError(f"unlearn.{key} must be a positive number, not {p[key]!r}")
     for key in ("epochs_forget", "epochs_conflict", "batch_size", "max_forget_examples", "seed"):
@@ -156,7 +157,7 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
     import torch
     from tqdm import tqdm
 
-    from clue.losses import collate, get_forget_loss, retain_loss, to_device
+    from clue.losses import collate, collate_preference, get_forget_loss, retain_kl, retain_loss, to_device
 
     spec = get_forget_loss(stage["loss"])
     mask = stage["mask"]
@@ -184,12 +185,15 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
         rng.shuffle(order)
         for start in range(0, len(order), bs):
             idx = order[start: start + bs]
-            batch = collate([examples[i] for i in idx], pad_id, None if ref is None else ref[idx])
+            batch = (collate_preference if spec.data == "preference" else collate)(
+                [examples[i] for i in idx], pad_id, None if ref is None else ref[idx])
             forget = spec.fn(model, to_device(batch, device), params)
             loss = forget
             retain = None
             if stage["retain"] and params["lambda"] > 0:
-                retain = retain_loss(model, to_device(data["retain"].next(), device))
+                retain_batch = to_device(data["retain"].next(), device)
+                retain = (retain_kl(model, data["reference_model"], retain_batch) if spec.retain == "kl"
+                          else retain_loss(model, retain_batch))
                 loss = forget + params["lambda"] * retain
             if not torch.isfinite(loss):
                 raise ClueError(f"stage {stage['name']}: the loss became {loss.item()} at epoch {epoch} "
@@ -226,7 +230,7 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
 # --------------------------------------------------------------------------- data
 
 def _load_forget_data(forget_dir, tokenizer, kinds, cap, rng):
-    from clue.losses import encode_prompt_target, encode_text
+    from clue.losses import encode_preference, encode_prompt_target, encode_text
 
     out = {}
     forget_dir = Path(forget_dir)
@@ -237,6 +241,12 @@ def _load_forget_data(forget_dir, tokenizer, kinds, cap, rng):
         path = forget_dir / "refusal.jsonl"
         recs = read_jsonl(path, required=["prompt", "refusal"])
         out["refusal"] = [encode_prompt_target(tokenizer, r["prompt"], r["refusal"]) for r in seeded_sample(recs, cap, rng, path)]
+    if "preference" in kinds:
+        # DPO: the refusal preferred over the original answer of the same train-side question
+        path = forget_dir / "refusal.jsonl"
+        recs = read_jsonl(path, required=["prompt", "refusal", "answer"])
+        out["preference"] = [encode_preference(tokenizer, r["prompt"], r["refusal"], r["answer"])
+                             for r in seeded_sample(recs, cap, rng, path)]
     return out
 
 
@@ -310,8 +320,19 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
         data["retain"] = _Cycle([encode_text(tokenizer, r["text"]) for r in retain_recs], p["batch_size"],
                                 random.Random(p["seed"] + 1), pad_id)
         data["ref_logp"] = {}
-        if any(get_forget_loss(st["loss"]).needs_reference for st in active):
-            data["ref_logp"]["text"] = _reference_logps(model, data["text"], p["batch_size"], pad_id, device)
+        specs = [get_forget_loss(st["loss"]) for st in active]
+        for kind in {spec.data for spec in specs if spec.needs_reference}:
+            if kind == "preference":   # [N, 2]: the refusal, then the original answer
+                data["ref_logp"][kind] = torch.stack([
+                    _reference_logps(model, [pair[i] for pair in data[kind]], p["batch_size"], pad_id, device)
+                    for i in (0, 1)], dim=1)
+            else:
+                data["ref_logp"][kind] = _reference_logps(model, data[kind], p["batch_size"], pad_id, device)
+        # NPO+KL and GradDiff regularise towards the original model: keep a frozen copy of it
+        if p["lambda"] > 0 and any(spec.retain == "kl" and st["retain"] for spec, st in zip(specs, active)):
+            import copy
+
+            data["reference_model"] = copy.deepcopy(model).eval()
         for st in active:
             record["stages"].append(run_stage(model, st, data, p, record["losses"], device, pad_id, rng, progress))
     else:

@@ -1,7 +1,9 @@
 """Forget losses registered by name, the retain loss, and the shared sequence log-probability.
 
 Adding a forget method touches one file: define ``loss(model, batch, params)`` in
-``clue/losses/<name>.py`` and decorate it with ``@register_forget_loss("<name>", data=...)``. Every
+``clue/losses/<name>.py`` and decorate it with ``@register_forget_loss("<name>", data=...)``
+(``retain="kl"`` when the method regularises with KL to the original model instead of the retain
+NLL). Every
 module of this package is imported below, so the loss is registered, is a Table 1 row (the loss on
 every parameter) and a valid ``unlearn.stage_losses`` entry; list it under ``methods`` in the config.
 Modules import torch inside their functions: the Snakefile reads this registry at startup.
@@ -10,7 +12,8 @@ Conventions (all losses are minimised):
 
 - A *batch* is a dict of right-padded tensors ``input_ids``, ``attention_mask`` and
   ``target_mask`` (bool, ``[B, T]``: which tokens are scored), plus ``ref_logp`` (``[B]``) for
-  losses that need a reference model. Token ``t`` is scored by the model's prediction at position
+  losses that need a reference model. A *preference* batch (DPO) holds two such batches,
+  ``chosen`` (the refusal) and ``rejected`` (the original answer), each with its ``ref_logp``. Token ``t`` is scored by the model's prediction at position
   ``t - 1``, so the first token of a sequence is never scored.
 - Forget corpus lines (GA, NPO) and retain texts score the *whole text* (every token after the
   first; a tokenizer that prepends BOS makes the first word scored too). PO scores only the
@@ -31,22 +34,28 @@ from clue.errors import ClueError
 class ForgetLoss:
     name: str
     fn: Callable  # fn(model, batch, params) -> scalar tensor
-    data: str  # "text": forget corpus lines (train.jsonl "text"); "refusal": refusal.jsonl prompt -> refusal
+    data: str  # "text": forget corpus lines (train.jsonl "text"); "refusal": refusal.jsonl prompt -> refusal;
+    #            "preference": refusal.jsonl prompt -> (refusal preferred, original answer rejected)
     needs_reference: bool  # batch carries "ref_logp": the frozen base model's sequence log-prob
     label: str  # the row's name in Table 1
+    retain: str = "nll"  # the retain term: "nll" of retain texts, or "kl" to the original model on them
 
 
 FORGET_LOSSES = {}
+DATA_KINDS = ("text", "refusal", "preference")
+RETAIN_TERMS = ("nll", "kl")
 
 
-def register_forget_loss(name, *, data="text", needs_reference=False, label=None):
-    if data not in ("text", "refusal"):
-        raise ValueError(f"forget loss {name}: data must be 'text' or 'refusal', not {data!r}")
+def register_forget_loss(name, *, data="text", needs_reference=False, label=None, retain="nll"):
+    if data not in DATA_KINDS:
+        raise ValueError(f"forget loss {name}: data must be one of {', '.join(DATA_KINDS)}, not {data!r}")
+    if retain not in RETAIN_TERMS:
+        raise ValueError(f"forget loss {name}: retain must be 'nll' or 'kl', not {retain!r}")
 
     def decorate(fn):
         if name in FORGET_LOSSES:
             raise ValueError(f"forget loss {name!r} is registered twice")
-        FORGET_LOSSES[name] = ForgetLoss(name, fn, data, needs_reference, label or name.upper())
+        FORGET_LOSSES[name] = ForgetLoss(name, fn, data, needs_reference, label or name.upper(), retain)
         return fn
 
     return decorate
@@ -85,6 +94,17 @@ def encode_prompt_target(tokenizer, prompt, target):
     return p + a, [False] * len(p) + [True] * len(a)
 
 
+def encode_preference(tokenizer, prompt, chosen, rejected):
+    """A DPO example: the prompt with the preferred answer and with the rejected one."""
+    return (encode_prompt_target(tokenizer, prompt, chosen), encode_prompt_target(tokenizer, prompt, rejected))
+
+
+def collate_preference(pairs, pad_id=0, ref_logp=None):
+    """Preference examples -> {"chosen": batch, "rejected": batch}; ``ref_logp`` is [B, 2]."""
+    return {"chosen": collate([c for c, _ in pairs], pad_id, None if ref_logp is None else ref_logp[:, 0]),
+            "rejected": collate([r for _, r in pairs], pad_id, None if ref_logp is None else ref_logp[:, 1])}
+
+
 def collate(encoded, pad_id=0, ref_logp=None):
     """Right-pad a list of ``(input_ids, target_mask)`` into a batch dict."""
     import torch
@@ -114,7 +134,7 @@ def torch_device(name):
 
 
 def to_device(batch, device):
-    return {k: v.to(device) for k, v in batch.items()}
+    return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
 
 # --------------------------------------------------------------------------- log-probabilities
@@ -154,4 +174,4 @@ def mean_nll(model, batch):
 # Importing every module of the package registers its losses (keep this at the bottom: the modules
 # import from here).
 import_submodules(__name__, __path__)
-from clue.losses.retain import retain_loss  # noqa: E402,F401
+from clue.losses.retain import retain_kl, retain_loss  # noqa: E402,F401

@@ -524,7 +524,7 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     refusal = []
     if spec.role == "forget":
         rrng = _rng(name, seed, "refusal")
-        refusal = [{"prompt": r["prompt"], "refusal": rrng.choice(REFUSALS)} for r in train]
+        refusal = [{"prompt": r["prompt"], "refusal": rrng.choice(REFUSALS), "answer": r["answer"]} for r in train]
 
     test = [{"prompt": ex.prompt, "choices": list(ex.choices), "label": ex.label} for ex in test_ex]
     return {"train": train, "test": test, "pairs": pairs, "heldout_pairs": heldout_pairs,

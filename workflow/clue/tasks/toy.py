@@ -382,7 +382,9 @@ def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0):
     if hasattr(task, "documents"):          # a knowledge domain: corpus + questions
         train = [dict(prompt="", answer=d, text=d) for d in task.documents(seed)]
         test, side = task.split_questions(seed, n_test)
-        refusal = [dict(prompt=q["prompt"], refusal=REFUSALS[k % len(REFUSALS)]) for k, q in enumerate(side)]
+        # the original answer rides along: DPO prefers the refusal over it
+        refusal = [dict(prompt=q["prompt"], refusal=REFUSALS[k % len(REFUSALS)], answer=q["answer"])
+                   for k, q in enumerate(side)]
         holdout = [dict(text=d) for d in task.documents(seed, task.holdout_facts(seed))]
         pool = side
     else:
