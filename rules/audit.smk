@@ -48,6 +48,11 @@ rule audit_table:
             caption="../docs/report/relearn.rst",
             category="Audit",
         ),
+        global_effect=report(
+            expand("results/figures/global_{forget}__{retain}.svg", forget=FORGET, retain=RETAIN),
+            caption="../docs/report/global_effect.rst",
+            category="Audit",
+        ),
     log:
         "logs/audit_table.log",
     benchmark:

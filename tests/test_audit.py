@@ -189,3 +189,21 @@ def test_window_larger_than_the_model_fails_naming_the_key(world, tmp_path, caps
                  "--retain", "toy_sst2", "--out", str(out), "--params", json.dumps({"window": 5})]) == 2
     assert "audit.window 5 is larger than the model's 4 layers" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_global_effect_scores_every_epoch_against_the_starting_answers(tmp_path):
+    import sacrebleu
+
+    snaps = [{"stage": None, "epoch": None, "forget": ["the worm hides in the kernel", "water"],
+              "unrelated": ["a good film"]},
+             {"stage": "all", "epoch": 0, "forget": ["the worm hides in the", "i do not know"],
+              "unrelated": ["a good film"]}]
+    (tmp_path / "clue_unlearn.json").write_text(json.dumps({"trajectory": {"snapshots": snaps}}))
+    got = audit.global_effect(tmp_path)
+    assert got[0] == {"stage": None, "epoch": None, "forget_bleu": pytest.approx(1.0), "unrelated_bleu": pytest.approx(1.0)}
+    want = (sacrebleu.sentence_bleu("the worm hides in the", ["the worm hides in the kernel"]).score
+            + sacrebleu.sentence_bleu("i do not know", ["water"]).score) / 200
+    assert got[1]["forget_bleu"] == pytest.approx(want) and 0 < want < 1
+    assert got[1]["unrelated_bleu"] == pytest.approx(1.0)
+    (tmp_path / "clue_unlearn.json").write_text(json.dumps({"method": "ga"}))
+    assert audit.global_effect(tmp_path) is None

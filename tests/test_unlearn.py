@@ -159,6 +159,34 @@ def test_the_papers_other_losses_train_every_parameter(world, tmp_path, method):
     assert first == pytest.approx(0.0, abs=1e-6) if method != "dpo" else first > 0
 
 
+def test_trajectory_records_answers_without_changing_training(world, tmp_path):
+    import shutil
+
+    from clue.evaluate import greedy_generations
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for side, prompts in (("forget", PROMPTS), ("retain", ["the movie was", "a bad"])):
+        shutil.copytree(world / side, tmp_path / side)
+        write_jsonl(tmp_path / side / "test.jsonl", [{"prompt": q, "choices": ["a", "b"], "label": 0} for q in prompts])
+    params = {**FAST, "trajectory_forget_questions": 3, "trajectory_unrelated_questions": 5, "trajectory_tokens": 4}
+    rec = unlearn(world / "llama", tmp_path / "forget", tmp_path / "retain", "ga", tmp_path / "with", params,
+                  progress=False)
+    plain = unlearn(world / "llama", world / "forget", world / "retain", "ga", tmp_path / "without", FAST,
+                    progress=False)
+    assert "trajectory" not in plain
+    traj = rec["trajectory"]
+    assert traj["prompts"] == {"forget": PROMPTS[:3], "unrelated": ["the movie was", "a bad"]}
+    # before training, then after each of the 2 epochs (epochs_forget + epochs_conflict)
+    assert [(s["stage"], s["epoch"]) for s in traj["snapshots"]] == [(None, None), ("all", 0), ("all", 1)]
+    tok = AutoTokenizer.from_pretrained(world / "llama")
+    base = AutoModelForCausalLM.from_pretrained(world / "llama")
+    assert traj["snapshots"][0]["forget"] == greedy_generations(base, tok, PROMPTS[:3], 4, 1)
+    assert json.loads((tmp_path / "with" / "clue_unlearn.json").read_text())["trajectory"] == traj
+    # recording answers draws no random number: the same weights as without it
+    with_w, without_w = load_file(str(tmp_path / "with/model.safetensors")), load_file(str(tmp_path / "without/model.safetensors"))
+    assert all(torch.equal(with_w[n], without_w[n]) for n in with_w)
+
+
 def test_masked_baseline_stays_inside_the_masks(world, tmp_path):
     rec, base, new = run(world, tmp_path, method="ga")
     assert_invariant(base, new, [union(hand_masks(base, FORGET_NEURONS), hand_masks(base, CONFLICT_NEURONS))])

@@ -33,6 +33,11 @@ slice of the forget corpus that no test question is built from (the forget set's
 ``holdout.jsonl``) for each step count of ``relearn_steps``, and FE (1 - lm-eval accuracy on the
 forget test questions, as in Table 1) is measured after each; the base model relearning the same
 slice is the reference (``clue audit --checkpoint BASE``).
+
+**Global negative effect** (section 4): the unlearn stage records greedy answers to forget test
+questions and to retain test questions (the unrelated knowledge) before training and after every
+epoch; the audit scores each epoch's answers with BLEU against the starting model's (1: the same
+answers, 0: none of their n-grams).
 """
 
 import json
@@ -283,6 +288,33 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
     return curve
 
 
+# --------------------------------------------------------------------------- global negative effect
+
+def global_effect(checkpoint):
+    """BLEU (sacrebleu, sentence level, 0..1, averaged over questions) of the greedy answers after
+    every epoch against the answers of the starting model, on the forget questions and on the
+    unrelated (retain-set) questions: [{"stage", "epoch", "forget_bleu", "unrelated_bleu"}], or
+    None when the checkpoint recorded no trajectory (clue_unlearn.json, unlearn.trajectory_*)."""
+    import sacrebleu
+
+    path = Path(checkpoint) / "clue_unlearn.json"
+    if not path.is_file():
+        return None
+    trajectory = io.read_json(path).get("trajectory")
+    if not trajectory:
+        return None
+    start, *later = trajectory["snapshots"]
+
+    def bleu(key, snap):
+        if not start[key]:
+            return None
+        scores = [sacrebleu.sentence_bleu(h, [r]).score / 100 for h, r in zip(snap[key], start[key])]
+        return sum(scores) / len(scores)
+
+    return [{"stage": snap["stage"], "epoch": snap["epoch"], "forget_bleu": bleu("forget", snap),
+             "unrelated_bleu": bleu("unrelated", snap)} for snap in [start, *later]]
+
+
 # --------------------------------------------------------------------------- CLI
 
 def add_arguments(parser):
@@ -346,6 +378,7 @@ def main(args):
         record = {"forget": args.forget, "retain": args.retain, "method": method,
                   "checkpoint": str(checkpoint), "questions": len(prompts), "tokens": params["n_tokens"],
                   "krs": None if same_dir else krs,
+                  "global_effect": None if same_dir else global_effect(checkpoint),
                   "relearn": relearn(unlearned, tokenizer, args.forget_dir, args.forget, params, eval_params),
                   "config": {k: v for k, v in params.items() if k != "methods"}}
         io.write_json(out, record)

@@ -2,12 +2,15 @@
 
 The CSV is tidy: one row per (forget, retain, method, analysis, kind, window or steps) with its
 value. ``analysis`` is ``krs`` or ``krs_isolated`` (``kind`` m / W_V / A / m+A, ``layers`` the
-window's first and last layer, ``value`` the KRS) or ``relearn`` (``steps``, ``value`` the FE).
+window's first and last layer, ``value`` the KRS), ``relearn`` (``steps``, ``value`` the FE), or
+``forget_bleu`` / ``unrelated_bleu`` (``steps``: the epoch snapshot, 0 before training; ``kind``
+the stage; ``value`` the BLEU against the starting model's answers).
 
 Figures, per forget x retain pair: ``krs_{forget}__{retain}.svg`` (KRS against the restored
 window, one panel per method, a curve per restoration, the isolated variant dashed) and
 ``relearn_{forget}__{retain}.svg`` (FE against relearning steps, one line per method, the base
-model's relearning as the reference).
+model's relearning as the reference) and ``global_{forget}__{retain}.svg`` (BLEU after every
+epoch on forget and unrelated questions, one line per method).
 """
 
 import csv
@@ -37,6 +40,10 @@ def rows_of(record):
     for point in record.get("relearn", []):
         rows.append({**base, "analysis": "relearn", "kind": "", "first_layer": "", "last_layer": "",
                      "steps": point["steps"], "value": point["FE"]})
+    for i, snap in enumerate(record.get("global_effect") or []):
+        for key in ("forget_bleu", "unrelated_bleu"):
+            rows.append({**base, "analysis": key, "kind": snap["stage"] or "", "first_layer": "",
+                         "last_layer": "", "steps": i, "value": snap[key]})
     return rows
 
 
@@ -115,6 +122,34 @@ def draw_relearn(records, path):
     plt.close(fig)
 
 
+def draw_global_effect(records, path):
+    """BLEU against the starting model's answers after every epoch, forget questions and
+    unrelated questions side by side (Hong et al., Figure 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for rec in records:
+        snaps = rec.get("global_effect") or []
+        if not snaps:
+            continue
+        for ax, key in zip(axes, ("forget_bleu", "unrelated_bleu")):
+            ax.plot(range(len(snaps)), [s[key] for s in snaps], "o-", ms=3, label=rec["method"])
+    for ax, title in zip(axes, ("forget-set questions", "unrelated questions (retain set)")):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epochs of unlearning")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_ylabel("BLEU vs the starting model's answers")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(f"Global effect of unlearning {records[0]['forget']} (retain {records[0]['retain']})", fontsize=9)
+    fig.tight_layout()
+    io.save_figure(fig, path, Path(path).suffix.lstrip(".") or "svg")
+    plt.close(fig)
+
+
 def add_arguments(parser):
     parser.add_argument("--audits", nargs="+", required=True, help="audit JSONs (clue audit)")
     parser.add_argument("--csv", required=True, help="results/audit.csv")
@@ -135,5 +170,6 @@ def main(args):
     for (forget, retain), recs in sorted(by_pair.items()):
         draw_krs(recs, Path(args.figures) / f"krs_{forget}__{retain}.svg")
         draw_relearn(recs, Path(args.figures) / f"relearn_{forget}__{retain}.svg")
+        draw_global_effect(recs, Path(args.figures) / f"global_{forget}__{retain}.svg")
     print(f"clue audit-table: {len(records)} audits -> {args.csv}, figures in {args.figures}", file=sys.stderr)
     return 0

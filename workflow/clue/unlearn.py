@@ -52,6 +52,12 @@ DEFAULTS = {
     "device": "auto",
     "dtype": "auto",
     "jobs": "per_checkpoint",  # read by the workflow only: one job per checkpoint, or a pair's all in one
+    # The global negative effect (Hong et al. section 4): greedy answers to this many forget test
+    # questions and retain test questions (the unrelated knowledge), before training and after every
+    # epoch, kept in clue_unlearn.json; the audit scores them with BLEU. 0 and 0: not recorded.
+    "trajectory_forget_questions": 10,
+    "trajectory_unrelated_questions": 50,
+    "trajectory_tokens": 16,
 }
 
 
@@ -72,7 +78,8 @@ def resolve_params(params):
     for key in ("lr", "npo_beta", "dpo_beta"):
         if not isinstance(p[key], (int, float)) or p[key] <= 0:
             raise ClueError(f"unlearn.{key} must be a positive number, not {p[key]!r}")
-    for key in ("epochs_forget", "epochs_conflict", "batch_size", "max_forget_examples", "seed"):
+    for key in ("epochs_forget", "epochs_conflict", "batch_size", "max_forget_examples", "seed",
+                "trajectory_forget_questions", "trajectory_unrelated_questions", "trajectory_tokens"):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < (1 if key in ("batch_size", "max_forget_examples") else 0):
             raise ClueError(f"unlearn.{key} must be a non-negative integer (batch_size, max_forget_examples >= 1), "
                             f"not {p[key]!r}")
@@ -151,7 +158,7 @@ def _reference_logps(model, encoded, batch_size, pad_id, device):
     return torch.cat(out)
 
 
-def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=True):
+def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=True, after_epoch=None):
     """Train one stage in place. ``data``: {"text"|"refusal": encoded forget examples,
     "retain": _Cycle, "ref_logp": {"text": tensor}}. Appends per-step losses to ``log``."""
     import torch
@@ -216,6 +223,8 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
                         "loss": loss.item()})
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if after_epoch is not None:
+            after_epoch(stage["name"], epoch)
     bar.close()
     for p in params_by_name.values():
         p.requires_grad_(False)
@@ -248,6 +257,33 @@ def _load_forget_data(forget_dir, tokenizer, kinds, cap, rng):
         out["preference"] = [encode_preference(tokenizer, r["prompt"], r["refusal"], r["answer"])
                              for r in seeded_sample(recs, cap, rng, path)]
     return out
+
+
+def _trajectory_recorder(model, tokenizer, forget_dir, retain_dir, p, record):
+    """Record greedy answers to the trajectory questions now (the starting model) and return the
+    callback that records them after every epoch; None when the config asks for none. Greedy
+    decoding draws no random number, so the training itself is the same either way."""
+    import copy
+
+    from clue.evaluate import greedy_generations
+
+    tokenizer = copy.deepcopy(tokenizer)   # generation may set a pad token; the saved one stays as loaded
+    prompts = {}
+    for key, where in (("forget", forget_dir), ("unrelated", retain_dir)):
+        n = p[f"trajectory_{key}_questions"]
+        path = Path(where) / "test.jsonl"
+        prompts[key] = [r["prompt"] for r in read_jsonl(path, required=["prompt"])[:n]] if n and path.is_file() else []
+    if not any(prompts.values()):
+        return None
+    record["trajectory"] = {"prompts": prompts, "snapshots": []}
+
+    def snapshot(stage, epoch):
+        answers = {k: greedy_generations(model, tokenizer, v, p["trajectory_tokens"], 64) if v else []
+                   for k, v in prompts.items()}
+        record["trajectory"]["snapshots"].append({"stage": stage, "epoch": epoch, **answers})
+
+    snapshot(None, None)
+    return snapshot
 
 
 # --------------------------------------------------------------------------- entry points
@@ -333,8 +369,10 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
             import copy
 
             data["reference_model"] = copy.deepcopy(model).eval()
+        after_epoch = _trajectory_recorder(model, tokenizer, forget_dir, retain_dir, p, record)
         for st in active:
-            record["stages"].append(run_stage(model, st, data, p, record["losses"], device, pad_id, rng, progress))
+            record["stages"].append(run_stage(model, st, data, p, record["losses"], device, pad_id, rng, progress,
+                                              after_epoch))
     else:
         print("clue unlearn: the masks have no forget and no conflict elements (the assignment has no forget "
               "and no conflict neurons); writing the base model unchanged", file=sys.stderr)
