@@ -113,7 +113,10 @@ def test_audit_of_the_tiny_run(tiny_run):
     assert sorted(relearn) == [0, 5] and relearn[0] == pytest.approx(float(table["clue"]["FE"]), abs=1e-4)
     base = {int(r["steps"]): float(r["value"]) for r in rows if r["method"] == "origin" and r["analysis"] == "relearn"}
     assert base[0] == pytest.approx(float(table["origin"]["FE"]), abs=1e-4)
-    for name in ("krs_toy_cyber__toy_sst2.svg", "relearn_toy_cyber__toy_sst2.svg"):
+    # global effect: the starting model's answers against themselves, then one snapshot per epoch
+    bleu = {int(r["steps"]): float(r["value"]) for r in clue if r["analysis"] == "forget_bleu"}
+    assert bleu[0] == pytest.approx(1.0) and sorted(bleu) == list(range(len(bleu))) and len(bleu) >= 2
+    for name in ("krs_toy_cyber__toy_sst2.svg", "relearn_toy_cyber__toy_sst2.svg", "global_toy_cyber__toy_sst2.svg"):
         assert "<svg" in (tiny_run / "results/figures" / name).read_text()[:3000], name
     assert (tiny_run / "benchmarks/toy/audit_pair/toy_cyber__toy_sst2.tsv").exists()
 
