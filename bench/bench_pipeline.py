@@ -1,8 +1,9 @@
 """Time the default run from a fresh clone: `snakemake --cores all results/table1.csv`, then the
 same command again (which must have nothing to do), and the per-rule times from the
-`benchmark:` files. Usage:
+`benchmark:` files; with `--then results/audit.csv`, also the time that target adds on top (the
+audit of every checkpoint). Usage:
 
-    .venv/bin/python bench/bench_pipeline.py [--configfile CONFIG] [--keep DIR]
+    .venv/bin/python bench/bench_pipeline.py [--configfile CONFIG] [--keep DIR] [--then TARGET ...]
 
 Run it on an otherwise idle machine: the figures are wall-clock seconds.
 """
@@ -33,6 +34,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configfile", help="a config other than the embedded default")
     ap.add_argument("--keep", help="clone into this directory and keep it")
+    ap.add_argument("--then", nargs="*", default=[], help="targets built after Table 1, timed on their own")
     args = ap.parse_args()
     wd = Path(args.keep or tempfile.mkdtemp(prefix="clue-bench-"))
     subprocess.run(["git", "clone", "-q", str(ROOT), str(wd)], check=True)
@@ -41,6 +43,7 @@ def main():
         cmd += ["--configfile", args.configfile]
     first, _ = run(cmd, wd)
     second, log = run(cmd, wd)
+    then = run([c for c in cmd if c != "results/table1.csv"] + args.then, wd)[0] if args.then else None
     per_rule = defaultdict(float)
     for tsv in (wd / "benchmarks").rglob("*.tsv"):
         rule = tsv.relative_to(wd / "benchmarks").parts
@@ -49,6 +52,8 @@ def main():
             per_rule[rule] += float(next(csv.DictReader(f, delimiter="\t"))["s"])
     print(f"fresh clone -> results/table1.csv: {first:.1f} s")
     print(f"second run: {second:.1f} s ({'nothing to do' if 'Nothing to be done' in log else 'RAN JOBS'})")
+    if then is not None:
+        print(f"then {' '.join(args.then)}: {then:.1f} s more")
     print("per-rule seconds (sum over jobs, from benchmarks/):")
     for rule, s in sorted(per_rule.items(), key=lambda kv: -kv[1]):
         print(f"  {rule:<18} {s:8.1f}")
