@@ -26,6 +26,8 @@ if config["unlearn"]["jobs"] == "per_checkpoint":
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
             retain="results/{model}/data/{retain}",
+            # the general tasks' test questions: the unrelated knowledge of the global-effect record
+            general=[data_dir(t) for t in config["tasks"]["general"]],
             masks=unlearn_masks,
         output:
             directory("results/{model}/unlearned/{forget}__{retain}/{method}"),
@@ -47,7 +49,8 @@ if config["unlearn"]["jobs"] == "per_checkpoint":
             runtime=120,
         shell:
             "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
-            " --retain-dir {input.retain} --method {params.method} {params.masks} --params {params.section:q}"
+            " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.method} {params.masks}"
+            " --params {params.section:q}"
             " --out {output} --no-progress > {log} 2>&1"
 
 elif TRAINED:
@@ -59,6 +62,8 @@ elif TRAINED:
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
             retain="results/{model}/data/{retain}",
+            # the general tasks' test questions: the unrelated knowledge of the global-effect record
+            general=[data_dir(t) for t in config["tasks"]["general"]],
             masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method)] if m],
         output:
             [directory(f"results/{{model}}/unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
@@ -78,7 +83,8 @@ elif TRAINED:
             runtime=120 * len(TRAINED),
         shell:
             "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
-            " --retain-dir {input.retain} --method {params.methods} --masks {params.masks}"
+            " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.methods}"
+            " --masks {params.masks}"
             " --params {params.section:q} --out {output} --no-progress > {log} 2>&1"
 
 

@@ -71,7 +71,18 @@ def test_restoring_every_parameter_of_every_layer_gives_krs_one(world):
     model = changed(world["base"], every)
     res = curves(world["base"], model, world["batch"], window=LAYERS, kinds=["layer"], isolated=False)
     assert res["loss_unlearned"] > 0
-    assert res["windows"][0]["krs"]["layer"] == pytest.approx(1.0, abs=1e-6)
+    whole = [w for w in res["windows"] if w["layers"] == [0, LAYERS - 1]]
+    assert len(whole) == 1 and whole[0]["krs"]["layer"] == pytest.approx(1.0, abs=1e-6)
+    # a window that leaves a changed layer out recovers less
+    assert all(w["krs"]["layer"] < 1 - 1e-3 for w in res["windows"] if w["layers"] != [0, LAYERS - 1])
+
+
+def test_windows_are_centred_and_cut_at_the_ends():
+    # causal tracing's window: layers l - w//2 .. l - w//2 + w - 1, within 0 .. n - 1
+    assert audit.windows(4, 1) == {0: [0], 1: [1], 2: [2], 3: [3]}
+    assert audit.windows(4, 2) == {0: [0], 1: [0, 1], 2: [1, 2], 3: [2, 3]}
+    assert audit.windows(6, 5) == {0: [0, 1, 2], 1: [0, 1, 2, 3], 2: [0, 1, 2, 3, 4], 3: [1, 2, 3, 4, 5],
+                                   4: [2, 3, 4, 5], 5: [3, 4, 5]}
 
 
 def test_restoring_a_layer_that_did_not_change_gives_krs_zero(world):
@@ -126,6 +137,23 @@ def test_attention_changed_in_one_layer(world):
     assert krs[0]["krs_isolated"]["m"] is not None
 
 
+@pytest.mark.parametrize("changed_param,kind", [
+    ("model.layers.1.mlp.gate_proj.weight", "m"),
+    ("model.layers.1.mlp.down_proj.weight", "W_V"),
+    ("model.layers.1.self_attn.o_proj.weight", "A"),
+])
+def test_the_isolated_variant_holds_the_later_layers(world, changed_param, kind):
+    # restoring the changed element of layer 1 undoes the change (KRS 1); holding the other
+    # elements of layers 1..3 at the unlearned model's states keeps the change's effect on them
+    # (A_2, A_3 or m_1..m_3 were computed from the changed residual), so less comes back. A
+    # variant that held nothing, or held only the window's own layer, would give 1 here too.
+    model = changed(world["base"], [changed_param])
+    res = curves(world["base"], model, world["batch"], kinds=[kind])
+    w = res["windows"][1]
+    assert w["krs"][kind] == pytest.approx(1.0, abs=1e-6)
+    assert w["krs_isolated"][kind] < 1 - 1e-3
+
+
 def test_a_checkpoint_equal_to_the_base_has_nothing_unlearned(world):
     import copy
 
@@ -164,8 +192,8 @@ def test_cli_relearning_with_zero_steps_gives_the_checkpoints_fe(world, tmp_path
     records = io.read_jsonl(world["data"] / "test.jsonl")
     assert rec["relearn"][0] == {"steps": 0, "FE": pytest.approx(1 - multiple_choice_accuracy(model, world["tok"], records))}
     assert rec["relearn"][1]["steps"] == 3
-    assert [w["layers"] for w in rec["krs"]["windows"]] == [[0, 1], [1, 2], [2, 3]]
-    assert rec["krs"]["windows"][2]["krs"]["W_V"] == pytest.approx(1.0, abs=1e-6)
+    assert [w["layers"] for w in rec["krs"]["windows"]] == [[0, 0], [0, 1], [1, 2], [2, 3]]
+    assert [w["krs"]["W_V"] for w in rec["krs"]["windows"]] == pytest.approx([0, 0, 0, 1], abs=1e-6)
 
 
 @pytest.mark.parametrize("params,message", [
@@ -205,5 +233,8 @@ def test_global_effect_scores_every_epoch_against_the_starting_answers(tmp_path)
             + sacrebleu.sentence_bleu("i do not know", ["water"]).score) / 200
     assert got[1]["forget_bleu"] == pytest.approx(want) and 0 < want < 1
     assert got[1]["unrelated_bleu"] == pytest.approx(1.0)
+    snaps[1]["unrelated"], snaps[0]["unrelated"] = [""], [""]   # the same empty answer is the same answer
+    (tmp_path / "clue_unlearn.json").write_text(json.dumps({"trajectory": {"snapshots": snaps}}))
+    assert audit.global_effect(tmp_path)[1]["unrelated_bleu"] == 1.0
     (tmp_path / "clue_unlearn.json").write_text(json.dumps({"method": "ga"}))
     assert audit.global_effect(tmp_path) is None

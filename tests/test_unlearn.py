@@ -154,9 +154,16 @@ def test_baseline_trains_every_parameter(world, tmp_path):
 def test_the_papers_other_losses_train_every_parameter(world, tmp_path, method):
     rec, base, new = run(world, tmp_path, method=method, masks=None)
     assert rec["unlearned_param_pct"] > 90 and rec["stages"][0]["loss"] == method
-    # NPO+KL and GradDiff regularise with KL to the original model: zero at the first step
-    first = rec["losses"][0]["retain_loss"]
-    assert first == pytest.approx(0.0, abs=1e-6) if method != "dpo" else first > 0
+    first, last = rec["losses"][0], rec["losses"][-1]
+    if method == "dpo":
+        # at the reference the margin is 0: -log sigmoid(0) = log 2
+        assert first["forget_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    else:
+        # KL to the frozen original model: 0 before the first update, then positive (a KL taken
+        # against the model being trained would stay 0)
+        assert first["retain_loss"] == pytest.approx(0.0, abs=1e-6) and last["retain_loss"] > 1e-6
+    if method == "npo_kl":
+        assert first["forget_loss"] == pytest.approx(2 / 0.1 * math.log(2), abs=1e-5)   # NPO at the reference
 
 
 def test_trajectory_records_answers_without_changing_training(world, tmp_path):
@@ -165,24 +172,25 @@ def test_trajectory_records_answers_without_changing_training(world, tmp_path):
     from clue.evaluate import greedy_generations
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    for side, prompts in (("forget", PROMPTS), ("retain", ["the movie was", "a bad"])):
-        shutil.copytree(world / side, tmp_path / side)
-        write_jsonl(tmp_path / side / "test.jsonl", [{"prompt": q, "choices": ["a", "b"], "label": 0} for q in prompts])
-    params = {**FAST, "trajectory_forget_questions": 3, "trajectory_unrelated_questions": 5, "trajectory_tokens": 4}
-    rec = unlearn(world / "llama", tmp_path / "forget", tmp_path / "retain", "ga", tmp_path / "with", params,
-                  progress=False)
+    shutil.copytree(world / "forget", tmp_path / "forget")
+    for name, prompts in (("forget", PROMPTS), ("g1", ["the movie was", "a bad"]), ("g2", ["the film", "a good", "the"])):
+        write_jsonl(tmp_path / name / "test.jsonl", [{"prompt": q, "choices": ["a", "b"], "label": 0} for q in prompts])
+    params = {**FAST, "trajectory_forget_questions": 3, "trajectory_unrelated_questions": 4, "trajectory_tokens": 4}
+    rec = unlearn(world / "llama", tmp_path / "forget", world / "retain", "ga", tmp_path / "with", params,
+                  progress=False, unrelated_dirs=[tmp_path / "g1", tmp_path / "g2"])
     plain = unlearn(world / "llama", world / "forget", world / "retain", "ga", tmp_path / "without", FAST,
                     progress=False)
     assert "trajectory" not in plain
     traj = rec["trajectory"]
-    assert traj["prompts"] == {"forget": PROMPTS[:3], "unrelated": ["the movie was", "a bad"]}
+    # unrelated questions: the general tasks' in turn, cut at 4
+    assert traj["prompts"] == {"forget": PROMPTS[:3], "unrelated": ["the movie was", "the film", "a bad", "a good"]}
     # before training, then after each of the 2 epochs (epochs_forget + epochs_conflict)
     assert [(s["stage"], s["epoch"]) for s in traj["snapshots"]] == [(None, None), ("all", 0), ("all", 1)]
     tok = AutoTokenizer.from_pretrained(world / "llama")
     base = AutoModelForCausalLM.from_pretrained(world / "llama")
     assert traj["snapshots"][0]["forget"] == greedy_generations(base, tok, PROMPTS[:3], 4, 1)
     assert json.loads((tmp_path / "with" / "clue_unlearn.json").read_text())["trajectory"] == traj
-    # recording answers draws no random number: the same weights as without it
+    # recording answers leaves training as it was: the same weights as without it
     with_w, without_w = load_file(str(tmp_path / "with/model.safetensors")), load_file(str(tmp_path / "without/model.safetensors"))
     assert all(torch.equal(with_w[n], without_w[n]) for n in with_w)
 

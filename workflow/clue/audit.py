@@ -3,8 +3,8 @@ fine-tuning unlearning in large language models", sections 3 and 4, appendix C.)
 
 **Knowledge Recovery Score.** The paper writes a layer's update as X_{l+1} = X_l + M_l + A_l with
 M_l = W_V^l m_l: m_l the MLP coefficients (the input of ``down_proj``), W_V^l the value vectors
-(``down_proj``'s weight), A_l the attention output. For each window of ``window`` consecutive
-layers (sliding by one), the unlearned model gets back from the base model
+(``down_proj``'s weight), A_l the attention output. For each layer's window of ``window``
+consecutive layers, the unlearned model gets back from the base model
 
 - ``m``: the coefficients m_l (activation patching: the base model's input of ``down_proj``),
 - ``W_V``: the value vectors (parameter restoration: the base ``down_proj`` weights),
@@ -13,7 +13,8 @@ layers (sliding by one), the unlearned model gets back from the base model
 - ``layer`` (not in the default ``kinds``): every parameter of the window's layers, a reference
   (over all layers it gives back the base model, up to embeddings, final norm and unembedding),
 
-and KRS = 1 - loss_restored / loss_unlearned (Eq. 3), each loss the mean squared error between
+(for each layer, the ``window`` layers centred on it, cut at the ends, as in the causal tracing
+of Meng et al. that the paper follows), and KRS = 1 - loss_restored / loss_unlearned (Eq. 3), each loss the mean squared error between
 that model's next-token logits and the base model's, averaged over the vocabulary, the next
 ``n_tokens`` positions and ``n_questions`` forget-set test questions. The continuation: the base
 model's greedy continuation of each question (``n_tokens`` new tokens, end-of-text suppressed),
@@ -25,8 +26,9 @@ the window's layers and every later layer: restoring m holds A; restoring A hold
 W_V holds m and A (so only W_V's own effect on M_l in the window remains). ``m+A`` has no
 isolated variant (the remaining element, W_V, is a parameter the unlearned model keeps anyway).
 
-A checkpoint whose logits equal the base model's on these tokens has nothing to recover: its
-KRS values are ``null`` and ``nothing_unlearned`` is true, instead of a division by zero.
+A checkpoint whose logits equal the base model's on these tokens (up to a relative 1e-10 of
+their mean square) has nothing to recover: its KRS values are ``null`` and ``nothing_unlearned``
+is true, instead of a division by zero.
 
 **Relearning.** The unlearned checkpoint is fine-tuned (next-token loss, AdamW) on a held-out
 slice of the forget corpus that no test question is built from (the forget set's
@@ -35,7 +37,7 @@ forget test questions, as in Table 1) is measured after each; the base model rel
 slice is the reference (``clue audit --checkpoint BASE``).
 
 **Global negative effect** (section 4): the unlearn stage records greedy answers to forget test
-questions and to retain test questions (the unrelated knowledge) before training and after every
+questions and to general-task test questions (the unrelated knowledge) before training and after every
 epoch; the audit scores each epoch's answers with BLEU against the starting model's (1: the same
 answers, 0: none of their n-grams).
 """
@@ -48,6 +50,7 @@ from clue import io
 from clue.errors import ClueError
 
 KINDS = ("m", "W_V", "A", "m+A", "layer")
+NOTHING_UNLEARNED = 1e-10   # relative: see krs_curves
 ISOLATED_KINDS = ("m", "W_V", "A")
 DEFAULTS = {
     "window": None,             # consecutive layers restored at once; None: min(5, layers)
@@ -192,11 +195,16 @@ def logit_mse(logits, reference, scored):
 
 
 def windows(n_layers, width):
-    return [list(range(s, s + width)) for s in range(n_layers - width + 1)]
+    """{layer: the layers restored for it}: ``width`` layers centred on each layer and cut at the
+    first and last layer, as in causal tracing (Meng et al. 2022, whose windows the paper uses),
+    so every layer, the last ones included, has its point."""
+    return {l: list(range(max(0, l - width // 2), min(n_layers, l - width // 2 + width))) for l in range(n_layers)}
 
 
 def krs_curves(base, unlearned, batch, params):
     """KRS for every window and kind (and the isolated variant): the dict stored under ``krs``."""
+    import torch
+
     p = params
     n_layers = len(layers_of(unlearned))
     width = p["window"] or min(5, n_layers)
@@ -206,17 +214,21 @@ def krs_curves(base, unlearned, batch, params):
     reference, base_states = Patcher(base).run(base, batch, record=True)
     logits_u, own = patcher.run(unlearned, batch, record=True)
     loss_u = logit_mse(logits_u, reference, batch["scored"])
-    result = {"window": width, "loss_unlearned": loss_u, "nothing_unlearned": loss_u == 0.0,
+    # "nothing unlearned": the logits differ from the base model's by float noise at most (a
+    # relative 1e-10 of their mean square), where a KRS would divide noise by noise
+    scale = logit_mse(reference, torch.zeros_like(reference), batch["scored"])
+    nothing = loss_u <= NOTHING_UNLEARNED * scale
+    result = {"window": width, "loss_unlearned": loss_u, "nothing_unlearned": nothing,
               "windows": [], "kinds": list(p["kinds"]), "isolated": bool(p["isolated"])}
 
     def krs(**patch):
-        if loss_u == 0.0:
+        if nothing:
             return None
         return 1.0 - logit_mse(patcher.run(unlearned, batch, **patch), reference, batch["scored"]) / loss_u
 
-    for win in windows(n_layers, width):
+    for centre, win in windows(n_layers, width).items():
         later = range(win[0], n_layers)          # the window's layers and every later one
-        row = {"layers": [win[0], win[-1]], "krs": {}, "krs_isolated": {}}
+        row = {"layer": centre, "layers": [win[0], win[-1]], "krs": {}, "krs_isolated": {}}
         for kind in p["kinds"]:
             if kind in ("W_V", "layer"):
                 patcher.swap(base_layers, win, kind)
@@ -293,7 +305,7 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
 def global_effect(checkpoint):
     """BLEU (sacrebleu, sentence level, 0..1, averaged over questions) of the greedy answers after
     every epoch against the answers of the starting model, on the forget questions and on the
-    unrelated (retain-set) questions: [{"stage", "epoch", "forget_bleu", "unrelated_bleu"}], or
+    unrelated (general-task) questions: [{"stage", "epoch", "forget_bleu", "unrelated_bleu"}], or
     None when the checkpoint recorded no trajectory (clue_unlearn.json, unlearn.trajectory_*)."""
     import sacrebleu
 
@@ -308,7 +320,10 @@ def global_effect(checkpoint):
     def bleu(key, snap):
         if not start[key]:
             return None
-        scores = [sacrebleu.sentence_bleu(h, [r]).score / 100 for h, r in zip(snap[key], start[key])]
+        # sacrebleu scores an empty answer 0 even against an empty reference; two empty answers
+        # are the same answer
+        scores = [1.0 if not h.strip() and not r.strip() else sacrebleu.sentence_bleu(h, [r]).score / 100
+                  for h, r in zip(snap[key], start[key])]
         return sum(scores) / len(scores)
 
     return [{"stage": snap["stage"], "epoch": snap["epoch"], "forget_bleu": bleu("forget", snap),

@@ -1,8 +1,8 @@
 """``results/audit.csv`` and the audit figures from the audit JSONs of clue.audit.
 
 The CSV is tidy: one row per (forget, retain, method, analysis, kind, window or steps) with its
-value. ``analysis`` is ``krs`` or ``krs_isolated`` (``kind`` m / W_V / A / m+A, ``layers`` the
-window's first and last layer, ``value`` the KRS), ``relearn`` (``steps``, ``value`` the FE), or
+value. ``analysis`` is ``krs`` or ``krs_isolated`` (``kind`` m / W_V / A / m+A, ``layer`` the
+window's centre, ``first_layer`` and ``last_layer`` its ends, ``value`` the KRS), ``relearn`` (``steps``, ``value`` the FE), or
 ``forget_bleu`` / ``unrelated_bleu`` (``steps``: the epoch snapshot, 0 before training; ``kind``
 the stage; ``value`` the BLEU against the starting model's answers).
 
@@ -21,7 +21,8 @@ from pathlib import Path
 from clue import io
 from clue.errors import ClueError
 
-COLUMNS = ["forget", "retain", "method", "analysis", "kind", "first_layer", "last_layer", "steps", "value"]
+COLUMNS = ["forget", "retain", "method", "analysis", "kind", "layer", "first_layer", "last_layer", "steps",
+           "value"]
 KIND_COLORS = {"m": "tab:red", "W_V": "tab:green", "A": "tab:blue", "m+A": "tab:purple", "layer": "0.4"}
 KIND_LABELS = {"m": "m (MLP coefficients)", "W_V": "W_V (value vectors)", "A": "A (attention output)",
                "m+A": "m and A", "layer": "whole layers"}
@@ -35,14 +36,15 @@ def rows_of(record):
         for win in krs["windows"]:
             for analysis in ("krs", "krs_isolated"):
                 for kind, value in win[analysis].items():
-                    rows.append({**base, "analysis": analysis, "kind": kind, "first_layer": win["layers"][0],
-                                 "last_layer": win["layers"][1], "steps": "", "value": value})
+                    rows.append({**base, "analysis": analysis, "kind": kind, "layer": win["layer"],
+                                 "first_layer": win["layers"][0], "last_layer": win["layers"][1], "steps": "",
+                                 "value": value})
     for point in record.get("relearn", []):
-        rows.append({**base, "analysis": "relearn", "kind": "", "first_layer": "", "last_layer": "",
+        rows.append({**base, "analysis": "relearn", "kind": "", "layer": "", "first_layer": "", "last_layer": "",
                      "steps": point["steps"], "value": point["FE"]})
     for i, snap in enumerate(record.get("global_effect") or []):
         for key in ("forget_bleu", "unrelated_bleu"):
-            rows.append({**base, "analysis": key, "kind": snap["stage"] or "", "first_layer": "",
+            rows.append({**base, "analysis": key, "kind": snap["stage"] or "", "layer": "", "first_layer": "",
                          "last_layer": "", "steps": i, "value": snap[key]})
     return rows
 
@@ -69,7 +71,7 @@ def draw_krs(records, path):
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.6), squeeze=False, sharey=True)
     for ax, rec in zip(axes.flat, audited):
         krs = rec["krs"]
-        x = [w["layers"][0] for w in krs["windows"]]
+        x = [w["layer"] for w in krs["windows"]]
         if krs["nothing_unlearned"]:
             ax.text(0.5, 0.5, "nothing unlearned\n(logits equal the base model's)", ha="center",
                     va="center", transform=ax.transAxes, fontsize=8)
@@ -83,7 +85,7 @@ def draw_krs(records, path):
         ax.axhline(0, color="0.7", lw=0.5)
         ax.set_title(rec["method"], fontsize=9)
         ax.set_xlabel("layer restored" if krs["window"] == 1 else
-                      f"first layer of the {krs['window']}-layer window", fontsize=8)
+                      f"centre of the {krs['window']}-layer window restored", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("KRS", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -138,7 +140,7 @@ def draw_global_effect(records, path):
             continue
         for ax, key in zip(axes, ("forget_bleu", "unrelated_bleu")):
             ax.plot(range(len(snaps)), [s[key] for s in snaps], "o-", ms=3, label=rec["method"])
-    for ax, title in zip(axes, ("forget-set questions", "unrelated questions (retain set)")):
+    for ax, title in zip(axes, ("forget-set questions", "unrelated questions (general tasks)")):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epochs of unlearning")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -53,8 +53,8 @@ DEFAULTS = {
     "dtype": "auto",
     "jobs": "per_checkpoint",  # read by the workflow only: one job per checkpoint, or a pair's all in one
     # The global negative effect (Hong et al. section 4): greedy answers to this many forget test
-    # questions and retain test questions (the unrelated knowledge), before training and after every
-    # epoch, kept in clue_unlearn.json; the audit scores them with BLEU. 0 and 0: not recorded.
+    # questions and general-task test questions (the unrelated knowledge), before training and after
+    # every epoch, kept in clue_unlearn.json; the audit scores them with BLEU. 0 and 0: not recorded.
     "trajectory_forget_questions": 10,
     "trajectory_unrelated_questions": 50,
     "trajectory_tokens": 16,
@@ -259,20 +259,27 @@ def _load_forget_data(forget_dir, tokenizer, kinds, cap, rng):
     return out
 
 
-def _trajectory_recorder(model, tokenizer, forget_dir, retain_dir, p, record):
+def _trajectory_recorder(model, tokenizer, forget_dir, unrelated_dirs, p, record):
     """Record greedy answers to the trajectory questions now (the starting model) and return the
-    callback that records them after every epoch; None when the config asks for none. Greedy
-    decoding draws no random number, so the training itself is the same either way."""
+    callback that records them after every epoch; None when there are none. The forget questions
+    are the forget set's first test questions; the unrelated ones are taken in turn from the test
+    questions of ``unrelated_dirs`` (the general tasks: nothing trains on them, unlike the retain
+    set). Greedy decoding changes nothing in the model, so training is the same either way."""
     import copy
 
     from clue.evaluate import greedy_generations
 
     tokenizer = copy.deepcopy(tokenizer)   # generation may set a pad token; the saved one stays as loaded
-    prompts = {}
-    for key, where in (("forget", forget_dir), ("unrelated", retain_dir)):
-        n = p[f"trajectory_{key}_questions"]
+
+    def test_prompts(where):
         path = Path(where) / "test.jsonl"
-        prompts[key] = [r["prompt"] for r in read_jsonl(path, required=["prompt"])[:n]] if n and path.is_file() else []
+        return [r["prompt"] for r in read_jsonl(path, required=["prompt"])] if path.is_file() else []
+
+    prompts = {"forget": test_prompts(forget_dir)[:p["trajectory_forget_questions"]], "unrelated": []}
+    pools = [test_prompts(d) for d in unrelated_dirs]
+    for i in range(max(map(len, pools), default=0)):
+        prompts["unrelated"] += [pool[i] for pool in pools if i < len(pool)]
+    prompts["unrelated"] = prompts["unrelated"][:p["trajectory_unrelated_questions"]]
     if not any(prompts.values()):
         return None
     record["trajectory"] = {"prompts": prompts, "snapshots": []}
@@ -288,7 +295,8 @@ def _trajectory_recorder(model, tokenizer, forget_dir, retain_dir, p, record):
 
 # --------------------------------------------------------------------------- entry points
 
-def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_path=None, progress=True):
+def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_path=None, progress=True,
+            unrelated_dirs=()):
     """Unlearn and write the checkpoint directory ``out``; returns the clue_unlearn.json record."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -369,7 +377,7 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
             import copy
 
             data["reference_model"] = copy.deepcopy(model).eval()
-        after_epoch = _trajectory_recorder(model, tokenizer, forget_dir, retain_dir, p, record)
+        after_epoch = _trajectory_recorder(model, tokenizer, forget_dir, unrelated_dirs, p, record)
         for st in active:
             record["stages"].append(run_stage(model, st, data, p, record["losses"], device, pad_id, rng, progress,
                                               after_epoch))
@@ -391,6 +399,8 @@ def add_arguments(parser):
     parser.add_argument("--base-dir", required=True, help="base checkpoint directory (save_pretrained + tokenizer)")
     parser.add_argument("--forget-dir", required=True, help="forget task data dir (train.jsonl, refusal.jsonl)")
     parser.add_argument("--retain-dir", required=True, help="retain task data dir (train.jsonl)")
+    parser.add_argument("--unrelated-dirs", nargs="*", default=[],
+                        help="data dirs whose test questions are the unrelated knowledge of the global-effect record")
     parser.add_argument("--method", required=True, nargs="+", choices=methods(),
                         help="clue: two-stage masked unlearning; ga/npo/po: that loss on all parameters. Several, "
                         "with as many --out (and --masks), are trained one after the other in this process")
@@ -412,6 +422,7 @@ def main(args):
     # importing torch and transformers takes about as long as a masked fine-tuning
     for method, mask, out in zip(args.method, masks, args.out):
         rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, method, out, params,
+                      unrelated_dirs=args.unrelated_dirs,
                       masks_path=None if mask == "none" else mask, progress=not args.no_progress)
         last = rec["losses"][-1]["loss"] if rec["losses"] else None
         print(f"clue unlearn: {method}: {len(rec['losses'])} steps, final loss {last}, "
