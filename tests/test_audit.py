@@ -238,3 +238,16 @@ def test_global_effect_scores_every_epoch_against_the_starting_answers(tmp_path)
     assert audit.global_effect(tmp_path)[1]["unrelated_bleu"] == 1.0
     (tmp_path / "clue_unlearn.json").write_text(json.dumps({"method": "ga"}))
     assert audit.global_effect(tmp_path) is None
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_hooks_work_for_every_supported_architecture(world, kind):
+    # Llama with full multi-head attention, and Qwen2 (biases on q/k/v): the same exact algebra
+    base = make_model(kind, vocab_size=len(world["tok"]), layers=3, seed=5)
+    batch = audit.continuation_batch(base, world["tok"], ["the"], 4)
+    for name, restore in (("model.layers.1.mlp.down_proj.weight", "W_V"),
+                          ("model.layers.1.self_attn.o_proj.weight", "A"),
+                          ("model.layers.1.mlp.up_proj.weight", "m")):
+        res = curves(base, changed(base, [name]), batch, kinds=[restore], isolated=False)
+        got = [w["krs"][restore] for w in res["windows"]]
+        assert got[1] == pytest.approx(1.0, abs=1e-6) and got[0] == pytest.approx(0.0, abs=1e-6), (kind, name)

@@ -190,6 +190,12 @@ def test_trajectory_records_answers_without_changing_training(world, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(world / "llama")
     assert traj["snapshots"][0]["forget"] == greedy_generations(base, tok, PROMPTS[:3], 4, 1)
     assert json.loads((tmp_path / "with" / "clue_unlearn.json").read_text())["trajectory"] == traj
+    # a localizer's row (the loss inside a mask) records none: the global effect is about
+    # full-parameter fine-tuning and CLUE
+    masked = unlearn(world / "llama", tmp_path / "forget", world / "retain", "po", tmp_path / "masked", params,
+                     masks_path=world / "llama" / "masks.safetensors", progress=False,
+                     unrelated_dirs=[tmp_path / "g1"])
+    assert "trajectory" not in masked
     # recording answers leaves training as it was: the same weights as without it
     with_w, without_w = load_file(str(tmp_path / "with/model.safetensors")), load_file(str(tmp_path / "without/model.safetensors"))
     assert all(torch.equal(with_w[n], without_w[n]) for n in with_w)

@@ -377,7 +377,9 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
             import copy
 
             data["reference_model"] = copy.deepcopy(model).eval()
-        after_epoch = _trajectory_recorder(model, tokenizer, forget_dir, unrelated_dirs, p, record)
+        # the global effect concerns full-parameter fine-tuning and CLUE, not the localizers' rows
+        after_epoch = (_trajectory_recorder(model, tokenizer, forget_dir, unrelated_dirs, p, record)
+                       if method == "clue" or masks_path is None else None)
         for st in active:
             record["stages"].append(run_stage(model, st, data, p, record["losses"], device, pad_id, rng, progress,
                                               after_epoch))
