@@ -29,6 +29,7 @@ KIND_LABELS = {"m": "m (MLP coefficients)", "W_V": "W_V (value vectors)", "A": "
 
 
 def rows_of(record):
+    """The CSV rows of one audit JSON; columns a row does not use stay empty (write_csv)."""
     base = {k: record[k] for k in ("forget", "retain", "method")}
     rows = []
     krs = record.get("krs")
@@ -37,15 +38,12 @@ def rows_of(record):
             for analysis in ("krs", "krs_isolated"):
                 for kind, value in win[analysis].items():
                     rows.append({**base, "analysis": analysis, "kind": kind, "layer": win["layer"],
-                                 "first_layer": win["layers"][0], "last_layer": win["layers"][1], "steps": "",
-                                 "value": value})
+                                 "first_layer": win["layers"][0], "last_layer": win["layers"][1], "value": value})
     for point in record.get("relearn", []):
-        rows.append({**base, "analysis": "relearn", "kind": "", "layer": "", "first_layer": "", "last_layer": "",
-                     "steps": point["steps"], "value": point["FE"]})
+        rows.append({**base, "analysis": "relearn", "steps": point["steps"], "value": point["FE"]})
     for i, snap in enumerate(record.get("global_effect") or []):
         for key in ("forget_bleu", "unrelated_bleu"):
-            rows.append({**base, "analysis": key, "kind": snap["stage"] or "", "layer": "", "first_layer": "",
-                         "last_layer": "", "steps": i, "value": snap[key]})
+            rows.append({**base, "analysis": key, "kind": snap["stage"], "steps": i, "value": snap[key]})
     return rows
 
 
@@ -54,7 +52,7 @@ def write_csv(rows, path):
         w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: "" if r[k] is None else r[k] for k in COLUMNS})
+            w.writerow({k: "" if r.get(k) is None else r[k] for k in COLUMNS})
 
 
 def draw_krs(records, path):

@@ -102,10 +102,17 @@ def _sequences(split, rec):
     return []
 
 
+_CONTEXT_CHECKED = set()   # (data dir, context, tokenizer) already checked in this process
+
+
 def check_context(tokenizer, max_positions, data_dir, task, model_dir):
     """Fail (naming the task, file and line) when a record of the task is longer, in the model's
     tokens, than its context (``max_position_embeddings``): called before any training starts,
-    so no job spends minutes before the model meets a prompt it cannot read."""
+    so no job spends minutes before the model meets a prompt it cannot read. A process that
+    trains several checkpoints on the same data (unlearn.jobs: per_pair) checks it once."""
+    key = (str(Path(data_dir).resolve()), max_positions, tokenizer.name_or_path, len(tokenizer))
+    if key in _CONTEXT_CHECKED:
+        return
     for split in SPLIT_FIELDS:
         path = Path(data_dir) / f"{split}.jsonl"
         if not path.is_file():
@@ -118,3 +125,4 @@ def check_context(tokenizer, max_positions, data_dir, task, model_dir):
                         f"task {task}: {path} line {i} is {n} tokens long, more than the model's "
                         f"context of {max_positions} tokens (max_position_embeddings of {model_dir}); "
                         "shorten the task's prompts or use a model with a longer context")
+    _CONTEXT_CHECKED.add(key)
