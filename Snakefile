@@ -15,7 +15,12 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 from clue.config import check_config
 
 
-configfile: "config.yaml"
+# The embedded default. A config named on the command line stands alone (keys it leaves out take
+# the schema's defaults), so a paper config never inherits the toy world's learning rates; several
+# --configfile files still merge in order, and --config key=value extends either.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -175,7 +175,8 @@ def test_restoration_leaves_the_models_as_they_were(world):
         not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
-def test_cli_relearning_with_zero_steps_gives_the_checkpoints_fe(world, tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cli_relearning_with_zero_steps_gives_the_checkpoints_fe(world, tmp_path, dtype):
     model = changed(world["base"], ["model.layers.3.mlp.down_proj.weight"])
     ckpt = tmp_path / "ga"
     model.save_pretrained(ckpt)
@@ -187,13 +188,15 @@ def test_cli_relearning_with_zero_steps_gives_the_checkpoints_fe(world, tmp_path
                  "--method", "ga", "--forget-dir", str(world["data"]), "--forget", "toy_cyber",
                  "--retain", "toy_sst2", "--out", str(out), "--params",
                  json.dumps({"window": 2, "n_questions": 3, "n_tokens": 4, "relearn_steps": [0, 3],
-                             "relearn_lr": 0.01})]) == 0
+                             "relearn_lr": 0.01, "dtype": dtype})]) == 0
     rec = json.loads(out.read_text())
     records = io.read_jsonl(world["data"] / "test.jsonl")
-    assert rec["relearn"][0] == {"steps": 0, "FE": pytest.approx(1 - multiple_choice_accuracy(model, world["tok"], records))}
+    if dtype == "float32":   # (in bf16 lm-eval's batches and the direct scoring round differently)
+        assert rec["relearn"][0] == {"steps": 0, "FE": pytest.approx(1 - multiple_choice_accuracy(model, world["tok"], records))}
     assert rec["relearn"][1]["steps"] == 3
     assert [w["layers"] for w in rec["krs"]["windows"]] == [[0, 0], [0, 1], [1, 2], [2, 3]]
-    assert [w["krs"]["W_V"] for w in rec["krs"]["windows"]] == pytest.approx([0, 0, 0, 1], abs=1e-6)
+    # in bf16 the restorations are exact too (the same weights are swapped in); only the losses are coarser
+    assert [w["krs"]["W_V"] for w in rec["krs"]["windows"]] == pytest.approx([0, 0, 0, 1], abs=1e-6 if dtype == "float32" else 1e-2)
 
 
 @pytest.mark.parametrize("params,message", [
@@ -201,6 +204,7 @@ def test_cli_relearning_with_zero_steps_gives_the_checkpoints_fe(world, tmp_path
     ({"window": 0}, "audit.window must be a positive integer or null, not 0"),
     ({"relearn_steps": [50, 10]}, "audit.relearn_steps must be increasing non-negative integers"),
     ({"n_tokenz": 3}, "n_tokenz"),
+    ({"dtype": "float8"}, "audit.dtype must be float32, bfloat16 or float16, not 'float8'"),
 ])
 def test_bad_params_name_the_key(params, message):
     from clue.errors import ClueError

@@ -161,3 +161,24 @@ def test_a_gguf_model_is_its_own_source_and_conflicts_are_named():
     bad["model"]["gguf"]["layers"] = 2
     with pytest.raises(Exception, match="layers"):
         validate(bad, SCHEMA)
+
+
+@pytest.mark.parametrize("config,pairs", [("configs/paper-wmdp.yaml", 8), ("configs/paper-pku.yaml", 4)])
+def test_paper_configs_plan_every_method_with_the_papers_settings(config, pairs):
+    """A config named on the command line stands alone: the paper configs must not inherit the toy
+    world's unlearn.lr (1e-3) or circuit steps from config.yaml."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "results/table1.csv",
+                          "--configfile", config], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    stats = dict(line.split()[:2] for line in out.stdout.split("Job stats:")[1].splitlines()[3:]
+                 if len(line.split()) == 2)
+    assert int(stats["unlearn"]) == int(stats["evaluate"]) == 8 * pairs   # eight trained methods
+    assert int(stats["masks"]) == pairs and int(stats["localize"]) == 4 * pairs
+    unlearn = next(line for line in out.stdout.splitlines() if " clue unlearn " in line)
+    for setting in ('"lr": 1e-05', '"epochs_forget": 1', '"epochs_conflict": 5', '"lambda": 1.0',
+                    '"stage_losses": ["po", "po"]', '"dtype": "bfloat16"'):
+        assert setting in unlearn
+    circuit = next(line for line in out.stdout.splitlines() if " clue circuit " in line)
+    for setting in ('"steps": 3000', '"lr": 0.8', '"lagrangian_lr": 0.8', '"max_pairs": 100',
+                    '"target_sparsity": 0.9', '"target_sparsity_per_task": {}'):
+        assert setting in circuit

@@ -214,6 +214,23 @@ def test_unlearned_param_pct_by_hand(tmp_path):
     assert unlearned_param_pct_dirs(tmp_path / "base", tmp_path / "edited") == pytest.approx(expected)
 
 
+def test_unlearned_param_pct_compares_values_across_dtypes(tmp_path):
+    # an fp32 base saved again in bf16 without training changed nothing but its precision
+    base = make_model("llama", hidden_size=32, layers=2)
+    edited = make_model("llama", hidden_size=32, layers=2).to(torch.bfloat16)
+    assert unlearned_param_pct(base, edited) == 0.0
+    with torch.no_grad():
+        down = dict(edited.named_parameters())[MLP.format(0, "down")]
+        down[3, :4] += 1.0   # 4 elements moved by far more than a bf16 ulp
+        up = dict(edited.named_parameters())[MLP.format(1, "up")]
+        up[0, 0] = up[0, 0].item()   # written back to its own value
+    expected = 100 * (4 / down.numel()) / 14
+    assert unlearned_param_pct(base, edited) == pytest.approx(expected)
+    base.save_pretrained(tmp_path / "base")
+    edited.save_pretrained(tmp_path / "edited")
+    assert unlearned_param_pct_dirs(tmp_path / "base", tmp_path / "edited") == pytest.approx(expected)
+
+
 def test_masks_cli(tmp_path):
     from clue.cli import main
 

@@ -317,3 +317,40 @@ def test_mask_applies_before_gradient_clipping():
     for n, p in after.items():  # outside the mask: bit-identical
         keep = ~mask if n == name else torch.ones_like(p, dtype=torch.bool)
         assert torch.equal(p[keep].view(torch.int32), before[n][keep].view(torch.int32)), n
+
+
+def test_bf16_model_trains_through_fp32_master_weights():
+    """At lr 1e-5 a bf16 step is below half a bf16 ulp for most weights (|w| ~ 0.02 has an ulp of
+    1.2e-4), so stepping the bf16 weights directly changes almost nothing. With fp32 master weights
+    the steps accumulate: after 40 steps a bf16 model changes as many elements as the same training
+    in fp32 (from the same bf16-valued weights) rounded to bf16, and a masked stage still leaves
+    every element outside its mask bit-identical."""
+    import random
+
+    from clue.losses import encode_text
+    from clue.unlearn import resolve_params, run_stage
+
+    tok = make_tokenizer(WORDS)
+    name = "model.layers.1.mlp.down_proj.weight"
+    params = resolve_params({**FAST, "lr": 1e-5, "weight_decay": 0.0})
+    data = {"text": [encode_text(tok, t) for t in FORGET_TEXTS[:4]], "ref_logp": {}}
+
+    def train(dtype):
+        model = make_model("llama", vocab_size=len(tok), hidden_size=32, heads=4, layers=2, seed=3)
+        model = model.to(torch.bfloat16).to(dtype).requires_grad_(False)   # the same bf16 values
+        before = model.get_parameter(name).detach().clone()
+        mask = torch.ones_like(before, dtype=torch.bool)
+        mask[:, :8] = False
+        stage = {"name": "forget", "mask": {name: mask}, "loss": "ga", "epochs": 40, "retain": False}
+        rec = run_stage(model, stage, dict(data, text=data["text"][:1]), params, [], torch.device("cpu"),
+                        tok.pad_token_id, random.Random(0), progress=False)
+        return before, model.get_parameter(name).detach(), mask, rec
+
+    before, after, mask, rec = train(torch.bfloat16)
+    assert after.dtype == torch.bfloat16 and rec["master_weights"] == "float32 (model in bfloat16)"
+    assert torch.equal(after[~mask].view(torch.int16), before[~mask].view(torch.int16))
+    before32, after32, _, rec32 = train(torch.float32)
+    assert rec32["master_weights"] == "the model's own (float32)"
+    want = (after32.to(torch.bfloat16) != before32.to(torch.bfloat16))[mask].float().mean().item()
+    got = (after != before)[mask].float().mean().item()
+    assert want > 0.5 and got == pytest.approx(want, abs=0.05)

@@ -64,6 +64,7 @@ DEFAULTS = {
     "seed": 0,
     "eval_batch_size": 64,
     "device": "cpu",            # auto: CUDA when there is a GPU
+    "dtype": "float32",         # bfloat16 halves the memory of the two models held (7B: 2 x 14 GB)
     "methods": None,            # read by the workflow only: which checkpoints get an audit job
 }
 
@@ -75,6 +76,8 @@ def resolve_params(params, n_layers=None):
     if unknown or not p["kinds"]:
         raise ClueError(f"audit.kinds: unknown restoration kind(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
                         f"known: {', '.join(KINDS)}")
+    if p["dtype"] not in ("float32", "bfloat16", "float16"):
+        raise ClueError(f"audit.dtype must be float32, bfloat16 or float16, not {p['dtype']!r}")
     for key in ("n_questions", "n_tokens", "relearn_batch_size", "eval_batch_size"):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
             raise ClueError(f"audit.{key} must be a positive integer, not {p[key]!r}")
@@ -275,9 +278,13 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
     test_files = local_test_files([task], Path(forget_dir).parent)
     rng = random.Random(params["seed"])
     torch.manual_seed(params["seed"])
-    for q in model.parameters():
+    from clue.unlearn import grads_to_master, master_to_model, master_weights
+
+    trained = dict(model.named_parameters())
+    for q in trained.values():
         q.requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=params["relearn_lr"], weight_decay=0.0)
+    master = master_weights(trained)   # fp32 steps for a bf16 model, as in unlearning
+    opt = torch.optim.AdamW(list(master.values()), lr=params["relearn_lr"], weight_decay=0.0)
     curve, done, order = [], 0, []
     for target in params["relearn_steps"]:
         model.train(False)   # no dropout: the same steps give the same model
@@ -290,7 +297,10 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
             loss = mean_nll(model, to_device(collate([encoded[i] for i in idx], pad), model.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            grads_to_master(trained, master)
             opt.step()
+            with torch.no_grad():
+                master_to_model(trained, master)
             done += 1
         with torch.no_grad():
             acc, _, _ = run_lm_eval(model, tokenizer, [task], test_files, eval_params)
@@ -344,7 +354,7 @@ def add_arguments(parser):
     parser.add_argument("--out", nargs="+", required=True, help="audit JSON, one per checkpoint")
 
 
-def load(path, device):
+def load(path, device, dtype="float32"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -353,7 +363,7 @@ def load(path, device):
     source = resolve_base(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
     except OSError as e:
         raise ClueError(f"{path}: cannot load checkpoint {source} ({e})") from None
     return model.to(device).eval(), tokenizer
@@ -375,7 +385,7 @@ def main(args):
     if device.type == "cpu":
         torch.set_num_threads(1)  # the rule declares one thread; a fixed count keeps runs bit-identical
     torch.manual_seed(params["seed"])
-    base, tokenizer = load(args.base_dir, device)
+    base, tokenizer = load(args.base_dir, device, params["dtype"])
     n_layers = len(layers_of(base))
     resolve_params(params, n_layers)
     records = io.read_jsonl(Path(args.forget_dir) / "test.jsonl", required=["prompt"])
@@ -385,7 +395,7 @@ def main(args):
     batch = {k: v.to(device) for k, v in continuation_batch(base, tokenizer, prompts, params["n_tokens"]).items()}
     eval_params = {"batch_size": params["eval_batch_size"], "seed": params["seed"], "limit": None}
     for checkpoint, method, out in zip(args.checkpoint, args.method, args.out):
-        unlearned, _ = load(checkpoint, device)
+        unlearned, _ = load(checkpoint, device, params["dtype"])
         if len(layers_of(unlearned)) != n_layers:
             raise ClueError(f"{checkpoint} has {len(layers_of(unlearned))} layers, the base model {n_layers}")
         same_dir = Path(checkpoint).resolve() == Path(args.base_dir).resolve()

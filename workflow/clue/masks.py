@@ -304,12 +304,18 @@ def _axis_pct(axis_masks, shapes):
 
 
 def _changed_fraction(a, b):
-    """Fraction of elements whose bits differ (a value that was rewritten to itself is unchanged;
-    a different dtype or shape counts as fully changed)."""
+    """Fraction of elements whose value changed (a value rewritten to itself is unchanged). Two
+    dtypes are compared in the coarser one, so a checkpoint saved in bf16 from an fp32 base counts
+    only the elements that training moved, not every rounding; a different shape is fully changed."""
     import torch
 
-    if a.shape != b.shape or a.dtype != b.dtype:
+    if a.shape != b.shape:
         return 1.0
+    if a.dtype != b.dtype:
+        if not (a.is_floating_point() and b.is_floating_point()):
+            return 1.0
+        coarse = max(a.dtype, b.dtype, key=lambda t: torch.finfo(t).eps)
+        a, b = a.to(coarse), b.to(coarse)
     if a.is_floating_point():
         int_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
         a, b = a.view(int_dtype), b.view(int_dtype)

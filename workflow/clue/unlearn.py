@@ -158,6 +158,33 @@ def _reference_logps(model, encoded, batch_size, pad_id, device):
     return torch.cat(out)
 
 
+def master_weights(trained):
+    """The tensors AdamW steps, {name: tensor}. A bf16/fp16 model at lr 1e-5 would round most
+    updates away (bf16 keeps 8 mantissa bits: a step below half an ulp of the weight is lost), so
+    each trained low-precision matrix gets an fp32 master copy and the model the rounded result
+    (:func:`master_to_model`); an fp32 parameter is its own master."""
+    import torch
+
+    return {n: p if p.dtype == torch.float32 else p.detach().float() for n, p in trained.items()}
+
+
+def grads_to_master(trained, master):
+    for n, p in trained.items():
+        if master[n] is not p:
+            master[n].grad, p.grad = p.grad.float(), None
+
+
+def master_to_model(trained, master):
+    for n, p in trained.items():
+        if master[n] is not p:
+            p.copy_(master[n])
+
+
+def describe_master(trained, master):
+    low = sorted({str(p.dtype).removeprefix("torch.") for n, p in trained.items() if master[n] is not p})
+    return f"float32 (model in {', '.join(low)})" if low else "the model's own (float32)"
+
+
 def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=True, after_epoch=None):
     """Train one stage in place. ``data``: {"text"|"refusal": encoded forget examples,
     "retain": _Cycle, "ref_logp": {"text": tensor}}. Appends per-step losses to ``log``."""
@@ -178,8 +205,9 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
         p.requires_grad_(n in trained)
     # value of every trained matrix at the start of the stage: elements outside the mask are
     # written back to it after each step (they may hold an earlier stage's update)
-    anchor = None if mask is None else {n: p.detach().clone() for n, p in trained.items()}
-    opt = torch.optim.AdamW(list(trained.values()), lr=params["lr"], weight_decay=params["weight_decay"])
+    master = master_weights(trained)
+    anchor = None if mask is None else {n: q.detach().clone() for n, q in master.items()}
+    opt = torch.optim.AdamW(list(master.values()), lr=params["lr"], weight_decay=params["weight_decay"])
 
     examples = data[spec.data]
     ref = data["ref_logp"].get(spec.data) if spec.needs_reference else None
@@ -211,13 +239,15 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
                 if mask is not None:
                     for n, p in trained.items():
                         p.grad.mul_(mask[n])
+                grads_to_master(trained, master)
                 if params["max_grad_norm"] > 0:
-                    torch.nn.utils.clip_grad_norm_(list(trained.values()), params["max_grad_norm"])
+                    torch.nn.utils.clip_grad_norm_(list(master.values()), params["max_grad_norm"])
             opt.step()
             with torch.no_grad():
                 if mask is not None:
-                    for n, p in trained.items():
-                        p.copy_(torch.where(mask[n], p, anchor[n]))
+                    for n in trained:
+                        master[n].copy_(torch.where(mask[n], master[n], anchor[n]))
+                master_to_model(trained, master)
             log.append({"stage": stage["name"], "epoch": epoch, "step": len(log),
                         "forget_loss": forget.item(), "retain_loss": None if retain is None else retain.item(),
                         "loss": loss.item()})
@@ -230,6 +260,7 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
         p.requires_grad_(False)
     del opt, anchor
     return {"name": stage["name"], "loss": stage["loss"], "epochs": stage["epochs"],
+            "master_weights": describe_master(trained, master),
             "retain": stage["retain"], "steps": stage["epochs"] * steps_per_epoch,
             "trained_params": sorted(trained) if mask is not None else "all",
             "trained_elements": int(sum(m.sum().item() for m in mask.values())) if mask is not None
