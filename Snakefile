@@ -36,6 +36,7 @@ include: "rules/unlearn.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/audit.smk"
+include: "rules/paper.smk"
 include: "rules/cluster.smk"
 
 

@@ -11,4 +11,8 @@ localrules:
     solve,
     evaluate_origin,
     table1,
+    tables_5_6,
+    table2,
+    fig7,
+    paper,
     audit_table,

@@ -50,61 +50,64 @@ rule evaluate_origin:
         " --params {params.section:q} --out {output} > {log} 2>&1"
 
 
-if config["evaluate"]["jobs"] == "per_checkpoint":
+EVAL_PER_CHECKPOINT = config["evaluate"]["jobs"] == "per_checkpoint"
 
-    rule evaluate:
-        """lm-eval on an unlearned checkpoint: forget, retain and general tasks of its pair; then
-        MIA and Rouge-L on its forget set with the same loaded model."""
-        input:
-            ckpt="results/{model}/unlearned/{forget}__{retain}/{method}",
-            base="results/{model}/base",
-            forget="results/{model}/data/{forget}",
-            retain="results/{model}/data/{retain}",
-            general=[data_dir(t) for t in config["tasks"]["general"]],
-        output:
-            "results/{model}/eval/{forget}__{retain}/{method}.json",
-        params:
-            section=section("evaluate"),
-            general=GENERAL,
-        wildcard_constraints:
-            method="(?!origin$)[a-z0-9_]+",
-        log:
-            "logs/{model}/evaluate/{forget}__{retain}/{method}.log",
-        benchmark:
-            "benchmarks/{model}/evaluate/{forget}__{retain}/{method}.tsv"
-        conda:
-            "../envs/clue.yaml"
-        threads: 1
-        resources:
-            mem_mb=8000,
-            runtime=60,
-        shell:
-            "OMP_NUM_THREADS={threads} clue evaluate --checkpoint {input.ckpt} --forget {wildcards.forget}"
-            " --retain {wildcards.retain} --general {params.general} --method {wildcards.method}"
-            " --base-dir {input.base} --data-root results/{wildcards.model}/data --params {params.section:q}"
-            " --out {output} > {log} 2>&1"
 
-elif TRAINED:
+rule evaluate:
+    """lm-eval on an unlearned checkpoint: forget, retain and general tasks of its pair; then
+    MIA and Rouge-L on its forget set with the same loaded model. (With evaluate.jobs: per_pair,
+    only Table 2's CLUE variants.)"""
+    input:
+        ckpt="results/{model}/{repeat}unlearned/{forget}__{retain}/{method}",
+        base="results/{model}/base",
+        forget="results/{model}/data/{forget}",
+        retain="results/{model}/data/{retain}",
+        general=[data_dir(t) for t in config["tasks"]["general"]],
+    output:
+        "results/{model}/{repeat}eval/{forget}__{retain}/{method}.json",
+    params:
+        section=section("evaluate"),
+        general=GENERAL,
+    wildcard_constraints:
+        method="(?!origin$)[a-z0-9_]+(-[a-z0-9_+]+)?" if EVAL_PER_CHECKPOINT else "clue-[a-z0-9_+]+",
+    log:
+        "logs/{model}/evaluate/{repeat}{forget}__{retain}/{method}.log",
+    benchmark:
+        "benchmarks/{model}/evaluate/{repeat}{forget}__{retain}/{method}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "OMP_NUM_THREADS={threads} clue evaluate --checkpoint {input.ckpt} --forget {wildcards.forget}"
+        " --retain {wildcards.retain} --general {params.general} --method {wildcards.method}"
+        " --base-dir {input.base} --data-root results/{wildcards.model}/data --params {params.section:q}"
+        " --out {output} > {log} 2>&1"
+
+
+if not EVAL_PER_CHECKPOINT and TRAINED:
 
     rule evaluate_pair:
-        """lm-eval on every unlearned checkpoint of one forget x retain pair, one after the other in
-        one process (evaluate.jobs: per_pair); the same eval JSONs as rule `evaluate`."""
+        """lm-eval on every unlearned checkpoint of one forget x retain pair (and repeat), one after
+        the other in one process (evaluate.jobs: per_pair); the same eval JSONs as rule `evaluate`."""
         input:
-            ckpts=expand("results/{{model}}/unlearned/{{forget}}__{{retain}}/{method}", method=TRAINED),
+            ckpts=expand("results/{{model}}/{{repeat}}unlearned/{{forget}}__{{retain}}/{method}", method=TRAINED),
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
             retain="results/{model}/data/{retain}",
             general=[data_dir(t) for t in config["tasks"]["general"]],
         output:
-            expand("results/{{model}}/eval/{{forget}}__{{retain}}/{method}.json", method=TRAINED),
+            expand("results/{{model}}/{{repeat}}eval/{{forget}}__{{retain}}/{method}.json", method=TRAINED),
         params:
             section=section("evaluate"),
             general=GENERAL,
             methods=TRAINED,
         log:
-            "logs/{model}/evaluate_pair/{forget}__{retain}.log",
+            "logs/{model}/evaluate_pair/{repeat}{forget}__{retain}.log",
         benchmark:
-            "benchmarks/{model}/evaluate_pair/{forget}__{retain}.tsv"
+            "benchmarks/{model}/evaluate_pair/{repeat}{forget}__{retain}.tsv"
         conda:
             "../envs/clue.yaml"
         threads: 1

@@ -1,19 +1,14 @@
 rule table1:
     input:
-        expand(
-            "results/{model}/eval/{forget}__{retain}/{method}.json",
-            model=MODEL,
-            forget=FORGET,
-            retain=RETAIN,
-            method=METHODS,
-        ),
+        table1_evals(),
     output:
-        csv="results/table1.csv",
+        csv=report("results/table1.csv", category="Table 1", caption="../docs/report/table1.rst"),
         md="results/table1.md",
     params:
         forget=FORGET,
         retain=RETAIN,
         methods=METHODS,
+        first_seed=SEEDS[0],
     log:
         "logs/table1.log",
     benchmark:
@@ -25,4 +20,33 @@ rule table1:
         runtime=10,
     shell:
         "clue table1 --evals {input} --forget {params.forget} --retain {params.retain}"
-        " --methods {params.methods} --csv {output.csv} --md {output.md} > {log} 2>&1"
+        " --methods {params.methods} --first-seed {params.first_seed}"
+        " --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+rule tables_5_6:
+    """Appendix F (every general task's accuracy) and appendix G (1-accuracy, MIA, Rouge-L) per
+    checkpoint, from Table 1's eval JSONs."""
+    input:
+        table1_evals(),
+    output:
+        table5=report("results/table5.csv", category="Table 5", caption="../docs/report/table5.rst"),
+        table6=report("results/table6.csv", category="Table 6", caption="../docs/report/table6.rst"),
+    params:
+        forget=FORGET,
+        retain=RETAIN,
+        methods=METHODS,
+        first_seed=SEEDS[0],
+    log:
+        "logs/tables_5_6.log",
+    benchmark:
+        "benchmarks/tables_5_6.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "clue table1 --evals {input} --forget {params.forget} --retain {params.retain}"
+        " --methods {params.methods} --first-seed {params.first_seed}"
+        " --table5 {output.table5} --table6 {output.table6} > {log} 2>&1"

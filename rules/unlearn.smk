@@ -19,45 +19,49 @@ rule masks:
         " --model-name {wildcards.model} --out {output} > {log} 2>&1"
 
 
-if config["unlearn"]["jobs"] == "per_checkpoint":
+# Table 1's methods go one job per checkpoint (unlearn.jobs: per_checkpoint) or one per pair
+# (per_pair); Table 2's CLUE variants (clue-<ablation>) always go one job per checkpoint.
+PER_CHECKPOINT = config["unlearn"]["jobs"] == "per_checkpoint"
 
-    rule unlearn:
-        input:
-            base="results/{model}/base",
-            forget="results/{model}/data/{forget}",
-            retain="results/{model}/data/{retain}",
-            # the general tasks' test questions: the unrelated knowledge of the global-effect record
-            general=[data_dir(t) for t in config["tasks"]["general"]],
-            masks=unlearn_masks,
-        output:
-            directory("results/{model}/unlearned/{forget}__{retain}/{method}"),
-        params:
-            section=section("unlearn"),
-            method=lambda w: unlearn_loss(w.method),
-            masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
-        wildcard_constraints:
-            method="(?!origin$)[a-z0-9_]+",
-        log:
-            "logs/{model}/unlearn/{forget}__{retain}/{method}.log",
-        benchmark:
-            "benchmarks/{model}/unlearn/{forget}__{retain}/{method}.tsv"
-        conda:
-            "../envs/clue.yaml"
-        threads: 1
-        resources:
-            mem_mb=8000,
-            runtime=120,
-        shell:
-            "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
-            " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.method} {params.masks}"
-            " --params {params.section:q}"
-            " --out {output} --no-progress > {log} 2>&1"
 
-elif TRAINED:
+rule unlearn:
+    input:
+        base="results/{model}/base",
+        forget="results/{model}/data/{forget}",
+        retain="results/{model}/data/{retain}",
+        # the general tasks' test questions: the unrelated knowledge of the global-effect record
+        general=[data_dir(t) for t in config["tasks"]["general"]],
+        masks=unlearn_masks,
+    output:
+        directory("results/{model}/{repeat}unlearned/{forget}__{retain}/{method}"),
+    params:
+        section=lambda w: unlearn_section(w.repeat, w.method),
+        method=lambda w: unlearn_loss(w.method),
+        masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
+    wildcard_constraints:
+        method="(?!origin$)[a-z0-9_]+(-[a-z0-9_+]+)?" if PER_CHECKPOINT else "clue-[a-z0-9_+]+",
+    log:
+        "logs/{model}/unlearn/{repeat}{forget}__{retain}/{method}.log",
+    benchmark:
+        "benchmarks/{model}/unlearn/{repeat}{forget}__{retain}/{method}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
+        " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.method} {params.masks}"
+        " --params {params.section:q}"
+        " --out {output} --no-progress > {log} 2>&1"
+
+
+if not PER_CHECKPOINT and TRAINED:
 
     rule unlearn_pair:
-        """Every unlearned checkpoint of one forget x retain pair, one after the other in one
-        process (unlearn.jobs: per_pair); the same checkpoints as rule `unlearn`."""
+        """Every unlearned checkpoint of one forget x retain pair (and repeat), one after the other
+        in one process (unlearn.jobs: per_pair); the same checkpoints as rule `unlearn`."""
         input:
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
@@ -66,15 +70,15 @@ elif TRAINED:
             general=[data_dir(t) for t in config["tasks"]["general"]],
             masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method)] if m],
         output:
-            [directory(f"results/{{model}}/unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
+            [directory(f"results/{{model}}/{{repeat}}unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
         params:
-            section=section("unlearn"),
+            section=lambda w: unlearn_section(w.repeat),
             methods=[unlearn_loss(m) for m in TRAINED],
             masks=lambda w: [method_masks(w.model, w.forget, w.retain, m) or "none" for m in TRAINED],
         log:
-            "logs/{model}/unlearn_pair/{forget}__{retain}.log",
+            "logs/{model}/unlearn_pair/{repeat}{forget}__{retain}.log",
         benchmark:
-            "benchmarks/{model}/unlearn_pair/{forget}__{retain}.tsv"
+            "benchmarks/{model}/unlearn_pair/{repeat}{forget}__{retain}.tsv"
         conda:
             "../envs/clue.yaml"
         threads: 1

@@ -12,17 +12,17 @@ from clue.cli import main
 from clue.report import COLUMNS, markdown
 
 ROWS = [
-    # forget, retain, method, pct, FE, RU, GU, MIA, RougeL, RU_prob, GU_prob
-    ("f1", "r1", "origin", None, 0.1, 0.9, 0.8, 0.42, 0.75, 0.85, 0.7),
-    ("f1", "r2", "origin", None, 0.1, 0.95, 0.8, 0.43, 0.75, 0.9, 0.7),
-    ("f1", "r1", "clue", 50.0, 0.6, 0.85, 0.75, 0.61, 0.25, 0.8, 0.65),
-    ("f1", "r2", "clue", 60.0, 0.7, 0.9, None, None, 0.5, None, None),
-    ("f2", "r1", "ga", 100.0, 0.9, 0.3, 0.2, 0.95, 0.0, 0.3, 0.25),
+    # forget, retain, method, seed, pct, FE, RU, GU, MIA, RougeL, RU_prob, GU_prob
+    ("f1", "r1", "origin", 0, None, 0.1, 0.9, 0.8, 0.42, 0.75, 0.85, 0.7),
+    ("f1", "r2", "origin", 0, None, 0.1, 0.95, 0.8, 0.43, 0.75, 0.9, 0.7),
+    ("f1", "r1", "clue", 0, 50.0, 0.6, 0.85, 0.75, 0.61, 0.25, 0.8, 0.65),
+    ("f1", "r2", "clue", 0, 60.0, 0.7, 0.9, None, None, 0.5, None, None),
+    ("f2", "r1", "ga", 0, 100.0, 0.9, 0.3, 0.2, 0.95, 0.0, 0.3, 0.25),
 ]
 
 
 def frame():
-    return pd.DataFrame(ROWS, columns=COLUMNS).astype({k: float for k in COLUMNS[3:]})
+    return pd.DataFrame(ROWS, columns=COLUMNS).astype({k: float for k in COLUMNS[4:]})
 
 
 def table(md, title, forget):
@@ -75,18 +75,18 @@ def test_table1_stage_writes_every_column_and_sorts_methods_as_configured(tmp_pa
     assert main(["table1", "--evals", *map(str, paths), "--forget", "f1", "f2", "--retain", "r1", "r2",
                  "--methods", "origin", "ga", "clue", "--csv", str(csv_path), "--md", str(md_path)]) == 0
     rows = list(csv.DictReader(open(csv_path)))
-    assert list(rows[0]) == COLUMNS == ["forget", "retain", "method", "unlearned_param_pct", "FE", "RU", "GU",
-                                        "MIA", "RougeL", "RU_prob", "GU_prob"]
+    assert list(rows[0]) == COLUMNS == ["forget", "retain", "method", "seed", "unlearned_param_pct", "FE", "RU",
+                                        "GU", "MIA", "RougeL", "RU_prob", "GU_prob"]
     assert [(r["forget"], r["retain"], r["method"]) for r in rows] == [
         ("f1", "r1", "origin"), ("f1", "r1", "clue"), ("f1", "r2", "origin"), ("f1", "r2", "clue"), ("f2", "r1", "ga")]
-    assert rows[3] == dict(forget="f1", retain="r2", method="clue", unlearned_param_pct="60.0000", FE="0.7000",
+    assert rows[3] == dict(forget="f1", retain="r2", method="clue", seed="0", unlearned_param_pct="60.0000", FE="0.7000",
                            RU="0.9000", GU="", MIA="", RougeL="0.5000", RU_prob="", GU_prob="")
     assert md_path.read_text() == markdown(frame(), ["f1", "f2"], ["r1", "r2"], ["origin", "ga", "clue"]) + "\n"
 
 
 def test_an_eval_json_without_the_new_metrics_is_named(tmp_path, capsys):
     old = tmp_path / "old.json"
-    old.write_text(json.dumps(dict(zip(COLUMNS[:7], ROWS[0][:7]))))
+    old.write_text(json.dumps(dict(zip(COLUMNS[:8], ROWS[0][:8]))))
     assert main(["table1", "--evals", str(old), "--forget", "f1", "--retain", "r1", "--methods", "origin",
                  "--csv", str(tmp_path / "t.csv"), "--md", str(tmp_path / "t.md")]) == 2
     assert capsys.readouterr().err == (f"clue table1: error: {old}: eval JSON is missing MIA, RougeL, "
@@ -96,6 +96,59 @@ def test_an_eval_json_without_the_new_metrics_is_named(tmp_path, capsys):
 
 @pytest.mark.parametrize("value, cell", [(0.12345, "0.123"), (float("nan"), "-")])
 def test_a_lone_cell_is_formatted_to_three_decimals_or_a_dash(value, cell):
-    df = pd.DataFrame([("f", "r", "origin", None, value, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5)], columns=COLUMNS)
+    df = pd.DataFrame([("f", "r", "origin", 0, None, value, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5)], columns=COLUMNS)
     assert table(markdown(df, ["f"], ["r"], ["origin"]), "Table 1: performance overview of LLM unlearning",
                  "f")[2][2] == cell
+
+
+def test_repeats_give_mean_and_sample_std_and_tables_5_and_6(tmp_path):
+    """Three seeds of one checkpoint: Table 1's cell is the mean +- sample std (by hand: FE 0.5,
+    0.6, 0.7 -> 0.600 +- 0.100); Origin, evaluated once, has no std. Tables 5 and 6 list every
+    checkpoint's general-task accuracies and 1-accuracy, MIA, Rouge-L."""
+    evals = [dict(forget="f", retain="r", method="origin", seed=None, unlearned_param_pct=None, FE=0.1, RU=0.9,
+                  GU=0.8, MIA=0.4, RougeL=0.75, RU_prob=0.9, GU_prob=0.7, general=["g1", "g2"],
+                  accuracy={"f": 0.9, "r": 0.9, "g1": 0.7, "g2": 0.9})]
+    for seed, fe in [(3, 0.5), (4, 0.6), (5, 0.7)]:
+        evals.append(dict(evals[0], method="clue", seed=seed, unlearned_param_pct=50.0, FE=fe, RougeL=0.2,
+                          accuracy={"f": 1 - fe, "r": 0.9, "g1": 0.6, "g2": 1.0}))
+    paths = []
+    for i, rec in enumerate(evals):
+        paths.append(tmp_path / f"{i}.json")
+        io.write_json(paths[-1], rec)
+    out = {k: tmp_path / f"{k}.csv" for k in ("csv", "table5", "table6")}
+    assert main(["table1", "--evals", *map(str, paths), "--forget", "f", "--retain", "r", "--methods", "origin",
+                 "clue", "--first-seed", "3", "--md", str(tmp_path / "t.md"),
+                 *[a for k, p in out.items() for a in (f"--{k}", str(p))]]) == 0
+    rows = list(csv.DictReader(open(out["csv"])))
+    assert [(r["method"], r["seed"]) for r in rows] == [("origin", "3"), ("clue", "3"), ("clue", "4"), ("clue", "5")]
+    t1 = table((tmp_path / "t.md").read_text(), "Table 1: performance overview of LLM unlearning", "f")
+    assert t1[2] == ["Origin", "-", "0.100", "0.900", "0.800"]
+    assert t1[3] == ["CLUE", "50.00%", "0.600 ± 0.100", "0.900 ± 0.000", "0.800 ± 0.000"]
+    t5 = list(csv.DictReader(open(out["table5"])))
+    assert len(t5) == 8 and {(r["method"], r["seed"], r["task"]): r["accuracy"] for r in t5}[("clue", "4", "g1")] == "0.6000"
+    t6 = list(csv.DictReader(open(out["table6"])))
+    assert list(t6[0]) == ["forget", "retain", "method", "seed", "1-accuracy", "MIA", "Rouge-L", "1-Rouge-L"]
+    assert t6[2]["1-accuracy"] == "0.6000" and t6[2]["1-Rouge-L"] == "0.8000"
+
+
+def test_table2_rows_are_changes_from_clues_row(tmp_path, capsys):
+    """The paper's first Table 2 row by hand: CLUE 0.733 / 0.91 / 0.388, -M_f 0.688 / 0.903 /
+    0.377 -> down 0.045, 0.007, 0.011; a rise gets an up arrow; a wrong eval file is named."""
+    base = dict(method="clue", forget="f", retain="r", FE=0.733, RU=0.91, GU=0.388)
+    paths = {"clue": base, "clue-no_forget_mask": dict(base, method="clue-no_forget_mask", FE=0.688, RU=0.903, GU=0.377),
+             "clue-ga+ga": dict(base, method="clue-ga+ga", FE=0.754, RU=0.381, GU=0.388)}
+    for name, rec in paths.items():
+        io.write_json(tmp_path / f"{name}.json", rec)
+    args = ["table2", "--clue", str(tmp_path / "clue.json"), "--ablation-evals", str(tmp_path / "clue-no_forget_mask.json"),
+            str(tmp_path / "clue-ga+ga.json"), "--ablations", "no_forget_mask", "ga+ga",
+            "--csv", str(tmp_path / "t2.csv"), "--md", str(tmp_path / "t2.md")]
+    assert main(args) == 0
+    md = (tmp_path / "t2.md").read_text()
+    assert "| CLUE | 0.733 | 0.910 | 0.388 |" in md
+    assert "| -M_f | ↓ 0.045 | ↓ 0.007 | ↓ 0.011 |" in md
+    assert "| GA+GA | ↑ 0.021 | ↓ 0.529 | 0.000 |" in md
+    rows = list(csv.DictReader(open(tmp_path / "t2.csv")))
+    assert [r["ablation"] for r in rows] == ["none", "no_forget_mask", "ga+ga"] and rows[1]["dFE"] == "-0.0450"
+    args[args.index("ga+ga")] = "po+npo"
+    assert main(args) == 2
+    assert "expected the eval of clue-po+npo, found 'clue-ga+ga'" in capsys.readouterr().err

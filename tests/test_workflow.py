@@ -62,8 +62,9 @@ def test_end_to_end_tiny_config(tiny_run):
     rows = list(csv.DictReader(open(tiny_run / "results/table1.csv")))
     assert [(r["forget"], r["retain"], r["method"]) for r in rows] == [
         ("toy_cyber", "toy_sst2", "origin"), ("toy_cyber", "toy_sst2", "clue")]
-    assert list(rows[0]) == ["forget", "retain", "method", "unlearned_param_pct", "FE", "RU", "GU", "MIA",
+    assert list(rows[0]) == ["forget", "retain", "method", "seed", "unlearned_param_pct", "FE", "RU", "GU", "MIA",
                              "RougeL", "RU_prob", "GU_prob"]
+    assert [r["seed"] for r in rows] == ["0", "0"]
     ev = json.loads((tiny_run / "results/toy/eval/toy_cyber__toy_sst2/origin.json").read_text())
     clue = json.loads((tiny_run / "results/toy/eval/toy_cyber__toy_sst2/clue.json").read_text())
     assert rows[0]["unlearned_param_pct"] == ""          # null for Origin
@@ -119,6 +120,77 @@ def test_audit_of_the_tiny_run(tiny_run):
     for name in ("krs_toy_cyber__toy_sst2.svg", "relearn_toy_cyber__toy_sst2.svg", "global_toy_cyber__toy_sst2.svg"):
         assert "<svg" in (tiny_run / "results/figures" / name).read_text()[:3000], name
     assert (tiny_run / "benchmarks/toy/audit_pair/toy_cyber__toy_sst2.tsv").exists()
+
+
+@pytest.mark.slow
+def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
+    """`paper` on a copy of the tiny run with two seeds and two ablations: the first seed's
+    checkpoints are Table 1's and are not retrained; the second seed's live under seed1/; each
+    ablation is its own checkpoint; every number of the tables comes from the eval JSONs."""
+    import statistics
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from clue.masks import load_masks
+
+    wd = tmp_path / "wf"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    overlay = wd / "paper-test.yaml"
+    overlay.write_text("seeds: [0, 1]\npaper:\n  ablations: [no_forget_mask, ga+po]\n")
+    toy = wd / "results/toy"
+    ckpt = toy / "unlearned/toy_cyber__toy_sst2/clue/model.safetensors"
+    before = ckpt.stat().st_mtime_ns
+    snakemake(wd, "paper", "--cores", "2", "--configfile", *CONFIGS, str(overlay))
+    assert ckpt.stat().st_mtime_ns == before, "Table 1's CLUE checkpoint was retrained"
+
+    # Table 1: a row per seed for CLUE, one for Origin; the markdown shows mean +- sample std
+    rows = list(csv.DictReader(open(wd / "results/table1.csv")))
+    assert [(r["method"], r["seed"]) for r in rows] == [("origin", "0"), ("clue", "0"), ("clue", "1")]
+    seed1 = toy / "seed1/unlearned/toy_cyber__toy_sst2/clue"
+    assert json.loads((seed1 / "clue_unlearn.json").read_text())["config"]["seed"] == 1
+    assert not torch.equal(*(load_file(str(p / "model.safetensors"))["model.layers.1.mlp.down_proj.weight"]
+                             for p in (seed1, ckpt.parent)))   # another seed: another order of examples
+    evals = [json.loads((toy / f"{r}eval/toy_cyber__toy_sst2/clue.json").read_text()) for r in ("", "seed1/")]
+    gu = [e["GU"] for e in evals]
+    md = (wd / "results/table1.md").read_text()
+    assert f"{statistics.mean(gu):.3f} ± {statistics.stdev(gu):.3f}" in md.split("| CLUE |")[1].split("\n")[0]
+
+    # Table 2: each ablation's row is its eval minus CLUE's, from its own checkpoint
+    clue = evals[0]
+    table2 = {r["ablation"]: r for r in csv.DictReader(open(wd / "results/table2.csv"))}
+    assert list(table2) == ["none", "no_forget_mask", "ga+po"]
+    for ablation in ("no_forget_mask", "ga+po"):
+        rec = json.loads((toy / f"eval/toy_cyber__toy_sst2/clue-{ablation}.json").read_text())
+        for m in ("FE", "RU", "GU"):
+            assert float(table2[ablation][f"d{m}"]) == pytest.approx(rec[m] - clue[m], abs=1e-4)
+    runs = {a: json.loads((toy / f"unlearned/toy_cyber__toy_sst2/clue-{a}/clue_unlearn.json").read_text())
+            for a in ("no_forget_mask", "ga+po")}
+    assert [s["name"] for s in runs["no_forget_mask"]["stages"]] == ["conflict"]
+    assert runs["ga+po"]["config"]["stage_losses"] == ["ga", "po"] and runs["ga+po"]["config"]["ablation"] == "none"
+    # (the tiny model's forget mask may be empty: then only the conflict stage, with PO, runs)
+    assert [s["loss"] for s in runs["ga+po"]["stages"]] in (["ga", "po"], ["po"])
+    assert "| -M_f |" in (wd / "results/table2.md").read_text()
+
+    # Table 5: every general task's accuracy; Table 6: 1-accuracy, MIA, Rouge-L
+    t5 = list(csv.DictReader(open(wd / "results/table5.csv")))
+    assert {(r["method"], r["seed"], r["task"]) for r in t5} == {(m, s, "toy_ioi") for m, s in
+                                                                 [("origin", "0"), ("clue", "0"), ("clue", "1")]}
+    assert float(next(r for r in t5 if r["seed"] == "1")["accuracy"]) == pytest.approx(
+        evals[1]["accuracy"]["toy_ioi"], abs=1e-4)
+    t6 = {(r["method"], r["seed"]): r for r in csv.DictReader(open(wd / "results/table6.csv"))}
+    assert float(t6[("clue", "1")]["1-Rouge-L"]) == pytest.approx(1 - evals[1]["RougeL"], abs=1e-4)
+
+    # Figure 7: the counts are the elements of CLUE's masks, materialised on the model itself
+    model = AutoModelForCausalLM.from_pretrained(toy / "base")
+    masks = load_masks(toy / "masks/toy_cyber__toy_sst2/clue.safetensors", model)
+    sites = list(csv.DictReader(open(wd / "results/figures/fig7_toy_cyber__toy_sst2.csv")))
+    for category in ("forget", "conflict"):
+        want = sum(int(m.sum()) for n, m in masks[category].items() if "self_attn" in n and n.endswith("weight"))
+        got = sum(int(r["selected"]) for r in sites if r["category"] == category and r["group"] == "attention")
+        assert got == want, category
+    assert "<svg" in (wd / "results/figures/fig7_toy_cyber__toy_sst2.svg").read_text()[:3000]
 
 
 @pytest.mark.slow
@@ -293,13 +365,28 @@ def test_smollm2_config_dry_run():
     assert jobs["unlearn_pair"] == 2 and jobs["evaluate_pair"] == 2 and jobs["table1"] == 1
 
 
-@pytest.mark.parametrize("configfile", ["configs/paper-wmdp.yaml", "configs/paper-pku.yaml"])
-def test_paper_configs_dry_run(configfile):
-    out = snakemake(ROOT, "-n", "results/table1.csv", "--configfile", configfile)
+@pytest.mark.parametrize("configfile,pairs", [("configs/paper-wmdp.yaml", 8), ("configs/paper-pku.yaml", 4)])
+def test_paper_configs_dry_run(configfile, pairs):
+    """`snakemake -n paper` on the paper configs plans every table and figure with all nine methods
+    and the paper's settings. A config named on the command line stands alone: the paper configs
+    must not inherit config.yaml's toy settings (its unlearn.lr 1e-3, its per-task sparsities)."""
+    out = snakemake(ROOT, "-n", "-p", "paper", "--configfile", configfile)
     jobs = planned_jobs(out)
-    assert jobs["table1"] == 1 and jobs["base_model"] == 1
-    n_forget = 2 if "wmdp" in configfile else 1
-    assert jobs["evaluate_origin"] == n_forget * 4
+    assert jobs["table1"] == jobs["table2"] == jobs["tables_5_6"] == jobs["fig7"] == jobs["paper"] == 1
+    assert jobs["evaluate_origin"] == pairs and jobs["masks"] == pairs and jobs["localize"] == 4 * pairs
+    # eight trained methods per pair, and Table 2's nine CLUE ablations on one pair
+    assert jobs["unlearn"] == jobs["evaluate"] == 8 * pairs + 9
+    unlearn = next(line for line in out.stdout.splitlines() if " clue unlearn " in line)
+    for setting in ('"lr": 1e-05', '"epochs_forget": 1', '"epochs_conflict": 5', '"lambda": 1.0',
+                    '"dtype": "bfloat16"'):
+        assert setting in unlearn
+    plain = [line for line in out.stdout.splitlines() if " clue unlearn " in line and "--method clue " in line
+             and "/clue --no-progress" in line]
+    assert plain and all('"stage_losses": ["po", "po"]' in line and '"ablation": "none"' in line for line in plain)
+    circuit = next(line for line in out.stdout.splitlines() if " clue circuit " in line)
+    for setting in ('"steps": 3000', '"lr": 0.8', '"lagrangian_lr": 0.8', '"max_pairs": 100',
+                    '"target_sparsity": 0.9', '"target_sparsity_per_task": {}'):
+        assert setting in circuit
 
 
 def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):

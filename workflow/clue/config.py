@@ -87,7 +87,66 @@ def check_config(config):
     if toy["hidden_size"] % toy["num_heads"]:
         raise ClueError("config key model.toy.num_heads: must divide model.toy.hidden_size")
     check_audit(config)
+    check_paper(config)
     return config
+
+
+ABLATION_LABELS = {"no_forget_mask": "-M_f", "full_conflict_mask": "-M_c", "conflict_first": "M_c to M_f"}
+
+
+def variant_overrides(method):
+    """A method name of the workflow as (the `clue unlearn --method`, unlearn params it overrides):
+    ``clue-<ablation>`` and ``clue-<loss>+<loss>`` are Table 2's CLUE variants (their own
+    checkpoints beside Table 1's); every other name is itself with no override. ClueError names
+    the known ablations and losses."""
+    from clue.losses import FORGET_LOSSES
+
+    base, sep, variant = method.partition("-")
+    if not sep:
+        return method, {}
+    if base == "clue" and variant in ABLATION_LABELS:
+        return "clue", {"ablation": variant}
+    losses = variant.split("+")
+    if base == "clue" and len(losses) == 2 and all(x in FORGET_LOSSES for x in losses):
+        return "clue", {"stage_losses": losses}
+    raise ClueError(f"unknown CLUE variant {variant!r} of {method!r}; known: {', '.join(ABLATION_LABELS)}, "
+                    f"or two forget losses joined by + (known losses: {', '.join(FORGET_LOSSES)})")
+
+
+def run_seeds(config):
+    """The seeds of the repeats, the first one being Table 1's checkpoints."""
+    return config["seeds"] if config["seeds"] is not None else [config["unlearn"]["seed"]]
+
+
+def paper_pair(config):
+    p, t = config["paper"], config["tasks"]
+    return p["forget"] or t["forget"][0], p["retain"] or t["retain"][0]
+
+
+def check_paper(config):
+    seeds = config["seeds"]
+    if seeds is not None:
+        if not seeds:
+            raise ClueError("config key seeds: the list is empty; give at least one seed (or null for one run "
+                            "with unlearn.seed)")
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ClueError(f"config key seeds: seed(s) {', '.join(map(str, repeated))} repeat; each repeat needs "
+                            "its own seed")
+    for role in ("forget", "retain"):
+        task = config["paper"][role]
+        if task is not None and task not in config["tasks"][role]:
+            raise ClueError(f"config key paper.{role}: {task!r} is not one of tasks.{role} "
+                            f"({', '.join(config['tasks'][role])})")
+    from clue.losses import FORGET_LOSSES
+
+    for i, name in enumerate(config["paper"]["ablations"]):
+        try:
+            variant_overrides(f"clue-{name}")
+        except ClueError:
+            raise ClueError(f"config key paper.ablations[{i}]: unknown ablation {name!r}; known: "
+                            f"{', '.join(ABLATION_LABELS)}, or two forget losses joined by + "
+                            f"(known losses: {', '.join(FORGET_LOSSES)})") from None
 
 
 # Decoder layers of the known models, so that audit.window is checked before any job runs.

@@ -327,6 +327,9 @@ def evaluate_one(args, params, checkpoint, method, out):
 
             pct = unlearned_param_pct_dirs(args.base_dir, checkpoint)
         record["unlearned_param_pct"] = pct
+        # the repeat this checkpoint belongs to (its unlearn.seed); None for the base model
+        meta = Path(checkpoint) / "clue_unlearn.json" if method != "origin" else None
+        record["seed"] = io.read_json(meta)["config"]["seed"] if meta is not None and meta.exists() else None
     else:
         record.update(accuracy=accuracy, prob_correct=prob, forget_efficacy=efficacy)
     io.write_json(out, record)

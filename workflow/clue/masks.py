@@ -225,39 +225,45 @@ def load_masks(path, model, device=None):
 
     Fails naming the parameter when the file names a parameter the model lacks or an axis vector
     whose length (or a dense mask whose shape) does not match the model's weight."""
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    return {category: dict(params) for category, params in iter_dense_masks(path, shapes, device)}
+
+
+def iter_dense_masks(path, shapes, device=None):
+    """``(category, [(param, dense bool mask), ...])`` for each category of a mask file, each
+    parameter's mask materialised when the list is walked (a 7B model's masks, one at a time)."""
+    _, masks = read_masks(path)
+    for category, params in masks.items():
+        yield category, ((param, _dense(path, category, param, axes, shapes, device)) for param, axes in params.items())
+
+
+def _dense(path, category, param, axes, shapes, device):
     import torch
 
-    _, masks = read_masks(path)
-    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
-    out = {}
-    for category, params in masks.items():
-        out[category] = {}
-        for param, axes in params.items():
-            if param not in shapes:
-                raise ClueError(f"{path}: mask {category}/{param}: the model has no parameter {param!r} "
-                                f"(is this mask file from another model?)")
-            shape = shapes[param]
-            dense = torch.zeros(shape, dtype=torch.bool, device=device)
-            for axis, vec in axes.items():
-                vec = vec.to(device=device) != 0
-                if axis == "dense":
-                    if tuple(vec.shape) != shape:
-                        raise ClueError(f"{path}: mask {category}/{param}/dense has shape {tuple(vec.shape)}, "
-                                        f"but parameter {param} has shape {shape}")
-                    dense |= vec
-                    continue
-                if axis == "cols" and len(shape) < 2:
-                    raise ClueError(f"{path}: mask {category}/{param}/cols: parameter {param} is a vector")
-                want = _axis_len(shape, axis)
-                if vec.dim() != 1 or vec.shape[0] != want:
-                    raise ClueError(f"{path}: mask {category}/{param}/{axis} has shape {tuple(vec.shape)}, "
-                                    f"but parameter {param} has {want} {axis} (shape {shape})")
-                if axis == "rows":
-                    dense |= vec.view(-1, *([1] * (len(shape) - 1)))
-                else:
-                    dense |= vec.view(1, -1)
-            out[category][param] = dense
-    return out
+    if param not in shapes:
+        raise ClueError(f"{path}: mask {category}/{param}: the model has no parameter {param!r} "
+                        f"(is this mask file from another model?)")
+    shape = shapes[param]
+    dense = torch.zeros(shape, dtype=torch.bool, device=device)
+    for axis, vec in axes.items():
+        vec = vec.to(device=device) != 0
+        if axis == "dense":
+            if tuple(vec.shape) != shape:
+                raise ClueError(f"{path}: mask {category}/{param}/dense has shape {tuple(vec.shape)}, "
+                                f"but parameter {param} has shape {shape}")
+            dense |= vec
+            continue
+        if axis == "cols" and len(shape) < 2:
+            raise ClueError(f"{path}: mask {category}/{param}/cols: parameter {param} is a vector")
+        want = _axis_len(shape, axis)
+        if vec.dim() != 1 or vec.shape[0] != want:
+            raise ClueError(f"{path}: mask {category}/{param}/{axis} has shape {tuple(vec.shape)}, "
+                            f"but parameter {param} has {want} {axis} (shape {shape})")
+        if axis == "rows":
+            dense |= vec.view(-1, *([1] * (len(shape) - 1)))
+        else:
+            dense |= vec.view(1, -1)
+    return dense
 
 
 def union_masks(masks, categories=None):
