@@ -4,19 +4,20 @@ if config["circuit"]["jobs"] == "per_mode":
         """Edge Pruning with a noising or denoising intervention. Depends only on the model, the
         task and the `circuit` section, so one forget circuit serves every pair that uses it."""
         input:
-            base="results/{model}/base",
+            base=circuit_model,
             data="results/{model}/data/{task}",
         output:
-            json="results/{model}/circuits/{task}/{mode}.json",
-            drawing="results/{model}/circuits/{task}/{mode}.svg",
+            json="results/{model}/{run}circuits/{task}/{mode}.json",
+            drawing="results/{model}/{run}circuits/{task}/{mode}.svg",
         params:
-            section=section("circuit"),
+            section=lambda w: circuit_section(w.run),
         wildcard_constraints:
             mode="noising|denoising",
+            run=CIRCUIT_RUN,
         log:
-            "logs/{model}/circuit/{task}/{mode}.log",
+            "logs/{model}/circuit/{run}{task}/{mode}.log",
         benchmark:
-            "benchmarks/{model}/circuit/{task}/{mode}.tsv"
+            "benchmarks/{model}/circuit/{run}{task}/{mode}.tsv"
         conda:
             "../envs/clue.yaml"
         threads: 1
@@ -35,18 +36,20 @@ else:
         per_task): torch and transformers are imported and the model loaded once. The same
         circuit JSONs as rule `circuit`."""
         input:
-            base="results/{model}/base",
+            base=circuit_model,
             data="results/{model}/data/{task}",
         output:
-            json=expand("results/{{model}}/circuits/{{task}}/{mode}.json", mode=MODES),
-            drawing=expand("results/{{model}}/circuits/{{task}}/{mode}.svg", mode=MODES),
+            json=expand("results/{{model}}/{{run}}circuits/{{task}}/{mode}.json", mode=MODES),
+            drawing=expand("results/{{model}}/{{run}}circuits/{{task}}/{mode}.svg", mode=MODES),
         params:
-            section=section("circuit"),
+            section=lambda w: circuit_section(w.run),
             modes=MODES,
+        wildcard_constraints:
+            run=CIRCUIT_RUN,
         log:
-            "logs/{model}/circuit_task/{task}.log",
+            "logs/{model}/circuit_task/{run}{task}.log",
         benchmark:
-            "benchmarks/{model}/circuit_task/{task}.tsv"
+            "benchmarks/{model}/circuit_task/{run}{task}.tsv"
         conda:
             "../envs/clue.yaml"
         threads: 1

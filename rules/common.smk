@@ -6,8 +6,8 @@ envvars:
     "PATH",
 
 
-from clue.config import (all_data_tasks, audited_methods, data_params, model_params, model_source, paper_pair,
-                         run_seeds, variant_overrides)
+from clue.config import (all_data_tasks, audited_methods, data_params, method_variant, model_params, model_source,
+                         paper_pair, run_seeds)
 from clue.localizers import LOCALIZERS
 from clue.losses import FORGET_LOSSES
 
@@ -19,9 +19,13 @@ METHODS = config["methods"]
 TRAINED = [m for m in METHODS if m != "origin"]   # the methods with an unlearned checkpoint
 AUDITED = audited_methods(config)   # the checkpoints the knowledge-recovery audit covers
 SEEDS = run_seeds(config)
-# The {repeat} path segment of a checkpoint and its evaluation: "" for the first seed (Table 1's
-# paths), "seed{s}/" for each other seed of `seeds`.
+# The {run} path segment after results/{model}/: "" for Table 1's artifacts; "seed{s}/" for each
+# further seed of `seeds` (unlearning and evaluation again); "sparsity{s}/" for the circuits found
+# again at target sparsity s, and CLUE from them (Figure 4); "after-{forget}__{retain}/" for the
+# circuits found again on that pair's CLUE checkpoint and solved again (Table 3).
 REPEATS = [""] + [f"seed{s}/" for s in SEEDS[1:]]
+SEED_RUN = r"(seed-?[0-9]+/)?"
+CIRCUIT_RUN = r"(sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?"
 MODES = ["noising", "denoising"]   # the two circuit interventions (paper section 4.1)
 # Methods that fine-tune every parameter with their forget loss (no localization): every
 # registered forget loss. Localizers are the registered ones (clue/localizers).
@@ -39,7 +43,7 @@ wildcard_constraints:
     forget=r"[A-Za-z0-9_]+",
     retain=r"[A-Za-z0-9_]+",
     method=r"[A-Za-z0-9_]+",
-    repeat=r"(seed-?[0-9]+/)?",
+    run=r"(seed-?[0-9]+/|sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?",
 
 
 def section(name):
@@ -52,35 +56,53 @@ def data_dir(task):
     return f"results/{MODEL}/data/{task}"
 
 
-def repeat_seed(repeat):
-    """The unlearn.seed of a {repeat} segment."""
-    return SEEDS[0] if not repeat else int(repeat[len("seed"):-1])
+def run_seed(run):
+    """The unlearn.seed of a {run}: its own for a repeat, else the first seed."""
+    return int(run[len("seed"):-1]) if run.startswith("seed") else SEEDS[0]
 
 
-def unlearn_section(repeat, method=None):
-    """The unlearn section as a checkpoint of one repeat sees it: the repeat's seed and, for a CLUE
+def unlearn_section(run, method=None):
+    """The unlearn section as a checkpoint of one run sees it: the run's seed and, for a CLUE
     variant (Table 2), its ablation or stage losses."""
-    overrides = variant_overrides(method)[1] if method else {}
-    return json.dumps({**config["unlearn"], "seed": repeat_seed(repeat), **overrides}, sort_keys=True)
+    overrides = method_variant(method)[1] if method else {}
+    return json.dumps({**config["unlearn"], "seed": run_seed(run), **overrides}, sort_keys=True)
 
 
-def method_masks(model, forget, retain, method):
+def circuit_section(run):
+    """The circuit section of a run: a sparsity run overrides the target (for every task) and
+    reports faithfulness instead of enforcing a floor (Figure 4 measures it)."""
+    c = dict(config["circuit"])
+    if run.startswith("sparsity"):
+        c.update(target_sparsity=float(run[len("sparsity"):-1]), target_sparsity_per_task={}, min_faithfulness=0.0)
+    return json.dumps(c, sort_keys=True)
+
+
+def circuit_model(w):
+    """The model a circuit is found in: the base model, or for an after-run the pair's CLUE checkpoint."""
+    if w.run.startswith("after-"):
+        return f"results/{w.model}/unlearned/{w.run[len('after-'):-1]}/clue"
+    return f"results/{w.model}/base"
+
+
+def method_masks(model, forget, retain, method, run=""):
     """The mask a method trains inside: CLUE's forget/conflict masks (for its Table 2 variants
-    too), a localizer's mask, or none (GA, NPO, PO train every parameter)."""
-    method = variant_overrides(method)[0]
-    if method in FULL_FINETUNE:
+    too; a sparsity run's own), a localizer's mask (at its ratio), or none (GA, NPO, PO train every
+    parameter)."""
+    base, _, mask = method_variant(method)
+    if base in FULL_FINETUNE:
         return []
-    return f"results/{model}/masks/{forget}__{retain}/{method}.safetensors"
+    prefix = run if run.startswith("sparsity") and base == "clue" else ""
+    return f"results/{model}/{prefix}masks/{forget}__{retain}/{mask}.safetensors"
 
 
 def unlearn_masks(w):
-    return method_masks(w.model, w.forget, w.retain, w.method)
+    return method_masks(w.model, w.forget, w.retain, w.method, w.run)
 
 
 def unlearn_loss(method):
     """What `clue unlearn --method` trains: CLUE's two stages, a forget loss on every parameter,
     or, for a localizer's row, PO inside its mask."""
-    method = variant_overrides(method)[0]
+    method = method_variant(method)[0]
     return "clue" if method == "clue" else (method if method in FULL_FINETUNE else "po")
 
 
@@ -89,3 +111,8 @@ def table1_evals(wildcards=None):
     return [f"results/{MODEL}/{repeat}eval/{f}__{r}/{m}.json"
             for f in FORGET for r in RETAIN for m in METHODS
             for repeat in (REPEATS if m != "origin" else [""])]
+
+
+def sparsity_run(s):
+    """The {run} of Figure 4's circuits at target sparsity s."""
+    return f"sparsity{s:g}/"

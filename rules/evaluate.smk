@@ -58,22 +58,23 @@ rule evaluate:
     MIA and Rouge-L on its forget set with the same loaded model. (With evaluate.jobs: per_pair,
     only Table 2's CLUE variants.)"""
     input:
-        ckpt="results/{model}/{repeat}unlearned/{forget}__{retain}/{method}",
+        ckpt="results/{model}/{run}unlearned/{forget}__{retain}/{method}",
         base="results/{model}/base",
         forget="results/{model}/data/{forget}",
         retain="results/{model}/data/{retain}",
         general=[data_dir(t) for t in config["tasks"]["general"]],
     output:
-        "results/{model}/{repeat}eval/{forget}__{retain}/{method}.json",
+        "results/{model}/{run}eval/{forget}__{retain}/{method}.json",
     params:
         section=section("evaluate"),
         general=GENERAL,
     wildcard_constraints:
-        method="(?!origin$)[a-z0-9_]+(-[a-z0-9_+]+)?" if EVAL_PER_CHECKPOINT else "clue-[a-z0-9_+]+",
+        method=r"(?!origin$)[a-z0-9_]+(-[a-z0-9_+.]+)?",
+        run=r"(seed-?[0-9]+/|sparsity[0-9.]+/)?",
     log:
-        "logs/{model}/evaluate/{repeat}{forget}__{retain}/{method}.log",
+        "logs/{model}/evaluate/{run}{forget}__{retain}/{method}.log",
     benchmark:
-        "benchmarks/{model}/evaluate/{repeat}{forget}__{retain}/{method}.tsv"
+        "benchmarks/{model}/evaluate/{run}{forget}__{retain}/{method}.tsv"
     conda:
         "../envs/clue.yaml"
     threads: 1
@@ -93,21 +94,23 @@ if not EVAL_PER_CHECKPOINT and TRAINED:
         """lm-eval on every unlearned checkpoint of one forget x retain pair (and repeat), one after
         the other in one process (evaluate.jobs: per_pair); the same eval JSONs as rule `evaluate`."""
         input:
-            ckpts=expand("results/{{model}}/{{repeat}}unlearned/{{forget}}__{{retain}}/{method}", method=TRAINED),
+            ckpts=expand("results/{{model}}/{{run}}unlearned/{{forget}}__{{retain}}/{method}", method=TRAINED),
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
             retain="results/{model}/data/{retain}",
             general=[data_dir(t) for t in config["tasks"]["general"]],
         output:
-            expand("results/{{model}}/{{repeat}}eval/{{forget}}__{{retain}}/{method}.json", method=TRAINED),
+            expand("results/{{model}}/{{run}}eval/{{forget}}__{{retain}}/{method}.json", method=TRAINED),
         params:
             section=section("evaluate"),
             general=GENERAL,
             methods=TRAINED,
+        wildcard_constraints:
+            run=SEED_RUN,
         log:
-            "logs/{model}/evaluate_pair/{repeat}{forget}__{retain}.log",
+            "logs/{model}/evaluate_pair/{run}{forget}__{retain}.log",
         benchmark:
-            "benchmarks/{model}/evaluate_pair/{repeat}{forget}__{retain}.tsv"
+            "benchmarks/{model}/evaluate_pair/{run}{forget}__{retain}.tsv"
         conda:
             "../envs/clue.yaml"
         threads: 1
@@ -119,3 +122,5 @@ if not EVAL_PER_CHECKPOINT and TRAINED:
             " --retain {wildcards.retain} --general {params.general} --method {params.methods}"
             " --base-dir {input.base} --data-root results/{wildcards.model}/data --params {params.section:q}"
             " --out {output} > {log} 2>&1"
+
+    ruleorder: evaluate_pair > evaluate

@@ -1,15 +1,17 @@
 rule gates:
     """Typed gate graph: noising-only edges are AND, denoising-only OR, both ADDER."""
     input:
-        noising="results/{model}/circuits/{task}/noising.json",
-        denoising="results/{model}/circuits/{task}/denoising.json",
+        noising="results/{model}/{run}circuits/{task}/noising.json",
+        denoising="results/{model}/{run}circuits/{task}/denoising.json",
     output:
-        json="results/{model}/gates/{task}.json",
-        drawing="results/{model}/gates/{task}.svg",
+        json="results/{model}/{run}gates/{task}.json",
+        drawing="results/{model}/{run}gates/{task}.svg",
+    wildcard_constraints:
+        run=CIRCUIT_RUN,
     log:
-        "logs/{model}/gates/{task}.log",
+        "logs/{model}/gates/{run}{task}.log",
     benchmark:
-        "benchmarks/{model}/gates/{task}.tsv"
+        "benchmarks/{model}/gates/{run}{task}.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -23,17 +25,19 @@ rule gates:
 rule cnf:
     """Phi (Eq. 4) as DIMACS CNF, and the split-variable weighted MaxSAT instance."""
     input:
-        forget="results/{model}/gates/{forget}.json",
-        retain="results/{model}/gates/{retain}.json",
+        forget="results/{model}/{run}gates/{forget}.json",
+        retain="results/{model}/{run}gates/{retain}.json",
     output:
-        cnf="results/{model}/cnf/{forget}__{retain}.cnf",
-        wcnf="results/{model}/cnf/{forget}__{retain}.wcnf",
+        cnf="results/{model}/{run}cnf/{forget}__{retain}.cnf",
+        wcnf="results/{model}/{run}cnf/{forget}__{retain}.wcnf",
     params:
         section=section("logic"),
+    wildcard_constraints:
+        run=CIRCUIT_RUN,
     log:
-        "logs/{model}/cnf/{forget}__{retain}.log",
+        "logs/{model}/cnf/{run}{forget}__{retain}.log",
     benchmark:
-        "benchmarks/{model}/cnf/{forget}__{retain}.tsv"
+        "benchmarks/{model}/cnf/{run}{forget}__{retain}.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -47,19 +51,21 @@ rule cnf:
 rule solve:
     """SAT decides Phi; RC2 finds the fewest conflict neurons, then the fewest forget neurons."""
     input:
-        cnf="results/{model}/cnf/{forget}__{retain}.cnf",
-        wcnf="results/{model}/cnf/{forget}__{retain}.wcnf",
-        forget="results/{model}/gates/{forget}.json",
-        retain="results/{model}/gates/{retain}.json",
+        cnf="results/{model}/{run}cnf/{forget}__{retain}.cnf",
+        wcnf="results/{model}/{run}cnf/{forget}__{retain}.wcnf",
+        forget="results/{model}/{run}gates/{forget}.json",
+        retain="results/{model}/{run}gates/{retain}.json",
     output:
-        json="results/{model}/assign/{forget}__{retain}.json",
-        drawing="results/{model}/assign/{forget}__{retain}.svg",
+        json="results/{model}/{run}assign/{forget}__{retain}.json",
+        drawing="results/{model}/{run}assign/{forget}__{retain}.svg",
     params:
         section=section("solve"),
+    wildcard_constraints:
+        run=CIRCUIT_RUN,
     log:
-        "logs/{model}/solve/{forget}__{retain}.log",
+        "logs/{model}/solve/{run}{forget}__{retain}.log",
     benchmark:
-        "benchmarks/{model}/solve/{forget}__{retain}.tsv"
+        "benchmarks/{model}/solve/{run}{forget}__{retain}.tsv"
     conda:
         "../envs/clue.yaml"
     resources:

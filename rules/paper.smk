@@ -57,12 +57,103 @@ rule fig7:
         " --csv {output.csv} --figure {output.figure} > {log} 2>&1"
 
 
+SPARSITIES = config["paper"]["sparsities"]
+RATIOS = config["paper"]["ratios"]
+
+
+rule table3:
+    """Table 3: forget and conflict neurons before unlearning and after (the circuits found again
+    on each pair's CLUE checkpoint, solved again)."""
+    input:
+        before=expand("results/{model}/assign/{forget}__{retain}.json", model=MODEL, forget=FORGET, retain=RETAIN),
+        after=[f"results/{MODEL}/after-{f}__{r}/assign/{f}__{r}.json" for f in FORGET for r in RETAIN],
+    output:
+        csv=report("results/table3.csv", category="Table 3", caption="../docs/report/table3.rst"),
+        md="results/table3.md",
+    params:
+        forget=FORGET,
+        retain=RETAIN,
+    log:
+        "logs/table3.log",
+    benchmark:
+        "benchmarks/table3.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "clue table3 --before {input.before} --after {input.after} --forget {params.forget}"
+        " --retain {params.retain} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+rule fig4:
+    """Figure 4: the paper pair's circuits at each sparsity of paper.sparsities (faithfulness) and
+    CLUE run from them (change in forget efficacy)."""
+    input:
+        circuits=[f"results/{MODEL}/{sparsity_run(s)}circuits/{t}/{m}.json"
+                  for s in SPARSITIES for t in (PAPER_FORGET, PAPER_RETAIN) for m in MODES],
+        clue=[f"results/{MODEL}/{sparsity_run(s)}eval/{PAPER_PAIR}/clue.json" for s in SPARSITIES],
+        origin=f"results/{MODEL}/eval/{PAPER_PAIR}/origin.json",
+    output:
+        csv=f"results/figures/fig4_{PAPER_PAIR}.csv",
+        figure=report(f"results/figures/fig4_{PAPER_PAIR}.svg", category="Figures", caption="../docs/report/fig4.rst"),
+    params:
+        pair=PAPER_PAIR,
+        sparsities=SPARSITIES,
+    log:
+        "logs/fig4.log",
+    benchmark:
+        "benchmarks/fig4.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "clue sweep-figure --figure fig4 --pair {params.pair} --sparsities {params.sparsities}"
+        " --circuits {input.circuits} --clue-evals {input.clue} --origin {input.origin}"
+        " --csv {output.csv} --out {output.figure} > {log} 2>&1"
+
+
+rule fig6:
+    """Figure 6: every localizer at each forget ratio of paper.ratios, and CLUE at the fractions its
+    sparsity runs (Figure 4) modified."""
+    input:
+        evals=[f"results/{MODEL}/eval/{PAPER_PAIR}/{loc}-r{r:g}.json" for loc in LOCALIZERS_RUN for r in RATIOS],
+        clue=[f"results/{MODEL}/{sparsity_run(s)}eval/{PAPER_PAIR}/clue.json" for s in SPARSITIES],
+    output:
+        csv=f"results/figures/fig6_{PAPER_PAIR}.csv",
+        figure=report(f"results/figures/fig6_{PAPER_PAIR}.svg", category="Figures", caption="../docs/report/fig6.rst"),
+    params:
+        pair=PAPER_PAIR,
+        sparsities=SPARSITIES,
+        methods=[loc for loc in LOCALIZERS_RUN for r in RATIOS],
+        ratios=[r for loc in LOCALIZERS_RUN for r in RATIOS],
+    log:
+        "logs/fig6.log",
+    benchmark:
+        "benchmarks/fig6.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "clue sweep-figure --figure fig6 --pair {params.pair} --sparsities {params.sparsities}"
+        " --clue-evals {input.clue} --evals {input.evals} --methods {params.methods} --ratios {params.ratios}"
+        " --csv {output.csv} --out {output.figure} > {log} 2>&1"
+
+
 rule paper:
     """Every table and figure of the paper that this version builds (README "The paper target")."""
     input:
         "results/table1.csv",
         "results/table1.md",
         "results/table2.csv",
+        "results/table3.csv" if "clue" in METHODS else [],
         "results/table5.csv",
         "results/table6.csv",
         rules.fig7.output.figure if SITE_SELECTIONS else [],
+        rules.fig4.output.figure if "clue" in METHODS else [],
+        rules.fig6.output.figure if "clue" in METHODS else [],

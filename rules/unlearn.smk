@@ -1,14 +1,16 @@
 rule masks:
     """Forget and conflict neurons -> axis masks over their parameter rows/columns."""
     input:
-        assign="results/{model}/assign/{forget}__{retain}.json",
+        assign="results/{model}/{run}assign/{forget}__{retain}.json",
         base="results/{model}/base",
     output:
-        "results/{model}/masks/{forget}__{retain}/clue.safetensors",
+        "results/{model}/{run}masks/{forget}__{retain}/clue.safetensors",
+    wildcard_constraints:
+        run=CIRCUIT_RUN,
     log:
-        "logs/{model}/masks/{forget}__{retain}/clue.log",
+        "logs/{model}/masks/{run}{forget}__{retain}/clue.log",
     benchmark:
-        "benchmarks/{model}/masks/{forget}__{retain}/clue.tsv"
+        "benchmarks/{model}/masks/{run}{forget}__{retain}/clue.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -20,7 +22,8 @@ rule masks:
 
 
 # Table 1's methods go one job per checkpoint (unlearn.jobs: per_checkpoint) or one per pair
-# (per_pair); Table 2's CLUE variants (clue-<ablation>) always go one job per checkpoint.
+# (per_pair: rule unlearn_pair takes them over); method variants (clue-<ablation>,
+# <localizer>-r<ratio>) and sparsity runs always go one job per checkpoint.
 PER_CHECKPOINT = config["unlearn"]["jobs"] == "per_checkpoint"
 
 
@@ -33,17 +36,18 @@ rule unlearn:
         general=[data_dir(t) for t in config["tasks"]["general"]],
         masks=unlearn_masks,
     output:
-        directory("results/{model}/{repeat}unlearned/{forget}__{retain}/{method}"),
+        directory("results/{model}/{run}unlearned/{forget}__{retain}/{method}"),
     params:
-        section=lambda w: unlearn_section(w.repeat, w.method),
+        section=lambda w: unlearn_section(w.run, w.method),
         method=lambda w: unlearn_loss(w.method),
         masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
     wildcard_constraints:
-        method="(?!origin$)[a-z0-9_]+(-[a-z0-9_+]+)?" if PER_CHECKPOINT else "clue-[a-z0-9_+]+",
+        method=r"(?!origin$)[a-z0-9_]+(-[a-z0-9_+.]+)?",
+        run=r"(seed-?[0-9]+/|sparsity[0-9.]+/)?",
     log:
-        "logs/{model}/unlearn/{repeat}{forget}__{retain}/{method}.log",
+        "logs/{model}/unlearn/{run}{forget}__{retain}/{method}.log",
     benchmark:
-        "benchmarks/{model}/unlearn/{repeat}{forget}__{retain}/{method}.tsv"
+        "benchmarks/{model}/unlearn/{run}{forget}__{retain}/{method}.tsv"
     conda:
         "../envs/clue.yaml"
     threads: 1
@@ -70,15 +74,17 @@ if not PER_CHECKPOINT and TRAINED:
             general=[data_dir(t) for t in config["tasks"]["general"]],
             masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method)] if m],
         output:
-            [directory(f"results/{{model}}/{{repeat}}unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
+            [directory(f"results/{{model}}/{{run}}unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
         params:
-            section=lambda w: unlearn_section(w.repeat),
+            section=lambda w: unlearn_section(w.run),
             methods=[unlearn_loss(m) for m in TRAINED],
             masks=lambda w: [method_masks(w.model, w.forget, w.retain, m) or "none" for m in TRAINED],
+        wildcard_constraints:
+            run=SEED_RUN,
         log:
-            "logs/{model}/unlearn_pair/{repeat}{forget}__{retain}.log",
+            "logs/{model}/unlearn_pair/{run}{forget}__{retain}.log",
         benchmark:
-            "benchmarks/{model}/unlearn_pair/{repeat}{forget}__{retain}.tsv"
+            "benchmarks/{model}/unlearn_pair/{run}{forget}__{retain}.tsv"
         conda:
             "../envs/clue.yaml"
         threads: 1
@@ -90,6 +96,8 @@ if not PER_CHECKPOINT and TRAINED:
             " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.methods}"
             " --masks {params.masks}"
             " --params {params.section:q} --out {output} --no-progress > {log} 2>&1"
+
+    ruleorder: unlearn_pair > unlearn
 
 
 # The localizers among the config's methods.
@@ -154,3 +162,34 @@ elif LOCALIZERS_RUN:
             "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
             " --retain-dir {input.retain} --localizer {params.localizers} --model-name {wildcards.model}"
             " --params {params.section:q} --out {output} > {log} 2>&1"
+
+
+rule localize_ratio:
+    """A baseline localizer at another forget ratio (Figure 6): the mask of `localize` with
+    localize.ratios.<localizer> set to the ratio in the file name."""
+    input:
+        base="results/{model}/base",
+        forget="results/{model}/data/{forget}",
+        retain="results/{model}/data/{retain}",
+    output:
+        "results/{model}/masks/{forget}__{retain}/{localizer}-r{ratio}.safetensors",
+    params:
+        section=lambda w: json.dumps({**config["localize"], "ratios": {**config["localize"]["ratios"],
+                                                                        w.localizer: float(w.ratio)}}, sort_keys=True),
+    wildcard_constraints:
+        localizer="|".join(LOCALIZERS),
+        ratio=r"[0-9.]+",
+    log:
+        "logs/{model}/localize/{forget}__{retain}/{localizer}-r{ratio}.log",
+    benchmark:
+        "benchmarks/{model}/localize/{forget}__{retain}/{localizer}-r{ratio}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
+        " --retain-dir {input.retain} --localizer {wildcards.localizer} --model-name {wildcards.model}"
+        " --params {params.section:q} --out {output} > {log} 2>&1"

@@ -138,7 +138,8 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     wd = tmp_path / "wf"
     shutil.copytree(tiny_run, wd, symlinks=True)
     overlay = wd / "paper-test.yaml"
-    overlay.write_text("seeds: [0, 1]\npaper:\n  ablations: [no_forget_mask, ga+po]\n")
+    overlay.write_text("seeds: [0, 1]\nmethods: [origin, wagle, clue]\npaper:\n  ablations: [no_forget_mask, ga+po]\n"
+                       "  sparsities: [0.6]\n  ratios: [0.3, 0.6]\n")
     toy = wd / "results/toy"
     ckpt = toy / "unlearned/toy_cyber__toy_sst2/clue/model.safetensors"
     before = ckpt.stat().st_mtime_ns
@@ -146,7 +147,7 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     assert ckpt.stat().st_mtime_ns == before, "Table 1's CLUE checkpoint was retrained"
 
     # Table 1: a row per seed for CLUE, one for Origin; the markdown shows mean +- sample std
-    rows = list(csv.DictReader(open(wd / "results/table1.csv")))
+    rows = [r for r in csv.DictReader(open(wd / "results/table1.csv")) if r["method"] != "wagle"]
     assert [(r["method"], r["seed"]) for r in rows] == [("origin", "0"), ("clue", "0"), ("clue", "1")]
     seed1 = toy / "seed1/unlearned/toy_cyber__toy_sst2/clue"
     assert json.loads((seed1 / "clue_unlearn.json").read_text())["config"]["seed"] == 1
@@ -174,7 +175,7 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     assert "| -M_f |" in (wd / "results/table2.md").read_text()
 
     # Table 5: every general task's accuracy; Table 6: 1-accuracy, MIA, Rouge-L
-    t5 = list(csv.DictReader(open(wd / "results/table5.csv")))
+    t5 = [r for r in csv.DictReader(open(wd / "results/table5.csv")) if r["method"] != "wagle"]
     assert {(r["method"], r["seed"], r["task"]) for r in t5} == {(m, s, "toy_ioi") for m, s in
                                                                  [("origin", "0"), ("clue", "0"), ("clue", "1")]}
     assert float(next(r for r in t5 if r["seed"] == "1")["accuracy"]) == pytest.approx(
@@ -188,9 +189,40 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     sites = list(csv.DictReader(open(wd / "results/figures/fig7_toy_cyber__toy_sst2.csv")))
     for category in ("forget", "conflict"):
         want = sum(int(m.sum()) for n, m in masks[category].items() if "self_attn" in n and n.endswith("weight"))
-        got = sum(int(r["selected"]) for r in sites if r["category"] == category and r["group"] == "attention")
+        got = sum(int(r["selected"]) for r in sites
+                  if r["selection"] == "clue" and r["category"] == category and r["group"] == "attention")
         assert got == want, category
     assert "<svg" in (wd / "results/figures/fig7_toy_cyber__toy_sst2.svg").read_text()[:3000]
+    assert {r["selection"] for r in sites} == {"clue", "wagle"}
+
+    # Table 3: before, Table 1's assignment; after, circuits found again on the CLUE checkpoint
+    t3 = {r["status"]: r for r in csv.DictReader(open(wd / "results/table3.csv"))}
+    for status, run in (("before", ""), ("after", "after-toy_cyber__toy_sst2/")):
+        assign = json.loads((toy / f"{run}assign/toy_cyber__toy_sst2.json").read_text())
+        for c in ("forget", "conflict"):
+            assert float(t3[status][f"{c}_neuron_pct"]) == pytest.approx(assign["percentages"][c], abs=1e-4)
+    after = json.loads((toy / "after-toy_cyber__toy_sst2/circuits/toy_cyber/noising.json").read_text())
+    before = json.loads((toy / "circuits/toy_cyber/noising.json").read_text())
+    assert after["edges"] != before["edges"]   # another model: other gate scores
+
+    # Figure 4: the circuits at sparsity 0.6 and CLUE from their masks
+    fig4 = list(csv.DictReader(open(wd / "results/figures/fig4_toy_cyber__toy_sst2.csv")))
+    circuit = json.loads((toy / "sparsity0.6/circuits/toy_cyber/denoising.json").read_text())
+    assert circuit["target_sparsity"] == 0.6
+    row = next(r for r in fig4 if r["task"] == "toy_cyber" and r["mode"] == "denoising")
+    assert float(row["kl"]) == pytest.approx(circuit["faithfulness"]["kl_circuit"], abs=1e-4)
+    sweep = json.loads((toy / "sparsity0.6/eval/toy_cyber__toy_sst2/clue.json").read_text())
+    origin = json.loads((toy / "eval/toy_cyber__toy_sst2/origin.json").read_text())
+    assert float(next(r for r in fig4 if r["kind"] == "clue")["dFE"]) == pytest.approx(sweep["FE"] - origin["FE"], abs=1e-4)
+    run = json.loads((toy / "sparsity0.6/unlearned/toy_cyber__toy_sst2/clue/clue_unlearn.json").read_text())
+    assert run["masks"] == "results/toy/sparsity0.6/masks/toy_cyber__toy_sst2/clue.safetensors"
+
+    # Figure 6: WAGLE at two forget ratios modifies more at the larger one; CLUE at its sweep's fraction
+    fig6 = list(csv.DictReader(open(wd / "results/figures/fig6_toy_cyber__toy_sst2.csv")))
+    wagle = {float(r["requested_ratio"]): float(r["unlearned_fraction"]) for r in fig6 if r["method"] == "wagle"}
+    assert sorted(wagle) == [0.3, 0.6] and wagle[0.3] < wagle[0.6]
+    assert [float(r["unlearned_fraction"]) for r in fig6 if r["method"] == "clue"] == [
+        pytest.approx(sweep["unlearned_param_pct"] / 100, abs=1e-4)]
 
 
 @pytest.mark.slow

@@ -21,6 +21,8 @@ STAGES = {
     "evaluate": ("clue.evaluate", "lm-eval simple_evaluate on a checkpoint: FE, RU, GU"),
     "table1": ("clue.report", "collect eval JSONs into results/table1.csv and table1.md"),
     "table2": ("clue.table2", "Table 2: CLUE's ablations on one pair, as changes from CLUE's row"),
+    "table3": ("clue.table3", "Table 3: forget and conflict neurons before and after unlearning"),
+    "sweep-figure": ("clue.sweeps", "Figures 4 and 6: the circuit-sparsity and forget-ratio sweeps on one pair"),
     "fig7": ("clue.neuron_sites", "Figure 7: the share of attention and MLP weights each localization selects"),
     "audit": ("clue.audit", "knowledge recovery (KRS) and relearning audit of unlearned checkpoints"),
     "audit-table": ("clue.audit_report", "collect audit JSONs into results/audit.csv and KRS figures"),

@@ -94,23 +94,38 @@ def check_config(config):
 ABLATION_LABELS = {"no_forget_mask": "-M_f", "full_conflict_mask": "-M_c", "conflict_first": "M_c to M_f"}
 
 
-def variant_overrides(method):
-    """A method name of the workflow as (the `clue unlearn --method`, unlearn params it overrides):
-    ``clue-<ablation>`` and ``clue-<loss>+<loss>`` are Table 2's CLUE variants (their own
-    checkpoints beside Table 1's); every other name is itself with no override. ClueError names
-    the known ablations and losses."""
+def method_variant(method):
+    """A method name of the workflow as (the method it runs, the unlearn params it overrides, the
+    name of the mask file it trains inside). ``clue-<ablation>`` and ``clue-<loss>+<loss>`` are
+    Table 2's CLUE variants (CLUE's masks); ``<localizer>-r<ratio>`` is a localizer at another
+    forget ratio (Figure 6; its own mask file); every other name is itself. ClueError names the
+    known variants."""
+    from clue.localizers import LOCALIZERS
     from clue.losses import FORGET_LOSSES
 
     base, sep, variant = method.partition("-")
     if not sep:
-        return method, {}
+        return method, {}, method
     if base == "clue" and variant in ABLATION_LABELS:
-        return "clue", {"ablation": variant}
+        return "clue", {"ablation": variant}, "clue"
     losses = variant.split("+")
     if base == "clue" and len(losses) == 2 and all(x in FORGET_LOSSES for x in losses):
-        return "clue", {"stage_losses": losses}
-    raise ClueError(f"unknown CLUE variant {variant!r} of {method!r}; known: {', '.join(ABLATION_LABELS)}, "
-                    f"or two forget losses joined by + (known losses: {', '.join(FORGET_LOSSES)})")
+        return "clue", {"stage_losses": losses}, "clue"
+    if base in LOCALIZERS and variant.startswith("r"):
+        try:
+            ratio = float(variant[1:])
+        except ValueError:
+            ratio = None
+        if ratio is not None and 0 < ratio <= 1:
+            return base, {}, method
+    raise ClueError(f"unknown method variant {method!r}; known: clue-<ablation> ({', '.join(ABLATION_LABELS)}), "
+                    f"clue-<loss>+<loss> (losses: {', '.join(FORGET_LOSSES)}), <localizer>-r<ratio in (0, 1]> "
+                    f"(localizers: {', '.join(LOCALIZERS)})")
+
+
+def variant_overrides(method):
+    """(the method it runs, the unlearn params it overrides) of :func:`method_variant`."""
+    return method_variant(method)[:2]
 
 
 def run_seeds(config):
@@ -138,6 +153,12 @@ def check_paper(config):
         if task is not None and task not in config["tasks"][role]:
             raise ClueError(f"config key paper.{role}: {task!r} is not one of tasks.{role} "
                             f"({', '.join(config['tasks'][role])})")
+    for key, low, high in (("sparsities", "(0, 1)", 1.0), ("ratios", "(0, 1]", None)):
+        for i, v in enumerate(config["paper"][key]):
+            if not (0 < v < 1 if high else 0 < v <= 1):
+                raise ClueError(f"config key paper.{key}[{i}]: {v} is not in {low}")
+        if len(set(config["paper"][key])) != len(config["paper"][key]):
+            raise ClueError(f"config key paper.{key}: a value repeats")
     from clue.losses import FORGET_LOSSES
 
     for i, name in enumerate(config["paper"]["ablations"]):
