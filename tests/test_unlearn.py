@@ -335,14 +335,14 @@ def test_bf16_model_trains_through_fp32_master_weights():
     params = resolve_params({**FAST, "lr": 1e-5, "weight_decay": 0.0})
     data = {"text": [encode_text(tok, t) for t in FORGET_TEXTS[:4]], "ref_logp": {}}
 
-    def train(dtype):
+    def train(dtype, **over):
         model = make_model("llama", vocab_size=len(tok), hidden_size=32, heads=4, layers=2, seed=3)
         model = model.to(torch.bfloat16).to(dtype).requires_grad_(False)   # the same bf16 values
         before = model.get_parameter(name).detach().clone()
         mask = torch.ones_like(before, dtype=torch.bool)
         mask[:, :8] = False
         stage = {"name": "forget", "mask": {name: mask}, "loss": "ga", "epochs": 40, "retain": False}
-        rec = run_stage(model, stage, dict(data, text=data["text"][:1]), params, [], torch.device("cpu"),
+        rec = run_stage(model, stage, dict(data, text=data["text"][:1]), {**params, **over}, [], torch.device("cpu"),
                         tok.pad_token_id, random.Random(0), progress=False)
         return before, model.get_parameter(name).detach(), mask, rec
 
@@ -354,3 +354,43 @@ def test_bf16_model_trains_through_fp32_master_weights():
     want = (after32.to(torch.bfloat16) != before32.to(torch.bfloat16))[mask].float().mean().item()
     got = (after != before)[mask].float().mean().item()
     assert want > 0.5 and got == pytest.approx(want, abs=0.05)
+    # unlearn.master_weights: false steps the bf16 weights directly, and most steps round away
+    before, after, _, rec = train(torch.bfloat16, master_weights=False)
+    assert rec["master_weights"] == "none (the bfloat16 weights are stepped directly)"
+    assert (after != before)[mask].float().mean().item() < want / 2
+
+
+def test_stepping_one_matrix_at_a_time_is_one_adamw_step():
+    """_step_each_matrix (bf16 model, fp32 master weights) against the reference: every fp32
+    gradient at once, clip_grad_norm_, one AdamW step over all matrices; three steps, masked."""
+    from clue.unlearn import _step_each_matrix, master_weights
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"a": (8, 4), "b": (16,), "c": (4, 4)}
+    start = {n: torch.randn(s, generator=gen).to(torch.bfloat16) for n, s in shapes.items()}
+    grads = [{n: torch.randn(s, generator=gen).to(torch.bfloat16) for n, s in shapes.items()} for _ in range(3)]
+    mask = {n: torch.rand(s, generator=gen) > 0.3 for n, s in shapes.items()}
+
+    def setup():
+        trained = {n: t.clone() for n, t in start.items()}
+        master = master_weights(trained)
+        anchor = {n: q.clone() for n, q in master.items()}
+        return trained, master, anchor, torch.optim.AdamW(list(master.values()), lr=1e-2, weight_decay=0.1)
+
+    trained, master, anchor, opt = setup()
+    for g in grads:
+        for n, p in trained.items():
+            p.grad = g[n] * mask[n]
+        _step_each_matrix(trained, master, anchor, mask, opt, 0.5)
+    ref_trained, ref_master, ref_anchor, ref_opt = setup()
+    for g in grads:
+        for n in shapes:
+            ref_master[n].grad = (g[n] * mask[n]).float()
+        torch.nn.utils.clip_grad_norm_(list(ref_master.values()), 0.5)
+        ref_opt.step()
+        for n in shapes:
+            ref_master[n].copy_(torch.where(mask[n], ref_master[n], ref_anchor[n]))
+    for n in shapes:
+        assert torch.allclose(master[n], ref_master[n], rtol=0, atol=1e-6), n
+        assert torch.equal(trained[n], master[n].to(torch.bfloat16))          # the model holds the rounded master
+        assert torch.equal(trained[n][~mask[n]], start[n][~mask[n]])            # outside the mask: untouched

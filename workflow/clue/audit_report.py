@@ -143,7 +143,13 @@ def draw_global_effect(records, path):
         ax.set_xlabel("epochs of unlearning")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("BLEU vs the starting model's answers")
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if any(rec.get("global_effect") for rec in records):
+        axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    else:   # say why the panels are empty rather than draw bare axes
+        for ax in axes:
+            ax.text(0.5, 0.5, "no checkpoint recorded answers per epoch\n(unlearn.trajectory_* set to 0, or a "
+                    "checkpoint\nmade before the global effect was recorded)", ha="center", va="center",
+                    fontsize=8, transform=ax.transAxes)
     fig.suptitle(f"Global effect of unlearning {records[0]['forget']} (retain {records[0]['retain']})", fontsize=9)
     fig.tight_layout()
     io.save_figure(fig, path, Path(path).suffix.lstrip(".") or "svg")

@@ -51,6 +51,10 @@ DEFAULTS = {
     "seed": 0,
     "device": "auto",
     "dtype": "auto",
+    # fp32 master weights for a bf16/fp16 model (run_stage); False steps the low-precision weights
+    # directly: 4 bytes a parameter less (a 7B model's full fine-tuning fits 80 GB), most lr-1e-5
+    # updates rounded away
+    "master_weights": True,
     "jobs": "per_checkpoint",  # read by the workflow only: one job per checkpoint, or a pair's all in one
     # The global negative effect (Hong et al. section 4): greedy answers to this many forget test
     # questions and general-task test questions (the unrelated knowledge), before training and after
@@ -83,6 +87,8 @@ def resolve_params(params):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < (1 if key in ("batch_size", "max_forget_examples") else 0):
             raise ClueError(f"unlearn.{key} must be a non-negative integer (batch_size, max_forget_examples >= 1), "
                             f"not {p[key]!r}")
+    if not isinstance(p["master_weights"], bool):
+        raise ClueError(f"unlearn.master_weights must be true or false, not {p['master_weights']!r}")
     for key in ("lambda", "weight_decay", "max_grad_norm"):
         if not isinstance(p[key], (int, float)) or p[key] < 0:
             raise ClueError(f"unlearn.{key} must be a non-negative number, not {p[key]!r}")
@@ -180,9 +186,42 @@ def master_to_model(trained, master):
             p.copy_(master[n])
 
 
+def _step_each_matrix(trained, master, anchor, mask, opt, max_grad_norm):
+    """The AdamW step of a low-precision model with fp32 master weights, one matrix at a time, so
+    that only one matrix's fp32 gradient exists at once (a 7B full fine-tuning saves 29 GB). The
+    same update as one step over all matrices: AdamW keeps its moments and step count per
+    parameter and skips parameters without a gradient; the gradients are clipped by their global
+    norm first, as clip_grad_norm_ does (max_norm / (norm + 1e-6), at most 1)."""
+    import torch
+
+    coef = 1.0
+    if max_grad_norm > 0:
+        norm = torch.sqrt(sum(p.grad.float().pow(2).sum() for p in trained.values()))
+        coef = min(1.0, max_grad_norm / (float(norm) + 1e-6))
+    for n, p in trained.items():
+        grad = p.grad.float() if master[n] is not p else p.grad
+        master[n].grad, p.grad = grad.mul_(coef), None
+        opt.step()
+        master[n].grad = None
+        if mask is not None:
+            master[n].copy_(torch.where(mask[n], master[n], anchor[n]))
+        if master[n] is not p:
+            p.copy_(master[n])
+
+
 def describe_master(trained, master):
-    low = sorted({str(p.dtype).removeprefix("torch.") for n, p in trained.items() if master[n] is not p})
+    name = lambda p: str(p.dtype).removeprefix("torch.")  # noqa: E731
+    low = sorted({name(p) for n, p in trained.items() if master[n] is not p})
+    direct = sorted({name(p) for n, p in trained.items() if master[n] is p and p.dtype != torch_float32()})
+    if direct:
+        return f"none (the {', '.join(direct)} weights are stepped directly)"
     return f"float32 (model in {', '.join(low)})" if low else "the model's own (float32)"
+
+
+def torch_float32():
+    import torch
+
+    return torch.float32
 
 
 def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=True, after_epoch=None):
@@ -205,9 +244,10 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
         p.requires_grad_(n in trained)
     # value of every trained matrix at the start of the stage: elements outside the mask are
     # written back to it after each step (they may hold an earlier stage's update)
-    master = master_weights(trained)
+    master = master_weights(trained) if params["master_weights"] else dict(trained)
     anchor = None if mask is None else {n: q.detach().clone() for n, q in master.items()}
     opt = torch.optim.AdamW(list(master.values()), lr=params["lr"], weight_decay=params["weight_decay"])
+    stepwise = any(master[n] is not p for n, p in trained.items())
 
     examples = data[spec.data]
     ref = data["ref_logp"].get(spec.data) if spec.needs_reference else None
@@ -239,15 +279,15 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
                 if mask is not None:
                     for n, p in trained.items():
                         p.grad.mul_(mask[n])
-                grads_to_master(trained, master)
-                if params["max_grad_norm"] > 0:
-                    torch.nn.utils.clip_grad_norm_(list(master.values()), params["max_grad_norm"])
-            opt.step()
-            with torch.no_grad():
-                if mask is not None:
-                    for n in trained:
-                        master[n].copy_(torch.where(mask[n], master[n], anchor[n]))
-                master_to_model(trained, master)
+                if stepwise:
+                    _step_each_matrix(trained, master, anchor, mask, opt, params["max_grad_norm"])
+                else:   # an fp32 model: one AdamW step over every trained matrix
+                    if params["max_grad_norm"] > 0:
+                        torch.nn.utils.clip_grad_norm_(list(master.values()), params["max_grad_norm"])
+                    opt.step()
+                    if mask is not None:
+                        for n, p in trained.items():
+                            p.copy_(torch.where(mask[n], p, anchor[n]))
             log.append({"stage": stage["name"], "epoch": epoch, "step": len(log),
                         "forget_loss": forget.item(), "retain_loss": None if retain is None else retain.item(),
                         "loss": loss.item()})
