@@ -13,6 +13,8 @@ localrules:
     table1,
     tables_5_6,
     table2,
+    fig4,
+    fig6,
     fig7,
     paper,
     audit_table,

@@ -33,8 +33,8 @@ SLURM_DIR = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TARGET = "results/table1.csv"
-GPU_RULES = ["base_model", "circuit", "unlearn", "unlearn_pair", "evaluate", "evaluate_pair", "evaluate_base", "localize",
-             "localize_pair"]
+GPU_RULES = ["circuit", "circuit_task", "unlearn", "unlearn_pair", "evaluate", "evaluate_pair", "evaluate_base",
+             "localize", "localize_pair", "localize_ratio", "audit_pair"]
 # Generous per-run limits; a stuck status check gets SIGINT (snakemake then scancels its jobs).
 RUN_TIMEOUT = 420
 
@@ -98,6 +98,8 @@ def check_profile(profile):
         assert "cpus_per_task" not in res, f"{rule}: cpus_per_task would override cpus_per_gpu"
     # a default cpus_per_task takes precedence over cpus_per_gpu in the plugin
     assert "cpus_per_task" not in profile.get("default-resources", {})
+    # a pretrained base model is only recorded (or downloaded, or a GGUF converted): no GPU
+    assert "gpu" not in profile["set-resources"]["base_model"]
 
 
 def test_profile_sbatch_lines():
