@@ -7,7 +7,7 @@ envvars:
 
 
 from clue.config import (all_data_tasks, audited_methods, data_params, method_variant, model_params, model_source,
-                         paper_pair, run_seeds)
+                         paper_pair, retain_sets, run_seeds)
 from clue.localizers import LOCALIZERS
 from clue.losses import FORGET_LOSSES
 
@@ -41,7 +41,7 @@ wildcard_constraints:
     model=r"[A-Za-z0-9._-]+",
     task=r"[A-Za-z0-9_]+",
     forget=r"[A-Za-z0-9_]+",
-    retain=r"[A-Za-z0-9_]+",
+    retain=r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*",   # several tasks joined by +: one retain set (Figure 3)
     method=r"[A-Za-z0-9_]+",
     run=r"(seed-?[0-9]+/|sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?",
 
@@ -116,3 +116,8 @@ def table1_evals(wildcards=None):
 def sparsity_run(s):
     """The {run} of Figure 4's circuits at target sparsity s."""
     return f"sparsity{s:g}/"
+
+
+def retain_dirs(w):
+    """The data directories of a retain set (one task, or several joined by +)."""
+    return [data_dir(t) for t in w.retain.split("+")]

@@ -61,7 +61,7 @@ rule evaluate:
         ckpt="results/{model}/{run}unlearned/{forget}__{retain}/{method}",
         base="results/{model}/base",
         forget="results/{model}/data/{forget}",
-        retain="results/{model}/data/{retain}",
+        retain=retain_dirs,
         general=[data_dir(t) for t in config["tasks"]["general"]],
     output:
         "results/{model}/{run}eval/{forget}__{retain}/{method}.json",
@@ -97,7 +97,7 @@ if not EVAL_PER_CHECKPOINT and TRAINED:
             ckpts=expand("results/{{model}}/{{run}}unlearned/{{forget}}__{{retain}}/{method}", method=TRAINED),
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
-            retain="results/{model}/data/{retain}",
+            retain=retain_dirs,
             general=[data_dir(t) for t in config["tasks"]["general"]],
         output:
             expand("results/{{model}}/{{run}}eval/{{forget}}__{{retain}}/{method}.json", method=TRAINED),
@@ -107,6 +107,7 @@ if not EVAL_PER_CHECKPOINT and TRAINED:
             methods=TRAINED,
         wildcard_constraints:
             run=SEED_RUN,
+            retain=r"[A-Za-z0-9_]+",   # a retain set of several tasks runs CLUE alone (rule unlearn)
         log:
             "logs/{model}/evaluate_pair/{run}{forget}__{retain}.log",
         benchmark:

@@ -61,6 +61,33 @@ SPARSITIES = config["paper"]["sparsities"]
 RATIOS = config["paper"]["ratios"]
 
 
+RETAIN_SETS = retain_sets(config)
+
+
+rule fig3:
+    """Figure 3: CLUE on paper.forget with retain sets of 1 .. N tasks, each retain circuit the
+    union of the set's circuits (section 6.2)."""
+    input:
+        [f"results/{MODEL}/eval/{PAPER_FORGET}__{r}/clue.json" for r in RETAIN_SETS],
+    output:
+        csv=f"results/figures/fig3_{PAPER_FORGET}.csv",
+        figure=report(f"results/figures/fig3_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig3.rst"),
+    params:
+        pair=f"{PAPER_FORGET}__retain-sets",
+    log:
+        "logs/fig3.log",
+    benchmark:
+        "benchmarks/fig3.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "clue sweep-figure --figure fig3 --pair {params.pair} --clue-evals {input}"
+        " --csv {output.csv} --out {output.figure} > {log} 2>&1"
+
+
 rule table3:
     """Table 3: forget and conflict neurons before unlearning and after (the circuits found again
     on each pair's CLUE checkpoint, solved again)."""
@@ -155,5 +182,6 @@ rule paper:
         "results/table5.csv",
         "results/table6.csv",
         rules.fig7.output.figure if SITE_SELECTIONS else [],
+        rules.fig3.output.figure if "clue" in METHODS else [],
         rules.fig4.output.figure if "clue" in METHODS else [],
         rules.fig6.output.figure if "clue" in METHODS else [],

@@ -31,7 +31,7 @@ rule unlearn:
     input:
         base="results/{model}/base",
         forget="results/{model}/data/{forget}",
-        retain="results/{model}/data/{retain}",
+        retain=retain_dirs,
         # the general tasks' test questions: the unrelated knowledge of the global-effect record
         general=[data_dir(t) for t in config["tasks"]["general"]],
         masks=unlearn_masks,
@@ -69,7 +69,7 @@ if not PER_CHECKPOINT and TRAINED:
         input:
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
-            retain="results/{model}/data/{retain}",
+            retain=retain_dirs,
             # the general tasks' test questions: the unrelated knowledge of the global-effect record
             general=[data_dir(t) for t in config["tasks"]["general"]],
             masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method)] if m],
@@ -81,6 +81,7 @@ if not PER_CHECKPOINT and TRAINED:
             masks=lambda w: [method_masks(w.model, w.forget, w.retain, m) or "none" for m in TRAINED],
         wildcard_constraints:
             run=SEED_RUN,
+            retain=r"[A-Za-z0-9_]+",   # a retain set of several tasks runs CLUE alone (rule unlearn)
         log:
             "logs/{model}/unlearn_pair/{run}{forget}__{retain}.log",
         benchmark:
@@ -112,7 +113,7 @@ if config["localize"]["jobs"] == "per_localizer":
         input:
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
-            retain="results/{model}/data/{retain}",
+            retain=retain_dirs,
         output:
             "results/{model}/masks/{forget}__{retain}/{localizer}.safetensors",
         params:
@@ -142,12 +143,14 @@ elif LOCALIZERS_RUN:
         input:
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
-            retain="results/{model}/data/{retain}",
+            retain=retain_dirs,
         output:
             expand("results/{{model}}/masks/{{forget}}__{{retain}}/{localizer}.safetensors", localizer=LOCALIZERS_RUN),
         params:
             section=section("localize"),
             localizers=LOCALIZERS_RUN,
+        wildcard_constraints:
+            retain=r"[A-Za-z0-9_]+",
         log:
             "logs/{model}/localize_pair/{forget}__{retain}.log",
         benchmark:
@@ -170,7 +173,7 @@ rule localize_ratio:
     input:
         base="results/{model}/base",
         forget="results/{model}/data/{forget}",
-        retain="results/{model}/data/{retain}",
+        retain=retain_dirs,
     output:
         "results/{model}/masks/{forget}__{retain}/{localizer}-r{ratio}.safetensors",
     params:

@@ -327,3 +327,7 @@ def test_pair_metrics_by_hand():
     assert pair_metrics(acc, {"h": 0.9}, "a", "b", ["g", "h"]) == dict(
         FE=0.75, RU=0.75, GU=0.75, RU_prob=None, GU_prob=0.9)
     assert pair_metrics(acc, {"b": 0.6}, "a", "b", []) == dict(FE=0.75, RU=0.75, GU=None, RU_prob=0.6, GU_prob=None)
+    # a retain set of several tasks (Figure 3): RU and RU_prob are the means over its tasks
+    assert pair_metrics(acc, {"b": 0.6, "g": 0.4}, "a", "b+g", ["h"]) == dict(
+        FE=0.75, RU=pytest.approx(0.625), GU=1.0, RU_prob=pytest.approx(0.5), GU_prob=None)
+    assert pair_metrics(acc, {"b": 0.6}, "a", "b+g", [])["RU_prob"] is None   # g has no probability

@@ -452,3 +452,37 @@ def test_params_are_checked(tmp_path):
     phi, split, res = run_pipeline(tmp_path, fg, fg, {"adder_forget": "AND"})
     assert "forget: out@forget <-> AND(a0.h0)" in [t for _, _, _, t in phi.notes]
     assert res["neurons"][A]["category"] == "conflict"
+
+
+def test_union_of_retain_gate_graphs(tmp_path):
+    """A retain set of several tasks (section 6.2): the union's noising circuit holds every edge of
+    either noising circuit (AND or ADDER there), its denoising circuit likewise (OR or ADDER), and
+    the edges are typed from the two as for one task. By hand: A -> out is AND in one task and OR in
+    the other, so ADDER in the union; B -> out stays OR; C -> A stays AND."""
+    from clue.logic.gates import union_gate_graphs
+
+    neurons = [A, B, C]
+    one = gates([(A, "out", "AND"), (B, "out", "OR")], neurons, task="r1")
+    two = gates([(A, "out", "OR"), (C, A, "AND")], neurons, task="r2")
+    union = union_gate_graphs([one, two], "r1+r2")
+    assert {(e["src"], e["dst"]): e["type"] for e in union["edges"]} == {
+        (A, "out"): "ADDER", (B, "out"): "OR", (C, A): "AND"}
+    assert union["union_of"] == ["r1", "r2"] and union["task"] == "r1+r2"
+    # through the CLI, and the union as the retain circuit of a pair: A, which only the forget
+    # circuit and the second retain task use, is a forget neuron against r1 and a conflict neuron
+    # against r1+r2
+    out = tmp_path / "u.json"
+    assert clue(["gates", "--union", write(tmp_path, "1.json", one), write(tmp_path, "2.json", two),
+                 "--task", "r1+r2", "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == union
+    forget = gates([(A, "out", "AND")], neurons, task="f")
+    alone = run_pipeline(tmp_path / "alone", forget, gates([(B, "out", "AND")], neurons, task="r1"))[2]
+    both = run_pipeline(tmp_path / "both", forget, union)[2]
+    assert alone["neurons"][A]["category"] == "forget" and both["neurons"][A]["category"] == "conflict"
+    with pytest.raises(ClueError, match="list different neurons"):
+        union_gate_graphs([one, gates([], [A, B], task="r3")], "x")
+
+
+def test_gates_cli_needs_circuits_or_a_union(tmp_path, capsys):
+    assert clue(["gates", "--task", "t", "--out", str(tmp_path / "g.json")]) == 2
+    assert "give --noising and --denoising (one task's circuits) or --union" in capsys.readouterr().err

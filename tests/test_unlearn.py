@@ -377,11 +377,11 @@ def test_stepping_one_matrix_at_a_time_is_one_adamw_step():
         anchor = {n: q.clone() for n, q in master.items()}
         return trained, master, anchor, torch.optim.AdamW(list(master.values()), lr=1e-2, weight_decay=0.1)
 
-    trained, master, anchor, opt = setup()
+    trained, master, _, opt = setup()
     for g in grads:
         for n, p in trained.items():
             p.grad = g[n] * mask[n]
-        _step_each_matrix(trained, master, anchor, mask, opt, 0.5)
+        _step_each_matrix(trained, master, mask, opt, 0.5)
     ref_trained, ref_master, ref_anchor, ref_opt = setup()
     for g in grads:
         for n in shapes:
@@ -394,3 +394,21 @@ def test_stepping_one_matrix_at_a_time_is_one_adamw_step():
         assert torch.allclose(master[n], ref_master[n], rtol=0, atol=1e-6), n
         assert torch.equal(trained[n], master[n].to(torch.bfloat16))          # the model holds the rounded master
         assert torch.equal(trained[n][~mask[n]], start[n][~mask[n]])            # outside the mask: untouched
+
+
+def test_several_retain_sets_share_the_retain_loss(world, tmp_path):
+    """A retain set of several tasks (Figure 3): the retain batches draw from every set's texts;
+    with a second retain set whose texts differ, the checkpoint differs from the one-set run."""
+    from clue.io import write_jsonl
+
+    other = tmp_path / "retain2"
+    write_jsonl(other / "train.jsonl", [{"prompt": "", "answer": "", "text": t} for t in
+                                        ["the worm was fun", "a bad virus", "the kernel was good"]])
+    params = {**FAST, "stage_losses": ["po", "po"]}
+    one = unlearn(world / "llama", world / "forget", world / "retain", "clue", tmp_path / "one", params,
+                  masks_path=world / "llama" / "masks.safetensors", progress=False)
+    two = unlearn(world / "llama", world / "forget", [world / "retain", other], "clue", tmp_path / "two", params,
+                  masks_path=world / "llama" / "masks.safetensors", progress=False)
+    assert two["retain_dir"] == [str(world / "retain"), str(other)] and one["retain_dir"] == str(world / "retain")
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("one", "two"))
+    assert any(not torch.equal(a[n], b[n]) for n in a)

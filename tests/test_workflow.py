@@ -421,6 +421,26 @@ def test_paper_configs_dry_run(configfile, pairs):
         assert setting in circuit
 
 
+def test_paper_target_plan_on_the_default_config():
+    """`paper` on config.yaml: Figure 3's retain sets of 2-4 tasks get a union gate graph each and run
+    CLUE alone (no pair rule trains the other methods on them); the size-1 sets are Table 1's pairs."""
+    from clue.config import retain_sets
+    import yaml
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    sets = retain_sets(config)
+    assert [len(s.split("+")) for s in sets] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+    assert sets[-1] == "toy_winogrande+toy_sst2+toy_rte+toy_bool" and retain_sets(config) == sets
+    jobs = planned_jobs(snakemake(ROOT, "-n", "paper"))
+    multi = sum(len(s.split("+")) > 1 for s in sets)
+    assert jobs["gates_union"] == multi and jobs["unlearn_pair"] == jobs["evaluate_pair"] == 8
+    # 9 ablations, 4 sparsity runs, 4 localizers x 5 ratios, and CLUE on each new retain set
+    assert jobs["unlearn"] == jobs["evaluate"] == 9 + 4 + 20 + multi
+    assert jobs["circuit_task"] == 6 + 2 * 8 + 2 * 4     # Table 1, Table 3's after-runs, Figure 4
+
+
 def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):
     """unlearn.jobs / evaluate.jobs / localize.jobs: the default config (8 pairs, 8 trained methods,
     4 of them localizers) plans one job per pair, or one per checkpoint / localizer."""

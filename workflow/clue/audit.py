@@ -278,7 +278,7 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
     test_files = local_test_files([task], Path(forget_dir).parent)
     rng = random.Random(params["seed"])
     torch.manual_seed(params["seed"])
-    from clue.unlearn import grads_to_master, master_to_model, master_weights
+    from clue.unlearn import _step_each_matrix, master_weights
 
     trained = dict(model.named_parameters())
     for q in trained.values():
@@ -297,10 +297,8 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
             loss = mean_nll(model, to_device(collate([encoded[i] for i in idx], pad), model.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            grads_to_master(trained, master)
-            opt.step()
-            with torch.no_grad():
-                master_to_model(trained, master)
+            with torch.no_grad():   # one matrix at a time, as unlearning steps (no clipping)
+                _step_each_matrix(trained, master, None, opt, 0)
             done += 1
         with torch.no_grad():
             acc, _, _ = run_lm_eval(model, tokenizer, [task], test_files, eval_params)

@@ -138,6 +138,23 @@ def paper_pair(config):
     return p["forget"] or t["forget"][0], p["retain"] or t["retain"][0]
 
 
+def retain_sets(config):
+    """Figure 3's retain sets: for n = 1 .. len(tasks.retain), paper.retain_samples sets of n tasks
+    (all of them when there are fewer), drawn with a fixed seed, each in the config's task order
+    and joined by + (the {retain} wildcard of a retain set)."""
+    import itertools
+    import random
+
+    tasks = config["tasks"]["retain"]
+    rng = random.Random(0)
+    out = []
+    for n in range(1, len(tasks) + 1):
+        combos = list(itertools.combinations(tasks, n))
+        k = config["paper"]["retain_samples"]
+        out += ["+".join(c) for c in (combos if len(combos) <= k else sorted(rng.sample(combos, k), key=combos.index))]
+    return out
+
+
 def check_paper(config):
     seeds = config["seeds"]
     if seeds is not None:

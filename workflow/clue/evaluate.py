@@ -268,13 +268,15 @@ def forget_efficacy(model, tokenizer, data_dir, params):
 def pair_metrics(accuracy, prob, forget, retain, general):
     """FE, RU, GU from per-task accuracy and RU_prob, GU_prob from per-task probability of the
     correct choice (DESIGN.md section 8). GU_prob averages the general tasks that have one."""
-    missing = [t for t in [forget, retain, *general] if t not in accuracy]
+    retained = retain.split("+")   # a retain set of several tasks (Figure 3): RU is their mean
+    missing = [t for t in [forget, *retained, *general] if t not in accuracy]
     if missing:
         raise ClueError(f"no accuracy for task(s) {', '.join(missing)}")
     general_prob = [prob[g] for g in general if g in prob]
-    return dict(FE=1.0 - accuracy[forget], RU=accuracy[retain],
+    retain_prob = [prob[t] for t in retained if t in prob]
+    return dict(FE=1.0 - accuracy[forget], RU=sum(accuracy[t] for t in retained) / len(retained),
                 GU=sum(accuracy[g] for g in general) / len(general) if general else None,
-                RU_prob=prob.get(retain),
+                RU_prob=sum(retain_prob) / len(retain_prob) if len(retain_prob) == len(retained) else None,
                 GU_prob=sum(general_prob) / len(general_prob) if general_prob else None)
 
 
@@ -287,7 +289,7 @@ def add_arguments(p):
     p.add_argument("--forget-sets", nargs="*", default=[], help="with --tasks: forget sets whose MIA and "
                    "Rouge-L are measured too")
     p.add_argument("--forget", help="forget task of the pair")
-    p.add_argument("--retain", help="retain task of the pair")
+    p.add_argument("--retain", help="retain task of the pair (several joined by +: RU is their mean)")
     p.add_argument("--general", nargs="*", default=[], help="general tasks (GU averages them)")
     p.add_argument("--data-root", required=True, help="results/{model}/data")
     p.add_argument("--method", nargs="+", default=["origin"], help="the Table 1 row of each checkpoint")
@@ -298,7 +300,7 @@ def add_arguments(p):
 
 def evaluate_one(args, params, checkpoint, method, out):
     pair = args.forget is not None
-    tasks = [args.forget, args.retain, *args.general] if pair else list(args.tasks)
+    tasks = [args.forget, *args.retain.split("+"), *args.general] if pair else list(args.tasks)
     forget_sets = [args.forget] if pair else list(args.forget_sets)
     if args.from_eval:
         source = io.read_json(args.from_eval)

@@ -1,4 +1,5 @@
-"""Stages `fig4` and `fig6`: the paper's sweeps on one forget x retain pair.
+"""Stages `fig3`, `fig4` and `fig6`: the paper's sweeps. Figure 3: CLUE on one forget set with
+retain sets of 1 .. N tasks, the retain circuit the union of the set's circuits (section 6.2).
 
 Figure 4: the pair's circuits found again at several target sparsities, each circuit's KL
 divergence from the model on its held-out pairs, and the change in forget efficacy (and retain
@@ -101,10 +102,40 @@ def fig6(df, title, path):
     plt.close(fig)
 
 
+def retain_set_rows(clue_evals):
+    """One row per retain set: its size and CLUE's FE, RU (the mean over its tasks) and GU."""
+    rows = []
+    for path in clue_evals:
+        rec = io.read_json(path)
+        if rec.get("method") != "clue":
+            raise ClueError(f"{path}: expected CLUE's eval JSON, found method {rec.get('method')!r}")
+        rows.append({"retain_set": rec["retain"], "n_tasks": len(rec["retain"].split("+")), "FE": rec["FE"],
+                     "RU": rec["RU"], "GU": rec["GU"], "unlearned_param_pct": rec["unlearned_param_pct"]})
+    return rows
+
+
+def fig3(df, title, path):
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharex=True)
+    means = df.groupby("n_tasks")[["FE", "RU", "GU"]].mean()
+    for ax, metric, name in zip(axes, ("FE", "RU", "GU"), ("forget efficacy", "retain utility (mean over the set)",
+                                                          "general utility")):
+        ax.plot(df.n_tasks, df[metric], "o", color="tab:blue", alpha=0.4, label="one retain set")
+        ax.plot(means.index, means[metric], "-", color="tab:blue", linewidth=2, label="mean over the sets")
+        ax.set_xlabel("tasks in the retain set")
+        ax.set_ylabel(name)
+        ax.set_xticks(sorted(df.n_tasks.unique()))
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    io.save_figure(fig, path)
+    plt.close(fig)
+
+
 def add_arguments(p):
-    p.add_argument("--figure", required=True, choices=["fig4", "fig6"])
+    p.add_argument("--figure", required=True, choices=["fig3", "fig4", "fig6"])
     p.add_argument("--pair", required=True, help="forget__retain")
-    p.add_argument("--sparsities", nargs="+", type=float, required=True,
+    p.add_argument("--sparsities", nargs="+", type=float, default=[],
                    help="fig4: the target sparsities; fig6: the sparsity of each --clue-evals run (0: Table 1's)")
     p.add_argument("--circuits", nargs="*", default=[], help="fig4: circuit JSONs, the same number per sparsity")
     p.add_argument("--clue-evals", nargs="+", required=True, help="CLUE's eval JSON of each sparsity run")
@@ -120,6 +151,13 @@ def main(args):
     import pandas as pd
 
     forget, _, retain = args.pair.partition("__")
+    if args.figure == "fig3":
+        df = pd.DataFrame(retain_set_rows(args.clue_evals))
+        fig3(df, f"CLUE with retain sets of several tasks: forget {forget}", args.out)
+        with io.atomic_path(args.csv) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.4f")
+        print(f"{len(df)} rows -> {args.csv}, {args.out}")
+        return
     if len(args.clue_evals) != len(args.sparsities):
         raise ClueError(f"give one --clue-evals per --sparsities ({len(args.clue_evals)} vs {len(args.sparsities)})")
     if args.figure == "fig4":

@@ -168,30 +168,19 @@ def master_weights(trained):
     """The tensors AdamW steps, {name: tensor}. A bf16/fp16 model at lr 1e-5 would round most
     updates away (bf16 keeps 8 mantissa bits: a step below half an ulp of the weight is lost), so
     each trained low-precision matrix gets an fp32 master copy and the model the rounded result
-    (:func:`master_to_model`); an fp32 parameter is its own master."""
+    (:func:`_step_each_matrix`); an fp32 parameter is its own master."""
     import torch
 
     return {n: p if p.dtype == torch.float32 else p.detach().float() for n, p in trained.items()}
 
 
-def grads_to_master(trained, master):
-    for n, p in trained.items():
-        if master[n] is not p:
-            master[n].grad, p.grad = p.grad.float(), None
-
-
-def master_to_model(trained, master):
-    for n, p in trained.items():
-        if master[n] is not p:
-            p.copy_(master[n])
-
-
-def _step_each_matrix(trained, master, anchor, mask, opt, max_grad_norm):
+def _step_each_matrix(trained, master, mask, opt, max_grad_norm):
     """The AdamW step of a low-precision model with fp32 master weights, one matrix at a time, so
     that only one matrix's fp32 gradient exists at once (a 7B full fine-tuning saves 29 GB). The
     same update as one step over all matrices: AdamW keeps its moments and step count per
     parameter and skips parameters without a gradient; the gradients are clipped by their global
-    norm first, as clip_grad_norm_ does (max_norm / (norm + 1e-6), at most 1)."""
+    norm first, as clip_grad_norm_ does (max_norm / (norm + 1e-6), at most 1). Outside the mask the
+    master gets back the model's weight, which holds the stage-start value there."""
     import torch
 
     coef = 1.0
@@ -204,7 +193,7 @@ def _step_each_matrix(trained, master, anchor, mask, opt, max_grad_norm):
         opt.step()
         master[n].grad = None
         if mask is not None:
-            master[n].copy_(torch.where(mask[n], master[n], anchor[n]))
+            master[n].copy_(torch.where(mask[n], master[n], p.float()))
         if master[n] is not p:
             p.copy_(master[n])
 
@@ -242,12 +231,13 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
         mask = {n: mask[n].to(device) for n in trained}
     for n, p in params_by_name.items():
         p.requires_grad_(n in trained)
-    # value of every trained matrix at the start of the stage: elements outside the mask are
-    # written back to it after each step (they may hold an earlier stage's update)
     master = master_weights(trained) if params["master_weights"] else dict(trained)
-    anchor = None if mask is None else {n: q.detach().clone() for n, q in master.items()}
-    opt = torch.optim.AdamW(list(master.values()), lr=params["lr"], weight_decay=params["weight_decay"])
     stepwise = any(master[n] is not p for n, p in trained.items())
+    # value of every trained matrix at the start of the stage, written back outside the mask after
+    # each step (an element may hold an earlier stage's update). With master weights the model's
+    # own low-precision weights hold it: outside the mask they are never changed.
+    anchor = None if mask is None or stepwise else {n: q.detach().clone() for n, q in master.items()}
+    opt = torch.optim.AdamW(list(master.values()), lr=params["lr"], weight_decay=params["weight_decay"])
 
     examples = data[spec.data]
     ref = data["ref_logp"].get(spec.data) if spec.needs_reference else None
@@ -280,7 +270,7 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
                     for n, p in trained.items():
                         p.grad.mul_(mask[n])
                 if stepwise:
-                    _step_each_matrix(trained, master, anchor, mask, opt, params["max_grad_norm"])
+                    _step_each_matrix(trained, master, mask, opt, params["max_grad_norm"])
                 else:   # an fp32 model: one AdamW step over every trained matrix
                     if params["max_grad_norm"] > 0:
                         torch.nn.utils.clip_grad_norm_(list(master.values()), params["max_grad_norm"])
@@ -402,7 +392,8 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
     check_model_type(model)
     from clue.data import check_context
 
-    for task_dir in (forget_dir, retain_dir):
+    retain_dirs = [retain_dir] if isinstance(retain_dir, (str, Path)) else list(retain_dir)
+    for task_dir in (forget_dir, *retain_dirs):
         check_context(tokenizer, model.config.max_position_embeddings, task_dir,
                       Path(task_dir).name, base_dir)
     model.to(device).eval()  # eval: no dropout, so steps and NPO's cached reference agree
@@ -420,7 +411,7 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
     active = [st for st in stages if st["mask"] is None or any(bool(m.any()) for m in st["mask"].values())]
     # `jobs` only tells the workflow how to batch processes: the same checkpoint either way
     record = {"method": method, "config": {k: v for k, v in p.items() if k != "jobs"}, "base_dir": str(base_dir), "forget_dir": str(forget_dir),
-              "retain_dir": str(retain_dir), "masks": None if masks_path is None else str(masks_path),
+              "retain_dir": str(retain_dir) if len(retain_dirs) == 1 else [str(d) for d in retain_dirs], "masks": None if masks_path is None else str(masks_path),
               "stages": [], "skipped_stages": [st["name"] for st in stages if st not in active],
               "losses": [], "unchanged": not active}
     for name in record["skipped_stages"]:
@@ -429,9 +420,13 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
     if active:
         kinds = {get_forget_loss(st["loss"]).data for st in active}
         data = _load_forget_data(forget_dir, tokenizer, kinds, p["max_forget_examples"], rng)
-        retain_recs = read_jsonl(Path(retain_dir) / "train.jsonl", required=["text"])
-        if not retain_recs:
-            raise ClueError(f"{Path(retain_dir) / 'train.jsonl'}: no records")
+        # several retain sets (Figure 3): the retain loss draws from all their training texts
+        retain_recs = []
+        for d in retain_dirs:
+            recs = read_jsonl(Path(d) / "train.jsonl", required=["text"])
+            if not recs:
+                raise ClueError(f"{Path(d) / 'train.jsonl'}: no records")
+            retain_recs += recs
         data["retain"] = _Cycle([encode_text(tokenizer, r["text"]) for r in retain_recs], p["batch_size"],
                                 random.Random(p["seed"] + 1), pad_id)
         data["ref_logp"] = {}
@@ -471,7 +466,8 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
 def add_arguments(parser):
     parser.add_argument("--base-dir", required=True, help="base checkpoint directory (save_pretrained + tokenizer)")
     parser.add_argument("--forget-dir", required=True, help="forget task data dir (train.jsonl, refusal.jsonl)")
-    parser.add_argument("--retain-dir", required=True, help="retain task data dir (train.jsonl)")
+    parser.add_argument("--retain-dir", required=True, nargs="+",
+                        help="retain task data dir (train.jsonl); several: the retain loss draws from all")
     parser.add_argument("--unrelated-dirs", nargs="*", default=[],
                         help="data dirs whose test questions are the unrelated knowledge of the global-effect record")
     parser.add_argument("--method", required=True, nargs="+", choices=methods(),
@@ -494,7 +490,8 @@ def main(args):
     # one process for several checkpoints (unlearn.jobs: per_pair): on a CPU with a toy model,
     # importing torch and transformers takes about as long as a masked fine-tuning
     for method, mask, out in zip(args.method, masks, args.out):
-        rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, method, out, params,
+        retain = args.retain_dir[0] if len(args.retain_dir) == 1 else args.retain_dir
+        rec = unlearn(args.base_dir, args.forget_dir, retain, method, out, params,
                       unrelated_dirs=args.unrelated_dirs,
                       masks_path=None if mask == "none" else mask, progress=not args.no_progress)
         last = rec["losses"][-1]["loss"] if rec["losses"] else None
