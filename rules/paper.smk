@@ -177,7 +177,7 @@ rule paper:
     input:
         "results/table1.csv",
         "results/table1.md",
-        "results/table2.csv",
+        "results/table2.csv" if "clue" in METHODS else [],
         "results/table3.csv" if "clue" in METHODS else [],
         "results/table5.csv",
         "results/table6.csv",
