@@ -69,11 +69,14 @@ def unlearn_section(run, method=None):
 
 
 def circuit_section(run):
-    """The circuit section of a run: a sparsity run overrides the target (for every task) and
-    reports faithfulness instead of enforcing a floor (Figure 4 measures it)."""
+    """The circuit section of a run: a sparsity run overrides the target (for every task); it and
+    an after-run report faithfulness instead of enforcing a floor (Figure 4 measures it, and an
+    unlearned model may no longer tell a forget set's clean input from its corruption at all)."""
     c = dict(config["circuit"])
     if run.startswith("sparsity"):
-        c.update(target_sparsity=float(run[len("sparsity"):-1]), target_sparsity_per_task={}, min_faithfulness=0.0)
+        c.update(target_sparsity=float(run[len("sparsity"):-1]), target_sparsity_per_task={})
+    if run:
+        c.update(min_faithfulness=0.0)
     return json.dumps(c, sort_keys=True)
 
 

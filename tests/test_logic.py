@@ -476,6 +476,8 @@ def test_union_of_retain_gate_graphs(tmp_path):
                  "--task", "r1+r2", "--out", str(out)]) == 0
     assert json.loads(out.read_text()) == union
     forget = gates([(A, "out", "AND")], neurons, task="f")
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "both").mkdir()
     alone = run_pipeline(tmp_path / "alone", forget, gates([(B, "out", "AND")], neurons, task="r1"))[2]
     both = run_pipeline(tmp_path / "both", forget, union)[2]
     assert alone["neurons"][A]["category"] == "forget" and both["neurons"][A]["category"] == "conflict"
