@@ -104,7 +104,7 @@ def test_end_to_end_tiny_config(tiny_run):
 def test_audit_of_the_tiny_run(tiny_run):
     rows = list(csv.DictReader(open(tiny_run / "results/audit.csv")))
     clue = [r for r in rows if r["method"] == "clue"]
-    # 2 layers, config.yaml's window of 1: two windows, four restorations and three isolated ones
+    # 2 layers, test-clue.yaml's window of 1: two windows, four restorations and three isolated ones
     krs = {(r["analysis"], r["kind"]) for r in clue if r["analysis"].startswith("krs")}
     assert krs == {("krs", k) for k in ("m", "W_V", "A", "m+A")} | {("krs_isolated", k) for k in ("m", "W_V", "A")}
     assert {(r["first_layer"], r["last_layer"]) for r in clue if r["analysis"] == "krs"} == {("0", "0"), ("1", "1")}
@@ -139,7 +139,7 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     shutil.copytree(tiny_run, wd, symlinks=True)
     overlay = wd / "paper-test.yaml"
     overlay.write_text("seeds: [0, 1]\nmethods: [origin, wagle, clue]\npaper:\n  ablations: [no_forget_mask, ga+po]\n"
-                       "  sparsities: [0.6]\n  ratios: [0.3, 0.6]\n")
+                       "  sparsities: [0.6]\n  ratios: [0.3]\n")
     toy = wd / "results/toy"
     ckpt = toy / "unlearned/toy_cyber__toy_sst2/clue/model.safetensors"
     before = ckpt.stat().st_mtime_ns
@@ -217,10 +217,13 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     run = json.loads((toy / "sparsity0.6/unlearned/toy_cyber__toy_sst2/clue/clue_unlearn.json").read_text())
     assert run["masks"] == "results/toy/sparsity0.6/masks/toy_cyber__toy_sst2/clue.safetensors"
 
-    # Figure 6: WAGLE at two forget ratios modifies more at the larger one; CLUE at its sweep's fraction
+    # Figure 6: WAGLE at forget ratio 0.3 modifies less than Table 1's WAGLE (its default 0.9), and
+    # its own mask file holds the ratio; CLUE at its sweep's fraction
     fig6 = list(csv.DictReader(open(wd / "results/figures/fig6_toy_cyber__toy_sst2.csv")))
     wagle = {float(r["requested_ratio"]): float(r["unlearned_fraction"]) for r in fig6 if r["method"] == "wagle"}
-    assert sorted(wagle) == [0.3, 0.6] and wagle[0.3] < wagle[0.6]
+    table1 = json.loads((toy / "eval/toy_cyber__toy_sst2/wagle.json").read_text())
+    assert list(wagle) == [0.3] and wagle[0.3] < table1["unlearned_param_pct"] / 100
+    assert (toy / "masks/toy_cyber__toy_sst2/wagle-r0.3.safetensors").exists()
     assert [float(r["unlearned_fraction"]) for r in fig6 if r["method"] == "clue"] == [
         pytest.approx(sweep["unlearned_param_pct"] / 100, abs=1e-4)]
 
@@ -405,9 +408,14 @@ def test_paper_configs_dry_run(configfile, pairs):
     out = snakemake(ROOT, "-n", "-p", "paper", "--configfile", configfile)
     jobs = planned_jobs(out)
     assert jobs["table1"] == jobs["table2"] == jobs["tables_5_6"] == jobs["fig7"] == jobs["paper"] == 1
-    assert jobs["evaluate_origin"] == pairs and jobs["masks"] == pairs and jobs["localize"] == 4 * pairs
-    # eight trained methods per pair, and Table 2's nine CLUE ablations on one pair
-    assert jobs["unlearn"] == jobs["evaluate"] == 8 * pairs + 9
+    assert jobs["table3"] == jobs["fig3"] == jobs["fig4"] == jobs["fig6"] == 1
+    # four retain tasks: Figure 3's sets of 2, 3 and 4 tasks (3 + 3 + 1); Figure 4's 4 sparsities
+    sets, sparsities = 7, 4
+    assert jobs["evaluate_origin"] == pairs and jobs["localize"] == 4 * pairs and jobs["localize_ratio"] == 4 * 5
+    assert jobs["masks"] == pairs + sparsities + sets and jobs["gates_union"] == sets
+    # eight trained methods per pair; Table 2's nine CLUE ablations, the sparsity runs, the four
+    # localizers at five ratios and CLUE on each retain set, on the paper pair
+    assert jobs["unlearn"] == jobs["evaluate"] == 8 * pairs + 9 + sparsities + 20 + sets
     unlearn = next(line for line in out.stdout.splitlines() if " clue unlearn " in line)
     for setting in ('"lr": 1e-05', '"epochs_forget": 1', '"epochs_conflict": 5', '"lambda": 1.0',
                     '"dtype": "bfloat16"'):
@@ -415,7 +423,8 @@ def test_paper_configs_dry_run(configfile, pairs):
     plain = [line for line in out.stdout.splitlines() if " clue unlearn " in line and "--method clue " in line
              and "/clue --no-progress" in line]
     assert plain and all('"stage_losses": ["po", "po"]' in line and '"ablation": "none"' in line for line in plain)
-    circuit = next(line for line in out.stdout.splitlines() if " clue circuit " in line)
+    circuit = next(line for line in out.stdout.splitlines()
+                   if " clue circuit " in line and "/sparsity" not in line and "/after-" not in line)
     for setting in ('"steps": 3000', '"lr": 0.8', '"lagrangian_lr": 0.8', '"max_pairs": 100',
                     '"target_sparsity": 0.9', '"target_sparsity_per_task": {}'):
         assert setting in circuit
