@@ -109,7 +109,7 @@ def unlearn_loss(method):
     return "clue" if method == "clue" else (method if method in FULL_FINETUNE else "po")
 
 
-def table1_evals(wildcards=None):
+def table1_evals():
     """Every eval JSON of Table 1: each pair's Origin row once, each trained method per repeat."""
     return [f"results/{MODEL}/{repeat}eval/{f}__{r}/{m}.json"
             for f in FORGET for r in RETAIN for m in METHODS

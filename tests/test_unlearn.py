@@ -361,9 +361,9 @@ def test_bf16_model_trains_through_fp32_master_weights():
 
 
 def test_stepping_one_matrix_at_a_time_is_one_adamw_step():
-    """_step_each_matrix (bf16 model, fp32 master weights) against the reference: every fp32
+    """step_each_matrix (bf16 model, fp32 master weights) against the reference: every fp32
     gradient at once, clip_grad_norm_, one AdamW step over all matrices; three steps, masked."""
-    from clue.unlearn import _step_each_matrix, master_weights
+    from clue.unlearn import master_weights, step_each_matrix
 
     gen = torch.Generator().manual_seed(0)
     shapes = {"a": (8, 4), "b": (16,), "c": (4, 4)}
@@ -381,7 +381,7 @@ def test_stepping_one_matrix_at_a_time_is_one_adamw_step():
     for g in grads:
         for n, p in trained.items():
             p.grad = g[n] * mask[n]
-        _step_each_matrix(trained, master, mask, opt, 0.5)
+        step_each_matrix(trained, master, mask, opt, 0.5)
     ref_trained, ref_master, ref_anchor, ref_opt = setup()
     for g in grads:
         for n in shapes:

@@ -278,7 +278,7 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
     test_files = local_test_files([task], Path(forget_dir).parent)
     rng = random.Random(params["seed"])
     torch.manual_seed(params["seed"])
-    from clue.unlearn import _step_each_matrix, master_weights
+    from clue.unlearn import master_weights, step_each_matrix
 
     trained = dict(model.named_parameters())
     for q in trained.values():
@@ -298,7 +298,7 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             with torch.no_grad():   # one matrix at a time, as unlearning steps (no clipping)
-                _step_each_matrix(trained, master, None, opt, 0)
+                step_each_matrix(trained, master, None, opt, 0)
             done += 1
         with torch.no_grad():
             acc, _, _ = run_lm_eval(model, tokenizer, [task], test_files, eval_params)

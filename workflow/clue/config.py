@@ -123,11 +123,6 @@ def method_variant(method):
                     f"(localizers: {', '.join(LOCALIZERS)})")
 
 
-def variant_overrides(method):
-    """(the method it runs, the unlearn params it overrides) of :func:`method_variant`."""
-    return method_variant(method)[:2]
-
-
 def run_seeds(config):
     """The seeds of the repeats, the first one being Table 1's checkpoints."""
     return config["seeds"] if config["seeds"] is not None else [config["unlearn"]["seed"]]
@@ -170,17 +165,18 @@ def check_paper(config):
         if task is not None and task not in config["tasks"][role]:
             raise ClueError(f"config key paper.{role}: {task!r} is not one of tasks.{role} "
                             f"({', '.join(config['tasks'][role])})")
-    for key, low, high in (("sparsities", "(0, 1)", 1.0), ("ratios", "(0, 1]", None)):
+    for key, interval, inside in (("sparsities", "(0, 1)", lambda v: 0 < v < 1),
+                                  ("ratios", "(0, 1]", lambda v: 0 < v <= 1)):
         for i, v in enumerate(config["paper"][key]):
-            if not (0 < v < 1 if high else 0 < v <= 1):
-                raise ClueError(f"config key paper.{key}[{i}]: {v} is not in {low}")
+            if not inside(v):
+                raise ClueError(f"config key paper.{key}[{i}]: {v} is not in {interval}")
         if len(set(config["paper"][key])) != len(config["paper"][key]):
             raise ClueError(f"config key paper.{key}: a value repeats")
     from clue.losses import FORGET_LOSSES
 
     for i, name in enumerate(config["paper"]["ablations"]):
         try:
-            variant_overrides(f"clue-{name}")
+            method_variant(f"clue-{name}")
         except ClueError:
             raise ClueError(f"config key paper.ablations[{i}]: unknown ablation {name!r}; known: "
                             f"{', '.join(ABLATION_LABELS)}, or two forget losses joined by + "

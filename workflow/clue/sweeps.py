@@ -21,6 +21,13 @@ def _plt():
     return plt
 
 
+def _finish(plt, fig, title, path):
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    io.save_figure(fig, path)
+    plt.close(fig)
+
+
 def sparsity_rows(sparsities, circuits, clue_evals, origin_eval):
     """``circuits``: per sparsity, the circuit JSONs of the pair's tasks; ``clue_evals``: per
     sparsity, CLUE's eval JSON."""
@@ -60,10 +67,7 @@ def fig4(df, title, path):
     ax2.set_ylabel("CLUE minus the base model")
     ax2.set_title("CLUE run from these circuits", fontsize=10)
     ax2.legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    io.save_figure(fig, path)
-    plt.close(fig)
+    _finish(plt, fig, title, path)
 
 
 def ratio_rows(methods, ratios, evals, clue_evals, clue_sparsities):
@@ -96,10 +100,7 @@ def fig6(df, title, path):
         ax.set_xlabel("fraction of parameters modified")
         ax.set_ylabel(name)
     axes[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    io.save_figure(fig, path)
-    plt.close(fig)
+    _finish(plt, fig, title, path)
 
 
 def retain_set_rows(clue_evals):
@@ -126,10 +127,7 @@ def fig3(df, title, path):
         ax.set_ylabel(name)
         ax.set_xticks(sorted(df.n_tasks.unique()))
     axes[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    io.save_figure(fig, path)
-    plt.close(fig)
+    _finish(plt, fig, title, path)
 
 
 def add_arguments(p):

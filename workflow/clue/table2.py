@@ -4,7 +4,7 @@ stage), -M_c (the conflict mask replaced by a full mask), M_c to M_f (the confli
 the stage-loss combinations (GA+GA ... PO+NPO), each its own checkpoint clue-<ablation>."""
 
 from clue import io
-from clue.config import ABLATION_LABELS, variant_overrides
+from clue.config import ABLATION_LABELS, method_variant
 from clue.errors import ClueError
 
 METRICS = ("FE", "RU", "GU")
@@ -60,7 +60,7 @@ def main(args):
         raise ClueError(f"give as many --ablations ({len(args.ablations)}) as --ablation-evals "
                         f"({len(args.ablation_evals)})")
     for name in args.ablations:
-        variant_overrides(f"clue-{name}")   # an unknown ablation fails naming the known ones
+        method_variant(f"clue-{name}")   # an unknown ablation fails naming the known ones
     base, table = rows(args.clue, args.ablation_evals, args.ablations)
     df = pd.DataFrame(table)
     df.insert(0, "retain", base["retain"])

@@ -168,13 +168,13 @@ def master_weights(trained):
     """The tensors AdamW steps, {name: tensor}. A bf16/fp16 model at lr 1e-5 would round most
     updates away (bf16 keeps 8 mantissa bits: a step below half an ulp of the weight is lost), so
     each trained low-precision matrix gets an fp32 master copy and the model the rounded result
-    (:func:`_step_each_matrix`); an fp32 parameter is its own master."""
+    (:func:`step_each_matrix`); an fp32 parameter is its own master."""
     import torch
 
     return {n: p if p.dtype == torch.float32 else p.detach().float() for n, p in trained.items()}
 
 
-def _step_each_matrix(trained, master, mask, opt, max_grad_norm):
+def step_each_matrix(trained, master, mask, opt, max_grad_norm):
     """The AdamW step of a low-precision model with fp32 master weights, one matrix at a time, so
     that only one matrix's fp32 gradient exists at once (a 7B full fine-tuning saves 29 GB). The
     same update as one step over all matrices: AdamW keeps its moments and step count per
@@ -199,18 +199,14 @@ def _step_each_matrix(trained, master, mask, opt, max_grad_norm):
 
 
 def describe_master(trained, master):
+    import torch
+
     name = lambda p: str(p.dtype).removeprefix("torch.")  # noqa: E731
     low = sorted({name(p) for n, p in trained.items() if master[n] is not p})
-    direct = sorted({name(p) for n, p in trained.items() if master[n] is p and p.dtype != torch_float32()})
+    direct = sorted({name(p) for n, p in trained.items() if master[n] is p and p.dtype != torch.float32})
     if direct:
         return f"none (the {', '.join(direct)} weights are stepped directly)"
     return f"float32 (model in {', '.join(low)})" if low else "the model's own (float32)"
-
-
-def torch_float32():
-    import torch
-
-    return torch.float32
 
 
 def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=True, after_epoch=None):
@@ -270,7 +266,7 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
                     for n, p in trained.items():
                         p.grad.mul_(mask[n])
                 if stepwise:
-                    _step_each_matrix(trained, master, mask, opt, params["max_grad_norm"])
+                    step_each_matrix(trained, master, mask, opt, params["max_grad_norm"])
                 else:   # an fp32 model: one AdamW step over every trained matrix
                     if params["max_grad_norm"] > 0:
                         torch.nn.utils.clip_grad_norm_(list(master.values()), params["max_grad_norm"])
@@ -411,7 +407,7 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
     active = [st for st in stages if st["mask"] is None or any(bool(m.any()) for m in st["mask"].values())]
     # `jobs` only tells the workflow how to batch processes: the same checkpoint either way
     record = {"method": method, "config": {k: v for k, v in p.items() if k != "jobs"}, "base_dir": str(base_dir), "forget_dir": str(forget_dir),
-              "retain_dir": str(retain_dir) if len(retain_dirs) == 1 else [str(d) for d in retain_dirs], "masks": None if masks_path is None else str(masks_path),
+              "retain_dir": str(retain_dirs[0]) if len(retain_dirs) == 1 else [str(d) for d in retain_dirs], "masks": None if masks_path is None else str(masks_path),
               "stages": [], "skipped_stages": [st["name"] for st in stages if st not in active],
               "losses": [], "unchanged": not active}
     for name in record["skipped_stages"]:
@@ -490,8 +486,7 @@ def main(args):
     # one process for several checkpoints (unlearn.jobs: per_pair): on a CPU with a toy model,
     # importing torch and transformers takes about as long as a masked fine-tuning
     for method, mask, out in zip(args.method, masks, args.out):
-        retain = args.retain_dir[0] if len(args.retain_dir) == 1 else args.retain_dir
-        rec = unlearn(args.base_dir, args.forget_dir, retain, method, out, params,
+        rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, method, out, params,
                       unrelated_dirs=args.unrelated_dirs,
                       masks_path=None if mask == "none" else mask, progress=not args.no_progress)
         last = rec["losses"][-1]["loss"] if rec["losses"] else None
