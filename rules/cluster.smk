@@ -15,7 +15,6 @@ localrules:
     table2,
     fig3,
     fig4,
-    gates_union,
     fig6,
     fig7,
     paper,

@@ -22,33 +22,17 @@ rule gates:
         " --out {output.json} --drawing {output.drawing} > {log} 2>&1"
 
 
-rule gates_union:
-    """The gate graph of a retain set of several tasks (Figure 3): the union of their circuits."""
-    input:
-        lambda w: [f"results/{w.model}/{w.run}gates/{t}.json" for t in w.tasks.split("+")],
-    output:
-        json="results/{model}/{run}gates/{tasks}.json",
-    wildcard_constraints:
-        run=CIRCUIT_RUN,
-        tasks=r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)+",
-    log:
-        "logs/{model}/gates_union/{run}{tasks}.log",
-    benchmark:
-        "benchmarks/{model}/gates_union/{run}{tasks}.tsv"
-    conda:
-        "../envs/clue.yaml"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    shell:
-        "clue gates --union {input} --task {wildcards.tasks} --out {output.json} > {log} 2>&1"
+def retain_gates(w):
+    """The gates of each task of the retain set: a retain set of several tasks keeps one retain
+    circuit per task in the CNF."""
+    return [f"results/{w.model}/{w.run}gates/{t}.json" for t in w.retain.split("+")]
 
 
 rule cnf:
     """Phi (Eq. 4) as DIMACS CNF, and the split-variable weighted MaxSAT instance."""
     input:
         forget="results/{model}/{run}gates/{forget}.json",
-        retain="results/{model}/{run}gates/{retain}.json",
+        retain=retain_gates,
     output:
         cnf="results/{model}/{run}cnf/{forget}__{retain}.cnf",
         wcnf="results/{model}/{run}cnf/{forget}__{retain}.wcnf",
@@ -76,7 +60,7 @@ rule solve:
         cnf="results/{model}/{run}cnf/{forget}__{retain}.cnf",
         wcnf="results/{model}/{run}cnf/{forget}__{retain}.wcnf",
         forget="results/{model}/{run}gates/{forget}.json",
-        retain="results/{model}/{run}gates/{retain}.json",
+        retain=retain_gates,
     output:
         json="results/{model}/{run}assign/{forget}__{retain}.json",
         drawing="results/{model}/{run}assign/{forget}__{retain}.svg",

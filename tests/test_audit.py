@@ -255,3 +255,39 @@ def test_hooks_work_for_every_supported_architecture(world, kind):
         res = curves(base, changed(base, [name]), batch, kinds=[restore], isolated=False)
         got = [w["krs"][restore] for w in res["windows"]]
         assert got[1] == pytest.approx(1.0, abs=1e-6) and got[0] == pytest.approx(0.0, abs=1e-6), (kind, name)
+
+
+def test_relearning_is_plain_adamw_on_the_heldout_corpus(world, tmp_path):
+    """One relearning step of a float32 model is one AdamW step over every parameter on the
+    held-out corpus (a reference written here); it changes the weights and lowers the forget
+    loss. Catches a zero learning rate and a step that moves some matrices more than once."""
+    import copy
+
+    import torch
+
+    from clue.losses import collate, encode_text, mean_nll
+
+    data = tmp_path / "toy_cyber"
+    write_task("toy_cyber", dict(seed=1, n_train=40, n_test=12, n_pairs=4), data)
+    texts = [r["text"] for r in io.read_jsonl(data / "train.jsonl")[:6]]
+    io.write_jsonl(data / "holdout.jsonl", [{"text": t} for t in texts])
+    tok, base = world["tok"], world["base"]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    batch = collate([encode_text(tok, t) for t in texts], pad)
+
+    ref = copy.deepcopy(base).requires_grad_(True)
+    opt = torch.optim.AdamW(list(ref.parameters()), lr=0.01, weight_decay=0.0)
+    mean_nll(ref, batch).backward()
+    opt.step()
+
+    model = copy.deepcopy(base)
+    before = float(mean_nll(model, batch).detach())
+    params = audit.resolve_params({"window": 1, "relearn_steps": [1], "relearn_lr": 0.01,
+                                   "relearn_batch_size": len(texts)})
+    curve = audit.relearn(model, tok, data, "toy_cyber", params, {"batch_size": 64, "seed": 0, "limit": None})
+    assert [c["steps"] for c in curve] == [1]
+    after = float(mean_nll(model, batch).detach())
+    assert after < before - 1e-3
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        assert torch.allclose(p, q, rtol=0, atol=1e-6), name
+        assert not torch.equal(p, dict(base.named_parameters())[name]), name

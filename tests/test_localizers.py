@@ -173,7 +173,7 @@ def test_pcgu_mask_is_least_similar_rows_of_the_model_gradients(world, masks, ct
     assert raw["forget"][n]["rows"].bool().tolist() == (cos <= cos.sort().values[k - 1]).tolist()
 
 
-def _answer_logp(model, batch, hook_layer=None, hook=None):
+def _answer_prob(model, batch, hook_layer=None, hook=None):
     handle = None
     if hook is not None:
         handle = model.model.layers[hook_layer].mlp.down_proj.register_forward_pre_hook(hook)
@@ -184,11 +184,18 @@ def _answer_logp(model, batch, hook_layer=None, hook=None):
         if handle:
             handle.remove()
     rows = torch.arange(logits.shape[0])
-    return logits[rows, batch["last"]].log_softmax(-1)[rows, batch["answer"]]
+    return logits[rows, batch["last"]].float().softmax(-1)[rows, batch["answer"]]
+
+
+def _answer_logp(model, batch, hook_layer=None, hook=None):
+    return _answer_prob(model, batch, hook_layer, hook).log()
 
 
 @pytest.mark.parametrize("layer", [0, 1])
 def test_depn_attributions_are_complete(ctx, layer):
+    """DEPN attributes the answer's probability: per prompt, the attributions of a layer sum to the
+    change in probability when that layer's activations at the prediction position are zeroed
+    (completeness), not to the change in log-probability."""
     batch = prompt_batch(ctx.prompt_examples(), ctx.pad_id, torch.device("cpu"))
     attr = integrated_gradients(ctx.model, batch, layer, steps=64)
 
@@ -197,9 +204,57 @@ def test_depn_attributions_are_complete(ctx, layer):
         x[torch.arange(x.shape[0]), batch["last"]] = 0
         return (x,)
 
-    change = _answer_logp(ctx.model, batch) - _answer_logp(ctx.model, batch, layer, zero_last)
-    assert change.abs().max() > 1e-3  # the check is not vacuous
-    assert attr.sum(1).tolist() == pytest.approx(change.tolist(), rel=0.02, abs=2e-4)
+    change = _answer_prob(ctx.model, batch) - _answer_prob(ctx.model, batch, layer, zero_last)
+    log_change = _answer_logp(ctx.model, batch) - _answer_logp(ctx.model, batch, layer, zero_last)
+    assert change.abs().max() > 1e-5  # the check is not vacuous (a random model: p is about 1 / vocabulary)
+    assert attr.sum(1).tolist() == pytest.approx(change.tolist(), rel=0.02, abs=2e-7)
+    assert attr.sum(1).tolist() != pytest.approx(log_change.tolist(), rel=0.1, abs=1e-3)
+
+
+def _reference_ig(model, batch, layer, steps, objective):
+    """Integrated gradients written here from the definition (midpoint rule), with ``objective``
+    mapping the answer's probability to the attributed quantity."""
+    rows = torch.arange(batch["input_ids"].shape[0])
+    captured = {}
+
+    def capture(module, args):
+        captured["a"] = args[0][rows, batch["last"]].detach().clone()
+
+    _answer_prob(model, batch, layer, capture)
+    a = captured["a"]
+    total = torch.zeros_like(a)
+    for k in range(steps):
+        x = (a * (k + 0.5) / steps).requires_grad_(True)
+
+        def patch(module, args):
+            h = args[0].clone()
+            h[rows, batch["last"]] = x
+            return (h,)
+
+        handle = model.model.layers[layer].mlp.down_proj.register_forward_pre_hook(patch)
+        try:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        finally:
+            handle.remove()
+        p = logits[rows, batch["last"]].float().softmax(-1)[rows, batch["answer"]]
+        total += torch.autograd.grad(objective(p).sum(), x)[0]
+    return a * total / steps
+
+
+def test_depn_ranks_by_probability_where_log_probability_ranks_otherwise(ctx):
+    """On these forget prompts the two attributions rank the neurons differently (the
+    log-probability weights each prompt by 1 / p); DEPN's scores follow the probability's."""
+    from clue.localizers.depn import neuron_scores
+
+    batch = prompt_batch(ctx.prompt_examples(), ctx.pad_id, torch.device("cpu"))
+    by_prob = torch.stack([_reference_ig(ctx.model, batch, l, 4, lambda p: p).mean(0) for l in range(LAYERS)])
+    by_logp = torch.stack([_reference_ig(ctx.model, batch, l, 4, torch.log).mean(0) for l in range(LAYERS)])
+    k = 10
+    top = lambda s: set(torch.topk(s.flatten(), k).indices.tolist())  # noqa: E731
+    assert top(by_prob) != top(by_logp)   # a case where the choice matters
+    scores = neuron_scores(ctx)
+    assert torch.allclose(scores, by_prob, rtol=1e-3, atol=1e-7)
+    assert top(scores) == top(by_prob)
 
 
 @pytest.mark.parametrize("layer", [0, 1])

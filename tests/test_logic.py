@@ -454,37 +454,86 @@ def test_params_are_checked(tmp_path):
     assert res["neurons"][A]["category"] == "conflict"
 
 
-def test_union_of_retain_gate_graphs(tmp_path):
-    """A retain set of several tasks (section 6.2): the union's noising circuit holds every edge of
-    either noising circuit (AND or ADDER there), its denoising circuit likewise (OR or ADDER), and
-    the edges are typed from the two as for one task. By hand: A -> out is AND in one task and OR in
-    the other, so ADDER in the union; B -> out stays OR; C -> A stays AND."""
-    from clue.logic.gates import union_gate_graphs
-
-    neurons = [A, B, C]
-    one = gates([(A, "out", "AND"), (B, "out", "OR")], neurons, task="r1")
-    two = gates([(A, "out", "OR"), (C, A, "AND")], neurons, task="r2")
-    union = union_gate_graphs([one, two], "r1+r2")
-    assert {(e["src"], e["dst"]): e["type"] for e in union["edges"]} == {
-        (A, "out"): "ADDER", (B, "out"): "OR", (C, A): "AND"}
-    assert union["union_of"] == ["r1", "r2"] and union["task"] == "r1+r2"
-    # through the CLI, and the union as the retain circuit of a pair: A, which only the forget
-    # circuit and the second retain task use, is a forget neuron against r1 and a conflict neuron
-    # against r1+r2
-    out = tmp_path / "u.json"
-    assert clue(["gates", "--union", write(tmp_path, "1.json", one), write(tmp_path, "2.json", two),
-                 "--task", "r1+r2", "--out", str(out)]) == 0
-    assert json.loads(out.read_text()) == union
-    forget = gates([(A, "out", "AND")], neurons, task="f")
-    (tmp_path / "alone").mkdir()
-    (tmp_path / "both").mkdir()
-    alone = run_pipeline(tmp_path / "alone", forget, gates([(B, "out", "AND")], neurons, task="r1"))[2]
-    both = run_pipeline(tmp_path / "both", forget, union)[2]
-    assert alone["neurons"][A]["category"] == "forget" and both["neurons"][A]["category"] == "conflict"
-    with pytest.raises(ClueError, match="list different neurons"):
-        union_gate_graphs([one, gates([], [A, B], task="r3")], "x")
+def run_retain_set(tmp, fg, rgs):
+    """clue cnf + clue solve with a retain set of several tasks (one --retain-gates per task)."""
+    f = write(tmp, "f.json", fg)
+    rs = [write(tmp, f"r{i}.json", g) for i, g in enumerate(rgs)]
+    x_cnf, x_wcnf, out = (str(Path(tmp) / n) for n in ("x.cnf", "x.wcnf", "a.json"))
+    assert clue(["cnf", "--forget-gates", f, "--retain-gates", *rs, "--out-cnf", x_cnf, "--out-wcnf", x_wcnf]) == 0
+    assert clue(["solve", "--cnf", x_cnf, "--wcnf", x_wcnf, "--forget-gates", f, "--retain-gates", *rs,
+                 "--out", out]) == 0
+    return dimacs.read(x_cnf), dimacs.read(x_wcnf), json.loads(Path(out).read_text())
 
 
-def test_gates_cli_needs_circuits_or_a_union(tmp_path, capsys):
-    assert clue(["gates", "--task", "t", "--out", str(tmp_path / "g.json")]) == 2
-    assert "give --noising and --denoising (one task's circuits) or --union" in capsys.readouterr().err
+def test_a_retain_set_keeps_every_tasks_output(tmp_path, capsys):
+    """A retain set of two tasks (section 6.2), solved by hand. Forget: out_f = A1. Task r1:
+    out_r1 = A1 (an OR edge); task r2: out_r2 = A2 (an OR edge). Both retain outputs must be 1, so
+    A1's retain copy is 1 while the forget circuit needs A1 = 0: A1 is a conflict neuron, A2 a
+    retain neuron, Phi UNSAT. Merged into one graph, out_r <- A1 OR A2 would hold with A1 = 0 and
+    A1 would be a forget neuron that r1 needs. With r2 alone, A1 is rightly a forget neuron."""
+    A1, A2 = A, B
+    neurons = [A1, A2, C]
+    forget = gates([(A1, "out", "AND")], neurons, task="f")
+    r1 = gates([(A1, "out", "OR")], neurons, task="r1")
+    r2 = gates([(A2, "out", "OR")], neurons, task="r2")
+    phi, split, res = run_retain_set(tmp_path, forget, [r1, r2])
+    assert res["retain"] == "r1+r2" and res["status"] == "UNSAT"
+    assert {n: v["category"] for n, v in res["neurons"].items()} == {A1: "conflict", A2: "retain", C: "safe"}
+    # every task keeps its own output, each required to be 1 (Eq. 4 per task)
+    assert {frozenset(["out@retain:r1"]), frozenset(["out@retain:r2"])} <= named(phi, phi.hard)
+    assert {frozenset(["out@retain:r1", f"-{A1}"]), frozenset(["-out@retain:r1", A1]),
+            frozenset(["out@retain:r2", f"-{A2}"]), frozenset(["-out@retain:r2", A2])} <= named(phi, phi.hard)
+    assert "out@retain" not in phi.ids
+    # the explanation follows the chain to the output of the task that needs A1
+    capsys.readouterr()
+    assert clue(["explain", "--wcnf", str(tmp_path / "x.wcnf"), "--neuron", A1]) == 0
+    out = capsys.readouterr().out
+    assert f"so out@retain:r1 = 0, but Eq. 4 needs out@retain:r1 = 1" in out
+    # r2 alone: nothing needs A1 on the retain side
+    (tmp_path / "r2").mkdir()
+    alone = run_retain_set(tmp_path / "r2", forget, [r2])[2]
+    assert alone["status"] == "SAT" and alone["neurons"][A1]["category"] == "forget"
+
+
+def retain_set_solutions(rgs):
+    """Every assignment of a retain set's neurons under which each task's output is 1: the
+    per-task solutions that agree on the neurons the tasks share."""
+    merged = [{}]
+    for g in rgs:
+        merged = [{**m, **s} for m in merged for s in circuit_solutions(g, "retain")
+                  if all(m[n] == s[n] for n in m.keys() & s.keys())]
+    return merged
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(edge_st, max_size=7), st.lists(edge_st, max_size=6), st.lists(edge_st, max_size=6))
+def test_random_retain_sets_match_brute_force(raw_f, raw_r1, raw_r2):
+    """Two retain tasks against a brute force over circuit semantics, and a second task never
+    lowers the minimum number of conflict neurons (it only adds constraints)."""
+    import warnings
+
+    fg, rgs = typed(raw_f, "f"), [typed(raw_r1, "r1"), typed(raw_r2, "r2")]
+    best = None
+    for af in circuit_solutions(fg, "forget"):
+        for ar in retain_set_solutions(rgs):
+            conflicts = {n for n in af.keys() & ar.keys() if af[n] != ar[n]}
+            forget = sum(1 for n, v in {**af, **ar}.items() if n not in conflicts and not v)
+            best = min(best or (len(conflicts), forget), (len(conflicts), forget))
+    def localize(retain):
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # circuits without an edge to out warn by design
+            phi, split = cnf.encode(validate_gates(fg, "f"), [validate_gates(g, g["task"]) for g in retain])
+            dimacs.write(Path(tmp) / "x.cnf", phi, "cnf")
+            dimacs.write(Path(tmp) / "x.wcnf", split, "wcnf")
+            return solve.localize(dimacs.read(Path(tmp) / "x.cnf"), dimacs.read(Path(tmp) / "x.wcnf"), NEURONS)
+
+    res, one = localize(rgs), localize(rgs[:1])
+    assert (res["counts"]["conflict"], res["counts"]["forget"]) == best
+    assert res["counts"]["conflict"] >= one["counts"]["conflict"]
+    assert brute_force(fg, rgs[0])[0] == one["counts"]["conflict"]
+
+
+def test_gates_cli_needs_both_circuits(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        clue(["gates", "--noising", "n.json", "--task", "t", "--out", str(tmp_path / "g.json")])
+    assert "the following arguments are required: --denoising" in capsys.readouterr().err

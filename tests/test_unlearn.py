@@ -360,40 +360,50 @@ def test_bf16_model_trains_through_fp32_master_weights():
     assert (after != before)[mask].float().mean().item() < want / 2
 
 
-def test_stepping_one_matrix_at_a_time_is_one_adamw_step():
-    """step_each_matrix (bf16 model, fp32 master weights) against the reference: every fp32
-    gradient at once, clip_grad_norm_, one AdamW step over all matrices; three steps, masked."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("masked", [False, True])
+def test_stepping_one_matrix_at_a_time_is_one_adamw_step(dtype, masked):
+    """step_each_matrix against the reference: every fp32 gradient at once, clip_grad_norm_, one
+    plain AdamW step over all matrices; three calls. A float32 model is its own master (the audit's
+    relearning of the toy model and SmolLM2), a bf16 one steps fp32 masters. Each call must step
+    every matrix exactly once: AdamW's step count is the number of calls for every tensor."""
     from clue.unlearn import master_weights, step_each_matrix
 
     gen = torch.Generator().manual_seed(0)
-    shapes = {"a": (8, 4), "b": (16,), "c": (4, 4)}
-    start = {n: torch.randn(s, generator=gen).to(torch.bfloat16) for n, s in shapes.items()}
-    grads = [{n: torch.randn(s, generator=gen).to(torch.bfloat16) for n, s in shapes.items()} for _ in range(3)]
-    mask = {n: torch.rand(s, generator=gen) > 0.3 for n, s in shapes.items()}
+    shapes = {"a": (8, 4), "b": (16,), "c": (4, 4), "d": (3, 5)}
+    start = {n: torch.randn(s, generator=gen).to(dtype) for n, s in shapes.items()}
+    grads = [{n: torch.randn(s, generator=gen).to(dtype) for n, s in shapes.items()} for _ in range(3)]
+    mask = {n: torch.rand(s, generator=gen) > 0.3 for n, s in shapes.items()} if masked else None
 
     def setup():
         trained = {n: t.clone() for n, t in start.items()}
         master = master_weights(trained)
-        anchor = {n: q.clone() for n, q in master.items()}
-        return trained, master, anchor, torch.optim.AdamW(list(master.values()), lr=1e-2, weight_decay=0.1)
+        return trained, master, torch.optim.AdamW(list(master.values()), lr=1e-2, weight_decay=0.1)
 
-    trained, master, _, opt = setup()
+    trained, master, opt = setup()
+    assert (master["a"] is trained["a"]) == (dtype == torch.float32)
     for g in grads:
         for n, p in trained.items():
-            p.grad = g[n] * mask[n]
+            p.grad = g[n] * mask[n] if masked else g[n].clone()
         step_each_matrix(trained, master, mask, opt, 0.5)
-    ref_trained, ref_master, ref_anchor, ref_opt = setup()
+    ref = {n: t.float().clone() for n, t in start.items()}
+    ref_opt = torch.optim.AdamW(list(ref.values()), lr=1e-2, weight_decay=0.1)
     for g in grads:
         for n in shapes:
-            ref_master[n].grad = (g[n] * mask[n]).float()
-        torch.nn.utils.clip_grad_norm_(list(ref_master.values()), 0.5)
+            ref[n].grad = (g[n] * mask[n] if masked else g[n]).float()
+        torch.nn.utils.clip_grad_norm_(list(ref.values()), 0.5)
         ref_opt.step()
-        for n in shapes:
-            ref_master[n].copy_(torch.where(mask[n], ref_master[n], ref_anchor[n]))
+        if masked:
+            with torch.no_grad():
+                for n in shapes:
+                    ref[n].copy_(torch.where(mask[n], ref[n], start[n].float()))
     for n in shapes:
-        assert torch.allclose(master[n], ref_master[n], rtol=0, atol=1e-6), n
-        assert torch.equal(trained[n], master[n].to(torch.bfloat16))          # the model holds the rounded master
-        assert torch.equal(trained[n][~mask[n]], start[n][~mask[n]])            # outside the mask: untouched
+        assert int(opt.state[master[n]]["step"]) == len(grads), n          # stepped once per call
+        assert torch.allclose(master[n], ref[n], rtol=0, atol=1e-6), n
+        assert torch.equal(trained[n], master[n].to(dtype))                 # the model holds the (rounded) master
+        assert trained[n].grad is None and master[n].grad is None
+        if masked:
+            assert torch.equal(trained[n][~mask[n]], start[n][~mask[n]])    # outside the mask: untouched
 
 
 def test_several_retain_sets_share_the_retain_loss(world, tmp_path):
@@ -412,3 +422,36 @@ def test_several_retain_sets_share_the_retain_loss(world, tmp_path):
     assert two["retain_dir"] == [str(world / "retain"), str(other)] and one["retain_dir"] == str(world / "retain")
     a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("one", "two"))
     assert any(not torch.equal(a[n], b[n]) for n in a)
+
+
+def test_combined_loss_adds_the_retain_term():
+    """Stage 2 trains forget loss + lambda x retain loss. Here the two pull apart by construction:
+    GA's forget texts are the retain texts, so one GA step alone raises the retain texts' NLL;
+    with the retain term at lambda 10 the same step lowers it (the gradient is 9x the retain
+    term's). Subtracting the retain term would raise it further."""
+    import random
+
+    from clue.losses import collate, encode_text, mean_nll
+    from clue.unlearn import _Cycle, resolve_params, run_stage
+
+    tok = make_tokenizer(WORDS)
+    retain = [encode_text(tok, t) for t in RETAIN_TEXTS[:4]]
+    forget = list(retain)
+
+    def retain_nll_after(lam):
+        model = make_model("llama", vocab_size=len(tok), hidden_size=32, heads=4, layers=2, seed=3)
+        model.requires_grad_(False)
+        before = float(mean_nll(model, collate(retain, tok.pad_token_id)))
+        params = resolve_params({**FAST, "lr": 1e-3, "lambda": lam, "weight_decay": 0.0, "batch_size": 4})
+        data = {"text": forget, "ref_logp": {}, "retain": _Cycle(retain, 4, random.Random(0), tok.pad_token_id)}
+        stage = {"name": "all", "mask": None, "loss": "ga", "epochs": 1, "retain": True}
+        run_stage(model, stage, data, params, [], torch.device("cpu"), tok.pad_token_id, random.Random(0),
+                  progress=False)
+        with torch.no_grad():
+            return before, float(mean_nll(model, collate(retain, tok.pad_token_id)))
+
+    before, forget_only = retain_nll_after(0.0)
+    same, combined = retain_nll_after(10.0)
+    assert before == same
+    assert forget_only > before + 1e-3     # the forget loss alone hurts the retain texts
+    assert combined < before - 1e-3        # the retain term wins at lambda 10

@@ -175,26 +175,35 @@ def master_weights(trained):
 
 
 def step_each_matrix(trained, master, mask, opt, max_grad_norm):
-    """The AdamW step of a low-precision model with fp32 master weights, one matrix at a time, so
-    that only one matrix's fp32 gradient exists at once (a 7B full fine-tuning saves 29 GB). The
-    same update as one step over all matrices: AdamW keeps its moments and step count per
-    parameter and skips parameters without a gradient; the gradients are clipped by their global
-    norm first, as clip_grad_norm_ does (max_norm / (norm + 1e-6), at most 1). Outside the mask the
-    master gets back the model's weight, which holds the stage-start value there."""
+    """The AdamW step of a model with master weights, one matrix at a time, so that only one
+    matrix's fp32 gradient exists at once (a 7B full fine-tuning saves 29 GB). The same update as
+    one step over all matrices: AdamW keeps its moments and step count per parameter and skips
+    parameters without a gradient, so every gradient is taken off its parameter first and handed
+    to its master alone for that matrix's step (a float32 parameter is its own master: leaving the
+    others' gradients in place would step them again on every call). The gradients are clipped by
+    their global norm first, as clip_grad_norm_ does (max_norm / (norm + 1e-6), at most 1).
+    Outside the mask the master gets back the value it held before the step."""
     import torch
 
     coef = 1.0
     if max_grad_norm > 0:
         norm = torch.sqrt(sum(p.grad.float().pow(2).sum() for p in trained.values()))
         coef = min(1.0, max_grad_norm / (float(norm) + 1e-6))
+    grads = {}
     for n, p in trained.items():
-        grad = p.grad.float() if master[n] is not p else p.grad
-        master[n].grad, p.grad = grad.mul_(coef), None
+        grads[n], p.grad = p.grad, None
+    for n, p in trained.items():
+        own = master[n] is p
+        # a low-precision weight holds the stage-start value outside the mask; a float32 one is
+        # about to be stepped, so keep its pre-step value (one matrix at a time)
+        before = p.detach().clone() if own and mask is not None else None
+        grad = grads.pop(n)
+        master[n].grad = (grad if own else grad.float()).mul_(coef)
         opt.step()
         master[n].grad = None
         if mask is not None:
-            master[n].copy_(torch.where(mask[n], master[n], p.float()))
-        if master[n] is not p:
+            master[n].copy_(torch.where(mask[n], master[n], before if own else p.float()))
+        if not own:
             p.copy_(master[n])
 
 

@@ -2,13 +2,16 @@
 
 A neuron is one intermediate unit of a layer's MLP, ``act_fn(gate(x)) * up(x)`` (the input of
 ``down_proj``). For a forget prompt and its answer's first token, ``F`` is the answer's
-log-probability; the neuron's activation ``a_i`` at the prediction position (the last prompt token,
+probability (DEPN's own definition, and the CLUE paper's appendix E: attribution of
+``P(answer | prompt)``); the neuron's activation ``a_i`` at the prediction position (the last prompt token,
 as in knowledge-neuron attribution, which DEPN builds on) is scaled from 0 to its value, one layer at
 a time, and
 
     attr_i = a_i * (1/m) * sum_{k=1..m} dF/da_i evaluated at ((k - 1/2) / m) * a   (midpoint rule)
 
-so ``sum_i attr_i ~= F(a) - F(layer's activation at that position = 0)`` (completeness). Scores are
+so ``sum_i attr_i ~= F(a) - F(layer's activation at that position = 0)`` (completeness). The
+probability, not the log-probability: the gradient of log F is dF / F, which would weight each
+prompt's path by 1 / F and rank highest the neurons of the prompts the model is least sure of. Scores are
 attributions averaged over the sampled forget prompts (pairs.jsonl clean -> clean_answer); the top
 ``floor(ratio * layers * intermediate)`` neurons of the whole model are selected, each contributing
 its gate_proj and up_proj rows and its down_proj column.
@@ -20,7 +23,7 @@ from clue.localizers import (answer_logits, decoder_layers, mlp_activations, n_s
 
 def integrated_gradients(model, batch, layer, steps):
     """Per-example attributions ``[B, intermediate]`` (float32) of layer ``layer``'s MLP neurons
-    to the answer log-probability."""
+    to the answer's probability."""
     import torch
 
     down = decoder_layers(model)[layer].mlp.down_proj
@@ -40,8 +43,8 @@ def integrated_gradients(model, batch, layer, steps):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         finally:
             handle.remove()
-        logp = answer_logits(logits, batch).log_softmax(-1)
-        f = logp.gather(1, batch["answer"][:, None]).sum()  # rows are independent: the sum's grad is per row
+        prob = answer_logits(logits, batch).softmax(-1)
+        f = prob.gather(1, batch["answer"][:, None]).sum()  # rows are independent: the sum's grad is per row
         (grad,) = torch.autograd.grad(f, scaled)
         total += grad
     return a.float() * total / steps

@@ -6,6 +6,12 @@ left out), Tseitin-encoded n-ary; when both groups are present and P2 has two or
 an auxiliary variable ``or:B@<circuit>`` stands for OR(P2). A node with no parents in a circuit
 is a free leaf. Only nodes touching a kept edge get variables.
 
+A retain set of several tasks (Figure 3) gives several retain circuits, one per task, each
+Tseitin-encoded over the same neuron variables with its own output ``out@retain:<task>`` (and its
+own auxiliaries ``or:B@retain:<task>``); every one of those outputs must be 1. Merging the tasks
+into one graph would be weaker: OR edges of two tasks into one node would become one OR, true when
+either task's input is, so a neuron that one task needs could be judged a forget neuron.
+
 Two instances are written:
 
 - ``.cnf``: Phi = Phi_f & Phi_r & -out_f & out_r (Eq. 4), one shared variable per neuron.
@@ -38,10 +44,13 @@ def parse_params(text, defaults, what):
 
 class Circuit:
     """One circuit with ADDER resolved: ``parents`` receiver -> (AND-parents, OR-parents),
-    ``nodes`` (every node touching an edge), ``order`` (receivers in topological order)."""
+    ``nodes`` (every node touching an edge), ``order`` (receivers in topological order).
+    ``role`` (forget or retain) is the side of its clauses; ``label`` names its output
+    ``out@<label>`` and auxiliaries: the role, or ``retain:<task>`` in a retain set of several."""
 
-    def __init__(self, gg, role, adder_as):
-        self.role = role
+    def __init__(self, gg, role, adder_as, label=None):
+        self.role, self.task = role, gg.task
+        self.label = label or role
         self.parents = {}
         self.nodes = set()
         for src, dst, kind in gg.edges:
@@ -55,7 +64,7 @@ class Circuit:
 
 def _tseitin(f, circ, name_of):
     """Eq. 3, n-ary, for every receiver of ``circ``; variables named by ``name_of(node)``."""
-    role = circ.role
+    role, label = circ.role, circ.label
     for node in circ.order:
         ands, ors = circ.parents[node]
         b = f.var(name_of(node))
@@ -66,7 +75,7 @@ def _tseitin(f, circ, name_of):
             + [f"OR({', '.join(name_of(p) for p in ors)})"] * bool(ors))
         clauses = []
         if ands and len(ors) > 1:
-            aux = f.var(f"or:{node}@{role}")
+            aux = f.var(f"or:{node}@{label}")
             clauses += _or_gate(aux, o_lits)
             a_lits = a_lits + [aux]
             desc += f" with {f.names[aux - 1]} <-> OR(...)"
@@ -76,7 +85,7 @@ def _tseitin(f, circ, name_of):
             clauses += _and_gate(b, a_lits)
         else:
             clauses += _or_gate(b, o_lits)
-        f.group(role, f"{role}: {name_of(node)} <-> {desc}", clauses)
+        f.group(role, f"{label}: {name_of(node)} <-> {desc}", clauses)
 
 
 def _and_gate(y, xs):
@@ -87,56 +96,70 @@ def _or_gate(y, xs):
     return [[-y] + xs] + [[y, -x] for x in xs]
 
 
-def _outputs(f):
+def _outputs(f, cf, crs):
     f.group("forget", "forget: out@forget = 0 (Eq. 4)", [[-f.var("out@forget")]])
-    f.group("retain", "retain: out@retain = 1 (Eq. 4)", [[f.var("out@retain")]])
+    for c in crs:
+        f.group("retain", f"{c.label}: out@{c.label} = 1 (Eq. 4)", [[f.var(f"out@{c.label}")]])
 
 
-def circuits(forget_gg, retain_gg, params):
+def circuits(forget_gg, retain_ggs, params):
+    """The forget circuit and the list of retain circuits (one per task of the retain set)."""
     for key in ("adder_forget", "adder_retain"):
         if params[key] not in ("AND", "OR"):
             raise ClueError(f"config key {key} must be AND or OR, not {params[key]!r}")
     cf = Circuit(forget_gg, "forget", params["adder_forget"])
-    cr = Circuit(retain_gg, "retain", params["adder_retain"])
-    for c, gg in ((cf, forget_gg), (cr, retain_gg)):
+    several = len(retain_ggs) > 1
+    crs = [Circuit(gg, "retain", params["adder_retain"], f"retain:{gg.task}" if several else None)
+           for gg in retain_ggs]
+    for c in (cf, *crs):
         if not c.nodes:
-            warnings.warn(f"the {c.role} circuit ({gg.task}) has no edges: out@{c.role} is "
+            warnings.warn(f"the {c.role} circuit ({c.task}) has no edges: out@{c.label} is "
                           f"unconstrained and no neuron is in the {c.role} circuit", stacklevel=2)
         elif OUT not in c.nodes:
-            warnings.warn(f"no edge of the {c.role} circuit ({gg.task}) reaches out: "
-                          f"out@{c.role} is unconstrained", stacklevel=2)
-    return cf, cr
+            warnings.warn(f"no edge of the {c.role} circuit ({c.task}) reaches out: "
+                          f"out@{c.label} is unconstrained", stacklevel=2)
+    return cf, crs
 
 
-def encode_phi(neurons, cf, cr):
+def _name_of(c, copies=()):
+    """Variable names of circuit ``c``'s nodes: its output, a neuron's copy of c's side for the
+    neurons in ``copies`` (the split instance), else the neuron itself."""
+    return lambda n: f"out@{c.label}" if n == OUT else f"{n}@{c.role}" if n in copies else n
+
+
+def encode_phi(neurons, cf, crs):
     """Phi (Eq. 4) over one shared variable per neuron."""
     f = dimacs.Formula()
+    in_any = cf.nodes.union(*(c.nodes for c in crs))
     for n in neurons:  # neuron variables first, in model order, so ids are readable
-        if n in cf.nodes or n in cr.nodes:
+        if n in in_any:
             f.var(n)
-    f.var("out@forget")
-    f.var("out@retain")
-    for c in (cf, cr):
-        _tseitin(f, c, lambda n, r=c.role: f"out@{r}" if n == OUT else n)
-    _outputs(f)
+    for c in (cf, *crs):
+        f.var(f"out@{c.label}")
+    for c in (cf, *crs):
+        _tseitin(f, c, _name_of(c))
+    _outputs(f, cf, crs)
     return f
 
 
-def encode_split(neurons, cf, cr):
-    """The split-variable weighted MaxSAT instance (module docstring)."""
+def encode_split(neurons, cf, crs):
+    """The split-variable weighted MaxSAT instance (module docstring). The retain circuits of a
+    retain set share one retain copy per neuron: all of them hold with every retain copy at 1, so
+    they never conflict among themselves."""
     f = dimacs.Formula()
-    shared = cf.neurons & cr.neurons
-    single = (cf.neurons | cr.neurons) - shared
+    retain_neurons = set().union(*(c.neurons for c in crs))
+    shared = cf.neurons & retain_neurons
+    single = (cf.neurons | retain_neurons) - shared
     for n in neurons:
         if n in shared:
             f.var(f"{n}@forget"), f.var(f"{n}@retain"), f.var(f"eq:{n}")
         elif n in single:
             f.var(n)
-    f.var("out@forget")
-    f.var("out@retain")
-    for c in (cf, cr):
-        _tseitin(f, c, lambda n, r=c.role: f"out@{r}" if n == OUT else f"{n}@{r}" if n in shared else n)
-    _outputs(f)
+    for c in (cf, *crs):
+        f.var(f"out@{c.label}")
+    for c in (cf, *crs):
+        _tseitin(f, c, _name_of(c, shared))
+    _outputs(f, cf, crs)
     order = [n for n in neurons if n in shared]
     for n in order:
         e, nf, nr = f.var(f"eq:{n}"), f.var(f"{n}@forget"), f.var(f"{n}@retain")
@@ -153,18 +176,29 @@ def encode_split(neurons, cf, cr):
     return f
 
 
-def encode(forget_gg, retain_gg, params=None):
-    """(Phi formula, MaxSAT formula) for two checked gate graphs."""
+def encode(forget_gg, retain_ggs, params=None):
+    """(Phi formula, MaxSAT formula) for checked gate graphs: the forget task's, and the retain
+    task's or a list of them (a retain set of several tasks)."""
     params = dict(DEFAULTS, **(params or {}))
-    if set(forget_gg.neurons) != set(retain_gg.neurons):
-        raise ClueError("the forget and retain gate files list different neurons: not the same model")
-    cf, cr = circuits(forget_gg, retain_gg, params)
-    return encode_phi(forget_gg.neurons, cf, cr), encode_split(forget_gg.neurons, cf, cr)
+    retain_ggs = list(retain_ggs) if isinstance(retain_ggs, (list, tuple)) else [retain_ggs]
+    for rg in retain_ggs:
+        if set(forget_gg.neurons) != set(rg.neurons):
+            raise ClueError(f"the forget ({forget_gg.task}) and retain ({rg.task}) gate files list different "
+                            "neurons: not the same model")
+    cf, crs = circuits(forget_gg, retain_ggs, params)
+    return encode_phi(forget_gg.neurons, cf, crs), encode_split(forget_gg.neurons, cf, crs)
+
+
+def retain_set_name(retain_ggs):
+    """The name of a retain set: its tasks joined by + (the workflow's {retain} wildcard)."""
+    return "+".join(str(g.task) for g in retain_ggs)
 
 
 def add_arguments(parser):
     parser.add_argument("--forget-gates", required=True, help="gates JSON of the forget task")
-    parser.add_argument("--retain-gates", required=True, help="gates JSON of the retain task")
+    parser.add_argument("--retain-gates", required=True, nargs="+",
+                        help="gates JSON of the retain task; several for a retain set of several tasks "
+                        "(each keeps its own circuit and output, all required)")
     parser.add_argument("--out-cnf", required=True, help="DIMACS CNF of Phi (Eq. 4) to write")
     parser.add_argument("--out-wcnf", required=True, help="weighted MaxSAT instance (DIMACS wcnf) to write")
     parser.add_argument("--params", help="the 'logic' config section as a JSON object: "
@@ -173,10 +207,13 @@ def add_arguments(parser):
 
 def main(args):
     params = parse_params(args.params, DEFAULTS, "logic")
-    fg, rg = load_gates(args.forget_gates), load_gates(args.retain_gates)
-    phi, split = encode(fg, rg, params)
-    header = [f"CLUE forget={fg.task} retain={rg.task}",
+    fg = load_gates(args.forget_gates)
+    rgs = [load_gates(p) for p in args.retain_gates]
+    phi, split = encode(fg, rgs, params)
+    header = [f"CLUE forget={fg.task} retain={retain_set_name(rgs)}",
               f"ADDER as {params['adder_forget']} in the forget circuit, {params['adder_retain']} in the retain circuit"]
+    if len(rgs) > 1:
+        header.append(f"a retain set of {len(rgs)} tasks: one retain circuit each, every out@retain:<task> = 1")
     dimacs.write(args.out_cnf, phi, "cnf", header + ["Phi = Phi_f & Phi_r & -out_f & out_r (Eq. 4)"])
     dimacs.write(args.out_wcnf, split, "wcnf", header + ["split-variable MaxSAT instance: conflict neurons have eq:n false"])
     print(f"Phi: {len(phi.names)} variables, {len(phi.hard)} clauses; MaxSAT: {len(split.names)} variables, "

@@ -49,6 +49,12 @@ def _defined(inst, side):
     return out
 
 
+def _receiver_is(text, name):
+    """Whether a gate note ``<circuit>: <receiver> <-> ...`` computes ``name``."""
+    parts = text.split()
+    return len(parts) > 2 and parts[1] == name and parts[2] == "<->"
+
+
 def _critical(inst, var, side, needed):
     """Clauses of ``side`` satisfied in the optimum only by ``var`` taking value ``needed``."""
     lit = var if needed else -var
@@ -87,23 +93,26 @@ def _propagate(clauses, values):
 
 
 def _chain(inst, var, side):
-    """Lines showing how flipping ``var`` (a copy of the neuron in ``side``) flips out@side."""
+    """Lines showing how flipping ``var`` (a copy of the neuron in ``side``) flips an output of
+    ``side``: out@forget, or out@retain (out@retain:<task> for each task of a retain set)."""
     split = inst.split
-    out_var = split.ids.get(f"out@{side}")
+    outs = [v for name, v in split.ids.items() if name == f"out@{side}" or name.startswith(f"out@{side}:")]
     flipped = not inst.truth[var]
-    own = f"{side}: {split.names[var]} <->"
+    name = split.names[var]
+    # the gates that compute var itself are left out: it is set by hand here
     clauses = [(ci, cl) for ci, cl in enumerate(split.hard)
                if inst.side_of.get(ci, ("",))[0] == side and len(cl) > 1
-               and not inst.side_of[ci][1].startswith(own)]
+               and not _receiver_is(inst.side_of[ci][1], name)]
     side_vars = {abs(x) for _, cl in clauses for x in cl} | {var}
     defined = _defined(inst, side) - {var}
     values = {v: inst.truth[v] for v in side_vars - defined}
     values[var] = flipped
     reason, order = _propagate(clauses, values)
-    name = split.names[var]
     head = f"  if {name} were {int(flipped)} (every other input of the {side} circuit as in the optimum):"
-    if out_var is None or values.get(out_var) is None or values[out_var] == WANTED_OUT[side]:
-        return [head, f"    out@{side} stays {int(WANTED_OUT[side])}: this copy alone does not decide "
+    out_var = next((v for v in outs if values.get(v) is not None and values[v] != WANTED_OUT[side]), None)
+    if out_var is None:
+        shown = ", ".join(split.names[v] for v in outs) or f"out@{side}"
+        return [head, f"    {shown} stays {int(WANTED_OUT[side])}: this copy alone does not decide "
                       f"the {side} circuit; it conflicts together with other neurons"]
     tainted = {var}
     for v in order:
@@ -122,7 +131,8 @@ def _chain(inst, var, side):
             ci = reason[v]
             lines.append(f"    {split.names[v]} := {int(values[v])} by {inst.clause(ci, values)}"
                          f"    [{inst.side_of[ci][1]}]")
-    lines.append(f"    so out@{side} = {int(values[out_var])}, but Eq. 4 needs out@{side} = {int(WANTED_OUT[side])}")
+    out = split.names[out_var]
+    lines.append(f"    so {out} = {int(values[out_var])}, but Eq. 4 needs {out} = {int(WANTED_OUT[side])}")
     return lines
 
 

@@ -136,28 +136,6 @@ def build_gate_graph(noising, denoising, task, paths=("noising", "denoising")):
     return graph
 
 
-def union_gate_graphs(graphs, task):
-    """The gate graph of several tasks' circuits at once (the paper's section 6.2: a retain set of
-    several tasks, the retain circuit their union): an edge is in the union's noising circuit when
-    it is in any task's (an AND or ADDER edge there), in its denoising circuit likewise (OR or
-    ADDER), and typed from those two as in :func:`build_gate_graph`."""
-    neurons = list(graphs[0]["neurons"])
-    for g in graphs[1:]:
-        if list(g["neurons"]) != neurons:
-            raise ClueError(f"gates of {g.get('task')} and {graphs[0].get('task')} list different neurons: "
-                            "not the same model")
-    ns = {(e["src"], e["dst"]) for g in graphs for e in g["edges"] if e["type"] in ("AND", "ADDER")}
-    dn = {(e["src"], e["dst"]) for g in graphs for e in g["edges"] if e["type"] in ("OR", "ADDER")}
-    order = {n: i for i, n in enumerate(neurons)}
-    order[OUT] = len(neurons)
-    edges = [{"src": src, "dst": dst,
-              "type": "ADDER" if (src, dst) in ns and (src, dst) in dn else "AND" if (src, dst) in ns else "OR"}
-             for src, dst in sorted(ns | dn, key=lambda e: (order[e[1]], order[e[0]]))]
-    graph = {"task": task, "neurons": neurons, "edges": edges, "union_of": [g.get("task") for g in graphs]}
-    validate_gates(graph, f"gates of {task}")
-    return graph
-
-
 class GateGraph:
     """A checked gate graph: ``neurons`` (model order), ``edges`` [(src, dst, type)],
     ``topo`` (circuit nodes in a topological order, ``out`` last when present)."""
@@ -261,25 +239,16 @@ def draw(graph, out_path):
 
 
 def add_arguments(parser):
-    parser.add_argument("--noising", help="circuit JSON found with noising")
-    parser.add_argument("--denoising", help="circuit JSON found with denoising")
-    parser.add_argument("--union", nargs="+", help="instead: gates JSONs of several tasks, merged into the "
-                        "gate graph of their union (a retain set of several tasks)")
+    parser.add_argument("--noising", required=True, help="circuit JSON found with noising")
+    parser.add_argument("--denoising", required=True, help="circuit JSON found with denoising")
     parser.add_argument("--task", required=True, help="task name recorded in the output")
     parser.add_argument("--out", required=True, help="gates JSON to write")
     parser.add_argument("--drawing", help="optional SVG drawing of the gate graph")
 
 
 def main(args):
-    if args.union:
-        for path in args.union:
-            validate_gates(read_json(path), path)
-        graph = union_gate_graphs([read_json(p) for p in args.union], args.task)
-    elif args.noising and args.denoising:
-        graph = build_gate_graph(read_json(args.noising), read_json(args.denoising), args.task,
-                                 paths=(args.noising, args.denoising))
-    else:
-        raise ClueError("give --noising and --denoising (one task's circuits) or --union (several tasks' gates)")
+    graph = build_gate_graph(read_json(args.noising), read_json(args.denoising), args.task,
+                             paths=(args.noising, args.denoising))
     write_json(args.out, graph)
     if args.drawing:
         draw(graph, args.drawing)

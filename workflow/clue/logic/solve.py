@@ -20,7 +20,7 @@ import time
 from clue.errors import ClueError
 from clue.io import write_json
 from clue.logic import dimacs
-from clue.logic.cnf import parse_params
+from clue.logic.cnf import parse_params, retain_set_name
 from clue.logic.gates import load_gates, neuron_kind
 
 DEFAULTS = {
@@ -99,7 +99,7 @@ def _check_phi(phi, split, model, cats):
     for vid, name in phi.names.items():
         if name in cats:
             value[vid] = bool(cats[name]["value"])
-        else:  # out@forget, out@retain, or:<n>@<circuit> carry the same names in both files
+        else:  # out@<circuit>, or:<n>@<circuit> carry the same names in both files
             value[vid] = truth.get(split.ids.get(name), False)
     for i, cl in enumerate(phi.hard):
         if not any(value.get(abs(x), False) == (x > 0) for x in cl):
@@ -164,11 +164,12 @@ CATEGORY_COLORS = {"forget": "#e06666", "conflict": "#b4a7d6", "retain": "#93c47
 
 def draw(result, forget_gates, retain_gates, path):
     """The pair at node level (clue.drawing): every neuron of either circuit, coloured by its
-    category, and the edges of the forget circuit, the retain circuit or both."""
+    category, and the edges of the forget circuit, the retain circuits (one per retain task) or
+    both."""
     from clue.drawing import draw_nodes
 
     fe = {(s, d) for s, d, _ in forget_gates.edges}
-    re_ = {(s, d) for s, d, _ in retain_gates.edges}
+    re_ = {(s, d) for g in retain_gates for s, d, _ in g.edges}
     edges = [(s, d, "both" if (s, d) in fe and (s, d) in re_ else "forget" if (s, d) in fe else "retain")
              for s, d in sorted(fe | re_)]
     colors = {n: CATEGORY_COLORS.get(v["category"], "white") for n, v in result["neurons"].items()}
@@ -186,7 +187,8 @@ def add_arguments(parser):
     parser.add_argument("--cnf", required=True, help="DIMACS CNF of Phi written by 'clue cnf'")
     parser.add_argument("--wcnf", required=True, help="MaxSAT instance written by 'clue cnf'")
     parser.add_argument("--forget-gates", required=True, help="gates JSON of the forget task (neuron list)")
-    parser.add_argument("--retain-gates", required=True, help="gates JSON of the retain task")
+    parser.add_argument("--retain-gates", required=True, nargs="+",
+                        help="gates JSON of the retain task (several: a retain set of several tasks)")
     parser.add_argument("--out", required=True, help="assignment JSON to write")
     parser.add_argument("--drawing", help="optional SVG of the pair's forget, conflict and retain neurons")
     parser.add_argument("--params", help="the 'solve' config section as a JSON object: "
@@ -196,19 +198,21 @@ def add_arguments(parser):
 def main(args):
     params = parse_params(args.params, DEFAULTS, "solve")
     t0 = time.perf_counter()
-    fg, rg = load_gates(args.forget_gates), load_gates(args.retain_gates)
-    if fg.neurons != rg.neurons:
-        raise ClueError(f"{args.forget_gates} and {args.retain_gates} list different neurons")
+    fg = load_gates(args.forget_gates)
+    rgs = [load_gates(p) for p in args.retain_gates]
+    for path, rg in zip(args.retain_gates, rgs):
+        if fg.neurons != rg.neurons:
+            raise ClueError(f"{args.forget_gates} and {path} list different neurons")
     phi = dimacs.read(args.cnf, expect="cnf")
     split = dimacs.read(args.wcnf, expect="wcnf")
     result = localize(phi, split, fg.neurons, params)
-    result = {"forget": fg.task, "retain": rg.task, **result}
+    result = {"forget": fg.task, "retain": retain_set_name(rgs), **result}
     # timings go to the log, not the artifact: the same config gives the same bytes
     seconds, detail = result.pop("seconds"), result.pop("seconds_detail")
     detail["read"] = round(time.perf_counter() - t0 - seconds, 4)
     write_json(args.out, result)
     if args.drawing:
-        draw(result, fg, rg, args.drawing)
+        draw(result, fg, rgs, args.drawing)
     c = result["counts"]
     print(f"{result['status']}: forget {c['forget']}, conflict {c['conflict']}, retain {c['retain']}, "
           f"safe {c['safe']} (cost {result['cost']}, {seconds} s: "
