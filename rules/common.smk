@@ -124,3 +124,9 @@ def sparsity_run(s):
 def retain_dirs(w):
     """The data directories of a retain set (one task, or several joined by +)."""
     return [data_dir(t) for t in w.retain.split("+")]
+
+
+def retain_gates(w):
+    """The gates of each task of the retain set: a retain set of several tasks keeps one retain
+    circuit per task in the CNF."""
+    return [f"results/{w.model}/{w.run}gates/{t}.json" for t in w.retain.split("+")]

@@ -22,12 +22,6 @@ rule gates:
         " --out {output.json} --drawing {output.drawing} > {log} 2>&1"
 
 
-def retain_gates(w):
-    """The gates of each task of the retain set: a retain set of several tasks keeps one retain
-    circuit per task in the CNF."""
-    return [f"results/{w.model}/{w.run}gates/{t}.json" for t in w.retain.split("+")]
-
-
 rule cnf:
     """Phi (Eq. 4) as DIMACS CNF, and the split-variable weighted MaxSAT instance."""
     input:

@@ -32,17 +32,17 @@ rule table2:
 
 
 rule fig7:
-    """Figure 7: the share of attention and MLP weights selected by CLUE's forget and conflict
-    masks and by each localizer, on the paper pair."""
+    """Figure 7 (appendix I): the composition by matrix type (q, k, v, o, gate, up, down) of CLUE's
+    forget and conflict masks and of each localizer's mask, for paper.forget with every retain set."""
     input:
-        masks=[f"results/{MODEL}/masks/{PAPER_PAIR}/{s}.safetensors" for s in SITE_SELECTIONS],
+        masks=[f"results/{MODEL}/masks/{PAPER_FORGET}__{r}/{s}.safetensors" for r in RETAIN for s in SITE_SELECTIONS],
         base=f"results/{MODEL}/base",
     output:
-        csv=f"results/figures/fig7_{PAPER_PAIR}.csv",
-        figure=report(f"results/figures/fig7_{PAPER_PAIR}.svg", category="Figures", caption="../docs/report/fig7.rst"),
+        csv=f"results/figures/fig7_{PAPER_FORGET}.csv",
+        figure=report(f"results/figures/fig7_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig7.rst"),
     params:
         labels=SITE_SELECTIONS,
-        pair=PAPER_PAIR,
+        pairs=[f"{PAPER_FORGET}__{r}" for r in RETAIN],
     log:
         "logs/fig7.log",
     benchmark:
@@ -51,9 +51,9 @@ rule fig7:
         "../envs/clue.yaml"
     resources:
         mem_mb=4000,
-        runtime=10,
+        runtime=10 * len(RETAIN),
     shell:
-        "clue fig7 --masks {input.masks} --labels {params.labels} --model-dir {input.base} --pair {params.pair}"
+        "clue fig7 --pairs {params.pairs} --labels {params.labels} --masks {input.masks} --model-dir {input.base}"
         " --csv {output.csv} --figure {output.figure} > {log} 2>&1"
 
 
@@ -62,18 +62,27 @@ RATIOS = config["paper"]["ratios"]
 
 
 RETAIN_SETS = retain_sets(config)
+# Figure 3's general corpus (the paper's MMLU): its tasks are the fixed utility yardstick, and
+# CLUE and WAGLE are trained with it as the retain set for the reference lines.
+GENERAL_CORPUS = config["paper"]["general_retain"] or []
+FIG3_REFERENCES = [m for m in ("clue", "wagle") if m in METHODS] if GENERAL_CORPUS else []
 
 
 rule fig3:
-    """Figure 3: CLUE on paper.forget with retain sets of 1 .. N tasks, each retain circuit the
-    union of the set's circuits (section 6.2)."""
+    """Figure 3: CLUE on paper.forget with retain sets of 1 .. N tasks (each task its own retain
+    circuit), against the general corpus's utility; CLUE and WAGLE with the general corpus as the
+    retain set as reference lines (section 6.2)."""
     input:
-        [f"results/{MODEL}/eval/{PAPER_FORGET}__{r}/clue.json" for r in RETAIN_SETS],
+        clue=[f"results/{MODEL}/eval/{PAPER_FORGET}__{r}/clue.json" for r in RETAIN_SETS],
+        references=[f"results/{MODEL}/eval/{PAPER_FORGET}__{'+'.join(GENERAL_CORPUS)}/{m}.json"
+                    for m in FIG3_REFERENCES],
     output:
         csv=f"results/figures/fig3_{PAPER_FORGET}.csv",
         figure=report(f"results/figures/fig3_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig3.rst"),
     params:
         pair=f"{PAPER_FORGET}__retain-sets",
+        yardstick=GENERAL_CORPUS,
+        general=GENERAL,
     log:
         "logs/fig3.log",
     benchmark:
@@ -84,7 +93,8 @@ rule fig3:
         mem_mb=1000,
         runtime=10,
     shell:
-        "clue sweep-figure --figure fig3 --pair {params.pair} --clue-evals {input}"
+        "clue sweep-figure --figure fig3 --pair {params.pair} --clue-evals {input.clue}"
+        " --references {input.references} --yardstick {params.yardstick} --general {params.general}"
         " --csv {output.csv} --out {output.figure} > {log} 2>&1"
 
 

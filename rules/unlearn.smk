@@ -105,37 +105,37 @@ if not PER_CHECKPOINT and TRAINED:
 LOCALIZERS_RUN = [m for m in METHODS if m in LOCALIZERS]
 
 
-if config["localize"]["jobs"] == "per_localizer":
+rule localize:
+    """A baseline localizer's mask (WAGLE, DEPN, PCGU, MEMIT-style causal tracing), trained
+    inside by the same masked fine-tuning (PO + retain loss). With localize.jobs: per_pair, only for
+    retain sets of several tasks (Figure 3's general corpus); rule localize_pair takes the rest."""
+    input:
+        base="results/{model}/base",
+        forget="results/{model}/data/{forget}",
+        retain=retain_dirs,
+    output:
+        "results/{model}/masks/{forget}__{retain}/{localizer}.safetensors",
+    params:
+        section=section("localize"),
+    wildcard_constraints:
+        localizer="|".join(LOCALIZERS),
+    log:
+        "logs/{model}/localize/{forget}__{retain}/{localizer}.log",
+    benchmark:
+        "benchmarks/{model}/localize/{forget}__{retain}/{localizer}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
+        " --retain-dir {input.retain} --localizer {wildcards.localizer} --model-name {wildcards.model}"
+        " --params {params.section:q} --out {output} > {log} 2>&1"
 
-    rule localize:
-        """A baseline localizer's mask (WAGLE, DEPN, PCGU, MEMIT-style causal tracing), trained
-        inside by the same masked fine-tuning (PO + retain loss)."""
-        input:
-            base="results/{model}/base",
-            forget="results/{model}/data/{forget}",
-            retain=retain_dirs,
-        output:
-            "results/{model}/masks/{forget}__{retain}/{localizer}.safetensors",
-        params:
-            section=section("localize"),
-        wildcard_constraints:
-            localizer="|".join(LOCALIZERS),
-        log:
-            "logs/{model}/localize/{forget}__{retain}/{localizer}.log",
-        benchmark:
-            "benchmarks/{model}/localize/{forget}__{retain}/{localizer}.tsv"
-        conda:
-            "../envs/clue.yaml"
-        threads: 1
-        resources:
-            mem_mb=8000,
-            runtime=60,
-        shell:
-            "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
-            " --retain-dir {input.retain} --localizer {wildcards.localizer} --model-name {wildcards.model}"
-            " --params {params.section:q} --out {output} > {log} 2>&1"
 
-elif LOCALIZERS_RUN:
+if config["localize"]["jobs"] == "per_pair" and LOCALIZERS_RUN:
 
     rule localize_pair:
         """Every baseline localizer of the config on one forget x retain pair, in one process on one
@@ -165,6 +165,8 @@ elif LOCALIZERS_RUN:
             "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
             " --retain-dir {input.retain} --localizer {params.localizers} --model-name {wildcards.model}"
             " --params {params.section:q} --out {output} > {log} 2>&1"
+
+    ruleorder: localize_pair > localize
 
 
 rule localize_ratio:

@@ -86,6 +86,14 @@ def test_unknown_top_level_key_is_rejected():
      "no_forget_mask, full_conflict_mask, conflict_first"),
     (lambda c: c["paper"].__setitem__("ablations", ["ga+rmu"]), "paper.ablations[0]", "known losses: dpo, ga, graddiff"),
     (lambda c: c["paper"].__setitem__("retain", "toy_ioi"), "paper.retain", "toy_winogrande, toy_sst2"),
+    # Figure 3's general corpus: general tasks that are evaluated beside every checkpoint
+    (lambda c: c["paper"].__setitem__("general_retain", ["toy_sst2"]), "paper.general_retain[0]",
+     "not one of tasks.general (toy_arithmetic, toy_induction"),
+    (lambda c: c["paper"].__setitem__("general_retain", []), "paper.general_retain", "the list is empty"),
+    (lambda c: c["paper"].__setitem__("general_retain", ["toy_ioi", "toy_ioi"]), "paper.general_retain",
+     "a task repeats"),
+    (lambda c: c["paper"].__setitem__("general_retain", list(c["tasks"]["general"])), "paper.general_retain",
+     "no task left"),
 ])
 def test_unknown_names_fail_listing_known_ones(mutate, key, known):
     config = load()

@@ -544,3 +544,26 @@ def test_localizers_sharing_one_job_write_the_masks_they_write_alone(world, mask
                 assert torch.equal(a.get_tensor(key), b.get_tensor(key)), (name, key)
     with pytest.raises(ClueError, match="one --out per --localizer"):
         localize(world / "base", world / "forget", world / "retain", names, outs[:2], PARAMS)
+
+
+def test_a_retain_set_of_several_tasks_draws_retain_texts_from_all(world, tmp_path):
+    """Figure 3's general corpus as a retain set: the localizer's retain texts are drawn from
+    every task's train.jsonl; one directory gives exactly the texts it gave before."""
+    from clue.losses import encode_text
+
+    other = tmp_path / "retain2"
+    extra = ["a good virus", "the film loads"]
+    write_jsonl(other / "train.jsonl", [{"prompt": "", "answer": "", "text": t} for t in extra])
+    model, tok = load_base(world / "base", torch.device("cpu"))
+    params = resolve_params({**PARAMS, "n_examples": 100})
+    one = Context(model, tok, world / "forget", world / "retain", params, torch.device("cpu"))
+    both = Context(model, tok, world / "forget", [world / "retain", other], params, torch.device("cpu"))
+    assert one.retain_texts() == [encode_text(tok, t) for t in RETAIN_TEXTS]
+    assert both.retain_texts() == [encode_text(tok, t) for t in RETAIN_TEXTS + extra]
+    out = tmp_path / "wagle.safetensors"
+    from clue.cli import main as clue
+
+    assert clue(["localize", "--base-dir", str(world / "base"), "--forget-dir", str(world / "forget"),
+                 "--retain-dir", str(world / "retain"), str(other), "--localizer", "wagle", "--model-name", "toy",
+                 "--params", json.dumps(PARAMS), "--out", str(out)]) == 0
+    assert read_masks(out)[0]

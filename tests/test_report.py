@@ -152,3 +152,40 @@ def test_table2_rows_are_changes_from_clues_row(tmp_path, capsys):
     args[args.index("ga+ga")] = "po+npo"
     assert main(args) == 2
     assert "expected the eval of clue-po+npo, found 'clue-ga+ga'" in capsys.readouterr().err
+
+
+def test_fig3_measures_every_point_on_the_general_corpus(tmp_path, capsys):
+    """Figure 3: every retain set and every reference run on the same yardstick (the general
+    corpus's accuracy, g1 and g2 here), general utility over the other general tasks (g3), RU over
+    the set's own tasks kept aside; values worked out by hand from the eval JSONs."""
+    def ev(name, method, retain, fe, acc):
+        path = tmp_path / f"{name}.json"
+        io.write_json(path, {"method": method, "retain": retain, "FE": fe, "RU": 0.5, "GU": 0.0,
+                             "unlearned_param_pct": 10.0, "accuracy": acc})
+        return str(path)
+
+    sets = [ev("a", "clue", "r1", 0.6, {"g1": 0.8, "g2": 0.6, "g3": 0.5, "r1": 0.9}),
+            ev("b", "clue", "r1+r2", 0.4, {"g1": 0.9, "g2": 0.9, "g3": 0.7, "r1": 1.0, "r2": 1.0})]
+    refs = [ev("c", "clue", "g1+g2", 0.5, {"g1": 1.0, "g2": 0.8, "g3": 0.4}),
+            ev("w", "wagle", "g1+g2", 0.3, {"g1": 0.7, "g2": 0.7, "g3": 0.6})]
+    csv_path, svg = tmp_path / "fig3.csv", tmp_path / "fig3.svg"
+    base = ["sweep-figure", "--figure", "fig3", "--pair", "f__retain-sets", "--clue-evals", *sets,
+            "--csv", str(csv_path), "--out", str(svg)]
+    assert main(base + ["--references", *refs, "--yardstick", "g1", "g2", "--general", "g1", "g2", "g3"]) == 0
+    rows = list(csv.DictReader(open(csv_path)))
+    got = [(r["kind"], r["method"], r["retain_set"], r["n_tasks"], float(r["FE"]), float(r["corpus_utility"]),
+            float(r["GU_other"])) for r in rows]
+    assert got == [("retain set", "clue", "r1", "1", 0.6, 0.7, 0.5), ("retain set", "clue", "r1+r2", "2", 0.4, 0.9, 0.7),
+                   ("general corpus", "clue", "g1+g2", "2", 0.5, 0.9, 0.4),
+                   ("general corpus", "wagle", "g1+g2", "2", 0.3, 0.7, 0.6)]
+    text = svg.read_text()
+    assert "utility on the general corpus" in text and "WAGLE, general corpus as retain set" in text
+    # without a general corpus: forget efficacy and general utility only
+    assert main(base + ["--general", "g1", "g2", "g3"]) == 0
+    assert "utility on the general corpus" not in svg.read_text()
+    assert {r["corpus_utility"] for r in csv.DictReader(open(csv_path))} == {""}
+    capsys.readouterr()
+    assert main(base + ["--references", *refs, "--general", "g1", "g2", "g3"]) == 2
+    assert "fig3: --references need --yardstick" in capsys.readouterr().err
+    assert main(base + ["--yardstick", "g1", "--general", "g1"]) == 2
+    assert "every --general task is in --yardstick" in capsys.readouterr().err

@@ -183,16 +183,22 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     t6 = {(r["method"], r["seed"]): r for r in csv.DictReader(open(wd / "results/table6.csv"))}
     assert float(t6[("clue", "1")]["1-Rouge-L"]) == pytest.approx(1 - evals[1]["RougeL"], abs=1e-4)
 
-    # Figure 7: the counts are the elements of CLUE's masks, materialised on the model itself
+    # Figure 7: the counts are the elements of CLUE's masks, materialised on the model itself, per
+    # retain set (here the one) and matrix type; the shares are the composition of each selection
     model = AutoModelForCausalLM.from_pretrained(toy / "base")
     masks = load_masks(toy / "masks/toy_cyber__toy_sst2/clue.safetensors", model)
-    sites = list(csv.DictReader(open(wd / "results/figures/fig7_toy_cyber__toy_sst2.csv")))
+    sites = list(csv.DictReader(open(wd / "results/figures/fig7_toy_cyber.csv")))
+    assert {(r["pair"], r["retain"]) for r in sites} == {("toy_cyber__toy_sst2", "toy_sst2")}
     for category in ("forget", "conflict"):
-        want = sum(int(m.sum()) for n, m in masks[category].items() if "self_attn" in n and n.endswith("weight"))
-        got = sum(int(r["selected"]) for r in sites
-                  if r["selection"] == "clue" and r["category"] == category and r["group"] == "attention")
-        assert got == want, category
-    assert "<svg" in (wd / "results/figures/fig7_toy_cyber__toy_sst2.svg").read_text()[:3000]
+        rows = [r for r in sites if r["selection"] == "clue" and r["category"] == category]
+        for matrix in ("q", "k", "v", "o", "gate", "up", "down"):
+            want = sum(int(m.sum()) for n, m in masks[category].items() if n.endswith(f".{matrix}_proj.weight"))
+            assert sum(int(r["selected"]) for r in rows if r["matrix"] == matrix) == want, (category, matrix)
+        if sum(int(r["selected"]) for r in rows):
+            assert sum(float(r["share"]) for r in rows) == pytest.approx(1.0), category
+        else:   # an empty selection has no composition
+            assert {r["share"] for r in rows} == {""}, category
+    assert "<svg" in (wd / "results/figures/fig7_toy_cyber.svg").read_text()[:3000]
     assert {r["selection"] for r in sites} == {"clue", "wagle"}
 
     # Table 3: before, Table 1's assignment; after, circuits found again on the CLUE checkpoint
@@ -412,7 +418,8 @@ def test_paper_configs_dry_run(configfile, pairs):
     # four retain tasks: Figure 3's sets of 2, 3 and 4 tasks (3 + 3 + 1); Figure 4's 4 sparsities
     sets, sparsities = 7, 4
     assert jobs["evaluate_origin"] == pairs and jobs["localize"] == 4 * pairs and jobs["localize_ratio"] == 4 * 5
-    assert jobs["masks"] == pairs + sparsities + sets and jobs["gates_union"] == sets
+    # a retain set of several tasks keeps each task's gate graph (no merged graph); no general corpus
+    assert jobs["masks"] == pairs + sparsities + sets and "gates_union" not in jobs
     # eight trained methods per pair; Table 2's nine CLUE ablations, the sparsity runs, the four
     # localizers at five ratios and CLUE on each retain set, on the paper pair
     assert jobs["unlearn"] == jobs["evaluate"] == 8 * pairs + 9 + sparsities + 20 + sets
@@ -431,8 +438,10 @@ def test_paper_configs_dry_run(configfile, pairs):
 
 
 def test_paper_target_plan_on_the_default_config():
-    """`paper` on config.yaml: Figure 3's retain sets of 2-4 tasks get a union gate graph each and run
-    CLUE alone (no pair rule trains the other methods on them); the size-1 sets are Table 1's pairs."""
+    """`paper` on config.yaml: Figure 3's retain sets of 2-4 tasks run CLUE alone (no pair rule
+    trains the other methods on them), their CNFs read every task's own gate graph; the size-1 sets
+    are Table 1's pairs. The general corpus (toy_software + toy_medicine) gets its two circuits and
+    the reference runs: CLUE, and WAGLE through its own localize job."""
     from clue.config import retain_sets
     import yaml
     from snakemake.utils import validate
@@ -444,10 +453,13 @@ def test_paper_target_plan_on_the_default_config():
     assert sets[-1] == "toy_winogrande+toy_sst2+toy_rte+toy_bool" and retain_sets(config) == sets
     jobs = planned_jobs(snakemake(ROOT, "-n", "paper"))
     multi = sum(len(s.split("+")) > 1 for s in sets)
-    assert jobs["gates_union"] == multi and jobs["unlearn_pair"] == jobs["evaluate_pair"] == 8
-    # 9 ablations, 4 sparsity runs, 4 localizers x 5 ratios, and CLUE on each new retain set
-    assert jobs["unlearn"] == jobs["evaluate"] == 9 + 4 + 20 + multi
-    assert jobs["circuit_task"] == 6 + 2 * 8 + 2 * 4     # Table 1, Table 3's after-runs, Figure 4
+    assert "gates_union" not in jobs and jobs["unlearn_pair"] == jobs["evaluate_pair"] == 8
+    assert jobs["cnf"] == jobs["solve"] == 8 + 2 * 4 + 4 + multi + 1   # Table 1, 3, Figure 4, 3 and the corpus
+    # 9 ablations, 4 sparsity runs, 4 localizers x 5 ratios, CLUE on each new retain set, and CLUE
+    # and WAGLE with the general corpus as the retain set
+    assert jobs["unlearn"] == jobs["evaluate"] == 9 + 4 + 20 + multi + 2 and jobs["localize"] == 1
+    # Table 1, Table 3's after-runs, Figure 4, the general corpus's two tasks
+    assert jobs["circuit_task"] == 6 + 2 * 8 + 2 * 4 + 2
 
 
 def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):

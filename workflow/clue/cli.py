@@ -22,8 +22,8 @@ STAGES = {
     "table1": ("clue.report", "collect eval JSONs into results/table1.csv and table1.md"),
     "table2": ("clue.table2", "Table 2: CLUE's ablations on one pair, as changes from CLUE's row"),
     "table3": ("clue.table3", "Table 3: forget and conflict neurons before and after unlearning"),
-    "sweep-figure": ("clue.sweeps", "Figures 4 and 6: the circuit-sparsity and forget-ratio sweeps on one pair"),
-    "fig7": ("clue.neuron_sites", "Figure 7: the share of attention and MLP weights each localization selects"),
+    "sweep-figure": ("clue.sweeps", "Figures 3, 4 and 6: the retain-set, circuit-sparsity and forget-ratio sweeps"),
+    "fig7": ("clue.neuron_sites", "Figure 7: the composition by matrix type of each localization, per retain set"),
     "audit": ("clue.audit", "knowledge recovery (KRS) and relearning audit of unlearned checkpoints"),
     "audit-table": ("clue.audit_report", "collect audit JSONs into results/audit.csv and KRS figures"),
 }

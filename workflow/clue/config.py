@@ -165,6 +165,21 @@ def check_paper(config):
         if task is not None and task not in config["tasks"][role]:
             raise ClueError(f"config key paper.{role}: {task!r} is not one of tasks.{role} "
                             f"({', '.join(config['tasks'][role])})")
+    corpus = config["paper"].get("general_retain")
+    if corpus is not None:
+        if not corpus:
+            raise ClueError("config key paper.general_retain: the list is empty; name general tasks, or null for "
+                            "no general corpus")
+        for i, task in enumerate(corpus):
+            if task not in config["tasks"]["general"]:
+                raise ClueError(f"config key paper.general_retain[{i}]: {task!r} is not one of tasks.general "
+                                f"({', '.join(config['tasks']['general']) or 'none'}): the general corpus is "
+                                "evaluated beside every checkpoint")
+        if len(set(corpus)) != len(corpus):
+            raise ClueError("config key paper.general_retain: a task repeats")
+        if len(corpus) == len(config["tasks"]["general"]) and not config["tasks"]["general_lm_eval"]:
+            raise ClueError("config key paper.general_retain: it names every general task, so Figure 3's general "
+                            "utility would have no task left; leave at least one out")
     for key, interval, inside in (("sparsities", "(0, 1)", lambda v: 0 < v < 1),
                                   ("ratios", "(0, 1]", lambda v: 0 < v <= 1)):
         for i, v in enumerate(config["paper"][key]):

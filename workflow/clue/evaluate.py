@@ -300,7 +300,8 @@ def add_arguments(p):
 
 def evaluate_one(args, params, checkpoint, method, out):
     pair = args.forget is not None
-    tasks = [args.forget, *args.retain.split("+"), *args.general] if pair else list(args.tasks)
+    # each task once: a retain set may be made of general tasks (Figure 3's general corpus)
+    tasks = list(dict.fromkeys([args.forget, *args.retain.split("+"), *args.general] if pair else args.tasks))
     forget_sets = [args.forget] if pair else list(args.forget_sets)
     if args.from_eval:
         source = io.read_json(args.from_eval)

@@ -1,5 +1,8 @@
-"""Stages `fig3`, `fig4` and `fig6`: the paper's sweeps. Figure 3: CLUE on one forget set with
-retain sets of 1 .. N tasks, the retain circuit the union of the set's circuits (section 6.2).
+"""Stages `fig3`, `fig4` and `fig6`: the paper's sweeps. Figure 3 (section 6.2): CLUE on one forget
+set with retain sets of 1 .. N tasks (each task of a set keeps its own retain circuit), plotted
+against a fixed yardstick: forget efficacy, utility on the general corpus (the paper's MMLU: the
+same test questions for every point) and general utility on the other general tasks; dashed lines
+are CLUE and WAGLE trained with the general corpus itself as the retain set.
 
 Figure 4: the pair's circuits found again at several target sparsities, each circuit's KL
 divergence from the model on its held-out pairs, and the change in forget efficacy (and retain
@@ -103,29 +106,56 @@ def fig6(df, title, path):
     _finish(plt, fig, title, path)
 
 
-def retain_set_rows(clue_evals):
-    """One row per retain set: its size and CLUE's FE, RU (the mean over its tasks) and GU."""
+def _mean(accuracy, tasks, path):
+    missing = [t for t in tasks if t not in accuracy]
+    if missing:
+        raise ClueError(f"{path}: no accuracy for task(s) {', '.join(missing)}")
+    return sum(accuracy[t] for t in tasks) / len(tasks) if tasks else None
+
+
+def retain_set_rows(clue_evals, references, yardstick, general):
+    """One row per retain set (CLUE's eval JSONs) and per reference run (a method trained with the
+    general corpus as its retain set): FE, utility on the yardstick tasks (the general corpus),
+    general utility on the ``general`` tasks outside the yardstick, and RU over the set's own tasks
+    (kept in the CSV; not comparable across sets, which train on it)."""
+    others = [t for t in general if t not in yardstick]
     rows = []
-    for path in clue_evals:
-        rec = io.read_json(path)
-        if rec.get("method") != "clue":
-            raise ClueError(f"{path}: expected CLUE's eval JSON, found method {rec.get('method')!r}")
-        rows.append({"retain_set": rec["retain"], "n_tasks": len(rec["retain"].split("+")), "FE": rec["FE"],
-                     "RU": rec["RU"], "GU": rec["GU"], "unlearned_param_pct": rec["unlearned_param_pct"]})
+    for kind, paths in (("retain set", clue_evals), ("general corpus", references)):
+        for path in paths:
+            rec = io.read_json(path)
+            if kind == "retain set" and rec.get("method") != "clue":
+                raise ClueError(f"{path}: expected CLUE's eval JSON, found method {rec.get('method')!r}")
+            rows.append({"kind": kind, "method": rec["method"], "retain_set": rec["retain"],
+                         "n_tasks": len(rec["retain"].split("+")), "FE": rec["FE"],
+                         "corpus_utility": _mean(rec["accuracy"], yardstick, path),
+                         "GU_other": _mean(rec["accuracy"], others, path), "RU_own": rec["RU"],
+                         "unlearned_param_pct": rec["unlearned_param_pct"]})
     return rows
 
 
 def fig3(df, title, path):
+    from clue.report import method_labels
+
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharex=True)
-    means = df.groupby("n_tasks")[["FE", "RU", "GU"]].mean()
-    for ax, metric, name in zip(axes, ("FE", "RU", "GU"), ("forget efficacy", "retain utility (mean over the set)",
-                                                          "general utility")):
-        ax.plot(df.n_tasks, df[metric], "o", color="tab:blue", alpha=0.4, label="one retain set")
-        ax.plot(means.index, means[metric], "-", color="tab:blue", linewidth=2, label="mean over the sets")
+    labels = method_labels()
+    panels = [("FE", "forget efficacy")]
+    if df["corpus_utility"].notna().any():
+        panels.append(("corpus_utility", "utility on the general corpus"))
+    panels.append(("GU_other", "general utility (other general tasks)"))
+    sets = df[df.kind == "retain set"]
+    refs = df[df.kind == "general corpus"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), sharex=True)
+    means = sets.groupby("n_tasks")[[m for m, _ in panels]].mean()
+    colors = {"clue": "tab:blue", "wagle": "tab:orange"}
+    for ax, (metric, name) in zip(axes, panels):
+        ax.plot(sets.n_tasks, sets[metric], "o", color="tab:blue", alpha=0.4, label="CLUE, one retain set")
+        ax.plot(means.index, means[metric], "-", color="tab:blue", linewidth=2, label="CLUE, mean over the sets")
+        for _, r in refs.iterrows():
+            ax.axhline(r[metric], linestyle="--", color=colors.get(r["method"], "grey"),
+                       label=f"{labels.get(r['method'], r['method']).split(' (')[0]}, general corpus as retain set")
         ax.set_xlabel("tasks in the retain set")
         ax.set_ylabel(name)
-        ax.set_xticks(sorted(df.n_tasks.unique()))
+        ax.set_xticks(sorted(sets.n_tasks.unique()))
     axes[0].legend(fontsize=7)
     _finish(plt, fig, title, path)
 
@@ -136,7 +166,13 @@ def add_arguments(p):
     p.add_argument("--sparsities", nargs="+", type=float, default=[],
                    help="fig4: the target sparsities; fig6: the sparsity of each --clue-evals run (0: Table 1's)")
     p.add_argument("--circuits", nargs="*", default=[], help="fig4: circuit JSONs, the same number per sparsity")
-    p.add_argument("--clue-evals", nargs="+", required=True, help="CLUE's eval JSON of each sparsity run")
+    p.add_argument("--clue-evals", nargs="+", required=True,
+                   help="CLUE's eval JSON of each sparsity run (fig4, fig6) or retain set (fig3)")
+    p.add_argument("--references", nargs="*", default=[],
+                   help="fig3: eval JSONs of methods trained with the general corpus as the retain set")
+    p.add_argument("--yardstick", nargs="*", default=[], help="fig3: the general corpus's tasks (its utility)")
+    p.add_argument("--general", nargs="*", default=[], help="fig3: the general tasks (GU averages those "
+                   "outside --yardstick)")
     p.add_argument("--origin", help="fig4: the pair's Origin eval JSON")
     p.add_argument("--evals", nargs="*", default=[], help="fig6: eval JSON of each <localizer>-r<ratio>")
     p.add_argument("--methods", nargs="*", default=[], help="fig6: the localizer of each --evals")
@@ -150,7 +186,11 @@ def main(args):
 
     forget, _, retain = args.pair.partition("__")
     if args.figure == "fig3":
-        df = pd.DataFrame(retain_set_rows(args.clue_evals))
+        if args.references and not args.yardstick:
+            raise ClueError("fig3: --references need --yardstick (the general corpus they were trained with)")
+        if not [t for t in args.general if t not in args.yardstick]:
+            raise ClueError("fig3: every --general task is in --yardstick; leave one for general utility")
+        df = pd.DataFrame(retain_set_rows(args.clue_evals, args.references, args.yardstick, args.general))
         fig3(df, f"CLUE with retain sets of several tasks: forget {forget}", args.out)
         with io.atomic_path(args.csv) as tmp:
             df.to_csv(tmp, index=False, float_format="%.4f")

@@ -216,28 +216,31 @@ class Context:
     (loaded lazily, ``n_examples`` seeded records of each set)."""
 
     def __init__(self, model, tokenizer, forget_dir, retain_dir, params, device):
+        """``retain_dir``: a retain task's data directory, or a list of them (a retain set of
+        several tasks: the retain texts are drawn from all of them)."""
         self.model, self.tokenizer, self.params, self.device = model, tokenizer, params, device
-        self.forget_dir, self.retain_dir = Path(forget_dir), Path(retain_dir)
+        self.forget_dir = Path(forget_dir)
+        self.retain_dirs = [Path(d) for d in ([retain_dir] if isinstance(retain_dir, (str, Path)) else retain_dir)]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self._cache = {}
 
-    def _texts(self, directory, seed):
+    def _texts(self, directories, seed):
         from clue.losses import encode_text
 
-        path = directory / "train.jsonl"
-        recs = seeded_sample(read_jsonl(path, required=["text"]), self.params["n_examples"], random.Random(seed),
-                             path)
+        paths = [d / "train.jsonl" for d in directories]
+        recs = [r for path in paths for r in read_jsonl(path, required=["text"])]
+        recs = seeded_sample(recs, self.params["n_examples"], random.Random(seed), " + ".join(map(str, paths)))
         return [encode_text(self.tokenizer, r["text"]) for r in recs]
 
     def forget_texts(self):
         """Encoded forget corpus lines (train.jsonl "text"): the forget loss is their NLL."""
         if "forget" not in self._cache:
-            self._cache["forget"] = self._texts(self.forget_dir, self.params["seed"])
+            self._cache["forget"] = self._texts([self.forget_dir], self.params["seed"])
         return self._cache["forget"]
 
     def retain_texts(self):
         if "retain" not in self._cache:
-            self._cache["retain"] = self._texts(self.retain_dir, self.params["seed"] + 1)
+            self._cache["retain"] = self._texts(self.retain_dirs, self.params["seed"] + 1)
         return self._cache["retain"]
 
     def prompt_examples(self):
@@ -430,7 +433,8 @@ def localize(base_dir, forget_dir, retain_dir, localizers, outs, params=None, mo
 def add_arguments(parser):
     parser.add_argument("--base-dir", required=True, help="base checkpoint directory (save_pretrained + tokenizer)")
     parser.add_argument("--forget-dir", required=True, help="forget task data dir (train.jsonl, pairs.jsonl)")
-    parser.add_argument("--retain-dir", required=True, help="retain task data dir (train.jsonl)")
+    parser.add_argument("--retain-dir", required=True, nargs="+",
+                        help="retain task data dir (train.jsonl); several: a retain set of several tasks")
     parser.add_argument("--localizer", required=True, nargs="+", choices=sorted(LOCALIZERS),
                         help="baseline localizer(s) (memit = MEMIT (causal-tracing localization)); several "
                         "share one loaded model, with one --out each")
