@@ -12,7 +12,7 @@ min_version("8.20")
 # The `clue` package lives in workflow/; make it importable even when not pip-installed.
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
-from clue.config import check_config
+from clue.config import config_problem
 
 
 # The embedded default. A config named on the command line stands alone (keys it leaves out take
@@ -23,8 +23,14 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-check_config(config)
+# A bad config fails here, before any job, in one line that names the key (config_problem).
+problem = config_problem(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+if problem:
+    sys.exit(f"config error: {problem}")
+validate(config, "workflow/schemas/config.schema.yaml")   # fills in the schema's defaults
+problem = config_problem(config)
+if problem:
+    sys.exit(f"config error: {problem}")
 
 
 include: "rules/common.smk"

@@ -97,8 +97,19 @@ def test_hard_concrete_and_threshold():
     samples = torch.stack([D.sample_gates(la) for _ in range(20000)])
     assert ((samples >= 0) & (samples <= 1)).all()
     torch.testing.assert_close((samples > 0).float().mean(0), D.keep_probability(la), atol=0.01, rtol=0)
-    # the learned circuit keeps the gates more likely open than closed: no top-k cut
-    assert D.learned_circuit(torch.tensor([0.1, 0.9, 0.5, 0.51, 0.2])).tolist() == [0, 1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("target, kept", [(0.6, [0, 1, 0, 1, 0]), (0.2, [0, 1, 1, 1, 1]), (0.8, [0, 1, 0, 0, 0])])
+def test_threshold_cut_keeps_the_edges_the_target_sparsity_allows(target, kept):
+    """Edge Pruning's final cut: a threshold found by binary search so that round((1 - target) x
+    edges) gates stay, the most likely open ones; not a fixed 0.5 (which would keep 0.9 and 0.51
+    at every target)."""
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.51, 0.2])
+    gates, t = D.threshold_cut(scores, target)
+    assert gates.tolist() == kept and ((scores > t).float() == gates).all()
+    # ties: never more than the target allows
+    gates, _ = D.threshold_cut(torch.tensor([0.3, 0.3, 0.3, 0.9]), 0.5)
+    assert gates.tolist() == [0, 0, 0, 1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,14 +297,15 @@ def write_task(tmp_path, same_answer=False):
     data_dir = tmp_path / "task"
     data_dir.mkdir()
     lines = []
-    for i in range(10):
+    for i in range(12):
         clean = [rng.choice(WORDS) for _ in range(3 + i % 4)]   # prompts of different lengths
         corrupted = list(clean)
         corrupted[0] = rng.choice(WORDS)
         lines.append(json.dumps({"clean": " ".join(clean), "corrupted": " ".join(corrupted),
                                  "clean_answer": "w1", "corrupted_answer": "w1" if same_answer and i == 3 else "w2"}))
     (data_dir / "pairs.jsonl").write_text("\n".join(lines[:7]) + "\n")
-    (data_dir / "heldout_pairs.jsonl").write_text("\n".join(lines[7:]) + "\n")
+    (data_dir / "validation_pairs.jsonl").write_text("\n".join(lines[7:9]) + "\n")
+    (data_dir / "heldout_pairs.jsonl").write_text("\n".join(lines[9:]) + "\n")
     return model_dir, data_dir
 
 
@@ -322,18 +334,19 @@ def test_cli_record_matches_recomputation(tmp_path):
     rec = json.loads(out.read_text())
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
     assert {k for k in rec} == {"model", "task", "mode", "writers", "readers", "edges", "target_sparsity",
-                                "expected_sparsity", "achieved_sparsity", "dead_end_edges_removed", "kl",
-                                "faithfulness", "steps", "config"}
+                                "expected_sparsity", "achieved_sparsity", "threshold", "dead_end_edges_removed",
+                                "kl", "validation", "faithfulness", "selection", "steps", "config"}
     assert rec["mode"] == "denoising" and rec["task"] == "toy_demo" and rec["steps"] == 150
     n_kept = sum(e["kept"] for e in rec["edges"])
     assert rec["achieved_sparsity"] == pytest.approx(1 - n_kept / len(rec["edges"]))
-    # training reached the target; the circuit is the learned gates (open more likely than not),
-    # less the dead ends
+    # training reached the target; the circuit is the edges above the threshold that keeps
+    # (1 - target) x edges of them (Edge Pruning's cut), less the dead ends
     assert abs(rec["expected_sparsity"] - 0.8) <= D.SPARSITY_TOLERANCE
     assert rec["expected_sparsity"] == pytest.approx(1 - sum(e["score"] for e in rec["edges"]) / len(rec["edges"]),
                                                      abs=1e-5)
-    assert all(e["score"] > 0.5 for e in rec["edges"] if e["kept"])
-    assert sum(e["score"] > 0.5 for e in rec["edges"]) == n_kept + rec["dead_end_edges_removed"]
+    assert all(e["score"] > rec["threshold"] for e in rec["edges"] if e["kept"])
+    above = sum(e["score"] > rec["threshold"] for e in rec["edges"])
+    assert above == n_kept + rec["dead_end_edges_removed"] == round(0.2 * len(rec["edges"]))
 
     # KL of the saved circuit, recomputed pair by pair from the checkpoint and the saved edges
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
@@ -357,7 +370,12 @@ def test_cli_record_matches_recomputation(tmp_path):
         return sum(kls) / len(kls)
 
     assert rec["kl"] == pytest.approx(mean_kl("pairs.jsonl", gates), rel=1e-4, abs=1e-7)
-    # faithfulness on the held-out pairs: the circuit's KL, the empty circuit's, 1 - their ratio
+    # validation pairs (which chose the sparsity) and held-out pairs (which report faithfulness):
+    # the circuit's KL, the empty circuit's, 1 - their ratio
+    v = rec["validation"]
+    assert v["pairs"] == 2 and rec["selection"]["chosen"] == 0.8
+    assert v["kl_circuit"] == pytest.approx(mean_kl("validation_pairs.jsonl", gates), rel=1e-4, abs=1e-7)
+    assert v["kl_empty"] == pytest.approx(mean_kl("validation_pairs.jsonl", torch.zeros_like(gates)), rel=1e-4)
     f = rec["faithfulness"]
     assert f["pairs"] == 3
     assert f["kl_circuit"] == pytest.approx(mean_kl("heldout_pairs.jsonl", gates), rel=1e-4, abs=1e-7)
@@ -376,16 +394,41 @@ def test_missed_sparsity_target_fails_naming_task_mode_and_value(tmp_path, capsy
     assert not (tmp_path / "x.json").exists()
 
 
-def test_unfaithful_circuit_fails_naming_task_mode_and_value(tmp_path, capsys):
+def test_the_sparsest_candidate_faithful_on_validation_pairs_is_chosen(tmp_path, capsys):
+    """Candidates 0.8 and 0.5: with no floor the sparsest (0.8) is the circuit and 0.5 is never
+    trained; with a floor above 0.8's validation faithfulness but not above 0.5's, 0.5 is chosen.
+    The held-out pairs take no part: other held-out pairs give the same circuit."""
+    model_dir, data_dir = write_task(tmp_path)
+    params = {**CLI_PARAMS, "target_sparsity": [0.5, 0.8]}
+    assert run_cli(model_dir, data_dir, tmp_path / "first.json", params=params) == 0
+    first = json.loads((tmp_path / "first.json").read_text())
+    assert first["selection"]["candidates"] == [0.8, 0.5] and first["target_sparsity"] == 0.8
+    assert [t["target_sparsity"] for t in first["selection"]["tried"]] == [0.8]
+    f8 = first["validation"]["faithfulness"]
+    assert first["selection"]["tried"][0]["validation_faithfulness"] == f8
+    floor = round(f8 + 0.001, 4)
+    assert run_cli(model_dir, data_dir, tmp_path / "second.json", params={**params, "min_faithfulness": floor}) == 0
+    second = json.loads((tmp_path / "second.json").read_text())
+    assert [t["target_sparsity"] for t in second["selection"]["tried"]] == [0.8, 0.5]
+    assert second["target_sparsity"] == 0.5 and second["validation"]["faithfulness"] >= floor
+    # other held-out pairs: the same edges, only the reported faithfulness differs
+    held = (data_dir / "heldout_pairs.jsonl").read_text().splitlines()
+    (data_dir / "heldout_pairs.jsonl").write_text("\n".join(held[1:]) + "\n")
+    assert run_cli(model_dir, data_dir, tmp_path / "third.json", params={**params, "min_faithfulness": floor}) == 0
+    third = json.loads((tmp_path / "third.json").read_text())
+    assert third["edges"] == second["edges"] and third["faithfulness"]["pairs"] == 2
+
+
+def test_no_faithful_candidate_fails_naming_task_mode_and_values(tmp_path, capsys):
     model_dir, data_dir = write_task(tmp_path)
     assert run_cli(model_dir, data_dir, tmp_path / "ok.json", mode="noising") == 0
-    value = json.loads((tmp_path / "ok.json").read_text())["faithfulness"]["faithfulness"]
+    value = json.loads((tmp_path / "ok.json").read_text())["validation"]["faithfulness"]
     assert value < 1.0
     params = {**CLI_PARAMS, "min_faithfulness": round(value + 0.001, 4)}
     assert run_cli(model_dir, data_dir, tmp_path / "x.json", mode="noising", task="toy_weak", params=params) == 2
     err = capsys.readouterr().err
-    assert (f"circuit toy_weak noising: normalized faithfulness {value:.4f} on 3 held-out pairs is below "
-            f"circuit.min_faithfulness {params['min_faithfulness']}") in err
+    assert (f"circuit toy_weak noising: no candidate sparsity reaches circuit.min_faithfulness "
+            f"{params['min_faithfulness']} on the 2 validation pairs (0.8: {value:.4f})") in err
     assert not (tmp_path / "x.json").exists()
 
 
@@ -449,6 +492,8 @@ def test_unsupported_model_fails_naming_the_class():
 
 @pytest.mark.parametrize("params, message", [
     ({"target_sparsity": 1.0}, "target_sparsity"), ({"target_sparsity": 0}, "target_sparsity"),
+    ({"target_sparsity": []}, "target_sparsity is an empty list"), ({"target_sparsity": [0.9, 1.2]}, "got 1.2"),
+    ({"target_sparsity_per_task": {"t": [0.5, True]}}, "target_sparsity_per_task.t"),
     ({"steps": 0}, "steps"), ({"sparsity": 0.5}, "unknown key"), ({"lr": -1}, "lr")])
 def test_bad_params(params, message):
     with pytest.raises(ClueError, match=message):

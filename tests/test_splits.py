@@ -3,8 +3,9 @@ the test split (FE, RU, GU) is a prompt that any training, refusal, circuit or l
 sees. Which files each stage reads:
 
 - base model: ``train.jsonl`` (toy world); unlearning: ``train.jsonl`` (GA/NPO corpus, retain
-  loss) and ``refusal.jsonl`` (PO); circuits: ``pairs.jsonl`` and, for faithfulness,
-  ``heldout_pairs.jsonl``; localizers: ``train.jsonl`` and ``pairs.jsonl`` (prompts).
+  loss) and ``refusal.jsonl`` (PO); circuits: ``pairs.jsonl``, ``validation_pairs.jsonl`` (the
+  choice of sparsity) and, for faithfulness, ``heldout_pairs.jsonl``; localizers: ``train.jsonl``
+  and ``pairs.jsonl`` (prompts).
 
 The check here is written independently of ``clue.data.check_disjoint``: it reads the files the
 data stage wrote.
@@ -31,7 +32,7 @@ REAL_FILES = {
     "winogrande": {"data_files": {"train": "winogrande_train.jsonl", "validation": "winogrande_validation.jsonl"}},
     "bool": {"data_files": {"test": "bbh_boolean_expressions.jsonl"}},
 }
-TOY = dict(seed=0, n_train=2000, n_test=200, n_pairs=64, n_heldout_pairs=32)   # the default config's
+TOY = dict(seed=0, n_train=2000, n_test=200, n_pairs=64, n_heldout_pairs=32, n_validation_pairs=32)   # the default config's
 
 
 def read(directory, split):
@@ -45,7 +46,7 @@ def real_params(task, tmp_path):
               "cache_dir": str(tmp_path / "cache")}
     if "corpus_files" in spec:
         source["corpus_files"] = str(FIX / spec["corpus_files"])
-    return dict(seed=0, n_train=None, n_test=None, n_pairs=4, n_heldout_pairs=2, source=source)
+    return dict(seed=0, n_train=None, n_test=None, n_pairs=4, n_heldout_pairs=2, n_validation_pairs=2, source=source)
 
 
 def test_every_registered_task_is_covered():
@@ -63,6 +64,7 @@ def test_no_test_prompt_is_seen_by_training_refusals_circuits_or_localizers(task
         "train prompt": {r["prompt"] for r in read(d, "train")},
         "refusal": {r["prompt"] for r in read(d, "refusal")},
         "circuit pair": {p[k] for p in read(d, "pairs") for k in ("clean", "corrupted")},
+        "validation pair": {p[k] for p in read(d, "validation_pairs") for k in ("clean", "corrupted")},
         "held-out pair": {p[k] for p in read(d, "heldout_pairs") for k in ("clean", "corrupted")},
     }
     train_texts = {r["text"] for r in read(d, "train")}
@@ -71,10 +73,13 @@ def test_no_test_prompt_is_seen_by_training_refusals_circuits_or_localizers(task
             assert rec["prompt"] not in prompts, f"{task}: test prompt {rec['prompt']!r} is a {where}"
         # nor is a test question trained on with its answer as a question-answer line
         assert f"{rec['prompt']} {rec['choices'][rec['label']]}" not in train_texts
-    # faithfulness is measured on pairs that discovery never trains on
+    # the sparsity is chosen on pairs discovery never trains on, and faithfulness is reported on
+    # pairs neither step saw
     pairs = {p["clean"] for p in read(d, "pairs")}
+    validation = {p["clean"] for p in read(d, "validation_pairs")}
     held = {p["clean"] for p in read(d, "heldout_pairs")}
-    assert held and pairs and not pairs & held
+    assert held and pairs and validation
+    assert not pairs & held and not pairs & validation and not validation & held
     role = (GENERATED_TASKS[task] if task in GENERATED_TASKS else REAL_TASKS[task]).role
     assert bool(read(d, "refusal")) == (role == "forget"), f"{task}: refusal targets for forget sets only"
 

@@ -8,7 +8,7 @@ import pytest
 from clue.data import build_task, write_task
 from clue.tasks.toy import BIO, CYBER, MEDICINE, SOFTWARE, TOY_TASKS, Sentiment, Winogrande, generate_toy_task
 
-PARAMS = dict(seed=3, n_train=300, n_test=60, n_pairs=40, n_heldout_pairs=10)
+PARAMS = dict(seed=3, n_train=300, n_test=60, n_pairs=40, n_heldout_pairs=10, n_validation_pairs=8)
 
 
 def solve(task, prompt):
@@ -74,7 +74,8 @@ def test_labels_and_corruptions_match_an_independent_solver(task):
         assert rec["choices"][rec["label"]] == solve(task, rec["prompt"])
         assert len(set(rec["choices"])) == len(rec["choices"])
     assert len(splits["pairs"]) == PARAMS["n_pairs"] and len(splits["heldout_pairs"]) == PARAMS["n_heldout_pairs"]
-    for pair in splits["pairs"] + splits["heldout_pairs"]:
+    assert len(splits["validation_pairs"]) == PARAMS["n_validation_pairs"]
+    for pair in splits["pairs"] + splits["validation_pairs"] + splits["heldout_pairs"]:
         assert solve(task, pair["clean"]) == pair["clean_answer"]
         assert solve(task, pair["corrupted"]) == pair["corrupted_answer"]
         assert pair["clean_answer"] != pair["corrupted_answer"]
@@ -132,7 +133,7 @@ def test_data_cli_writes_the_documented_files(tmp_path):
     assert main(["data", "--task", "toy_cyber", "--params", json.dumps(PARAMS), "--out", str(tmp_path / "c")]) == 0
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
         "heldout_pairs.jsonl", "holdout.jsonl", "meta.json", "pairs.jsonl", "refusal.jsonl", "test.jsonl",
-        "train.jsonl"]
+        "train.jsonl", "validation_pairs.jsonl"]
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
     assert meta["role"] == "forget" and meta["n_pairs"] == PARAMS["n_pairs"]
     assert main(["data", "--task", "toy_nope", "--params", json.dumps(PARAMS), "--out", str(tmp_path / "x")]) == 2

@@ -2,6 +2,8 @@
 Called from the Snakefile right after ``snakemake.utils.validate``, so bad names fail before any
 job runs, with the config key and the known names."""
 
+from pathlib import Path
+
 from clue.errors import ClueError
 from clue.tasks import check_task, task_role
 
@@ -17,6 +19,51 @@ KNOWN_MODELS = {
     "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
 
+
+
+def suggest(name, known):
+    """' (did you mean X?)' for the closest of ``known`` to ``name``, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _key(path):
+    """A config key from a jsonschema error path: unlearn.stage_losses[1]."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def schema_error(config, schema):
+    """The first violation of ``schema`` in ``config`` as one line that names the key, says what
+    is wrong and suggests the closest known key; None when the config is valid. (snakemake's own
+    validate prints the whole schema: 173 lines for a misspelled unlearn.lrr.)"""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return None
+    key = _key(error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = list(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(known))
+        name = f"{key}.{unknown[0]}" if error.absolute_path else unknown[0]
+        listed = ", ".join(known)
+        close = suggest(unknown[0], known).replace("mean ", f"mean {key}." if error.absolute_path else "mean ")
+        return (f"config key {name}: unknown key{close}; "
+                f"known keys {'under ' + key if error.absolute_path else 'at the top level'}: {listed}")
+    if error.validator == "enum":
+        return f"config key {key}: {error.instance!r} is not one of {', '.join(map(str, error.validator_value))}" \
+               f"{suggest(error.instance, error.validator_value)}"
+    if error.validator == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
+        return f"config key {key}: {error.instance!r} is not of type {wanted}"
+    message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+    return f"config key {key}: {message}"
 
 
 def known_methods():
@@ -41,6 +88,22 @@ def pretrained_path(config):
     return config["model"]["pretrained"] or KNOWN_MODELS.get(config["model"]["name"])
 
 
+def config_problem(config, schema_path=None):
+    """What is wrong with ``config``, in one line, or None: against the JSON schema at
+    ``schema_path`` (before the defaults are filled in), or, without it, the checks of
+    :func:`check_config` (names, combinations, paths)."""
+    if schema_path is not None:
+        import yaml
+
+        with open(schema_path) as f:
+            return schema_error(config, yaml.safe_load(f))
+    try:
+        check_config(config)
+    except ClueError as e:
+        return str(e)
+    return None
+
+
 def check_config(config):
     name = config["model"]["name"]
     if config["model"].get("gguf") and config["model"]["pretrained"]:
@@ -61,7 +124,7 @@ def check_config(config):
     known = known_methods()
     for i, method in enumerate(config["methods"]):
         if method not in known:
-            raise ClueError(f"config key methods[{i}]: unknown method {method!r}; known methods: "
+            raise ClueError(f"config key methods[{i}]: unknown method {method!r}{suggest(method, known)}; known methods: "
                             f"{', '.join(known)}")
     from clue.localizers import LOCALIZERS
     from clue.losses import FORGET_LOSSES
@@ -76,6 +139,8 @@ def check_config(config):
                             f"{', '.join(LOCALIZERS)}")
     for task in config["circuit"]["target_sparsity_per_task"]:
         check_task(task, f"circuit.target_sparsity_per_task.{task}")
+    for task in config["data"]["sources"]:
+        check_task(task, f"data.sources.{task}")
     if model_source(config) == "toy":
         real = [t for r in ("forget", "retain", "general") for t in config["tasks"][r] if not t.startswith("toy_")]
         if real:
@@ -88,7 +153,45 @@ def check_config(config):
         raise ClueError("config key model.toy.num_heads: must divide model.toy.hidden_size")
     check_audit(config)
     check_paper(config)
+    check_paths(config)
     return config
+
+
+def _looks_local(value):
+    """Whether a model or dataset reference is a local path rather than a hub id ("org/name")."""
+    v = str(value)
+    return v.startswith(("/", ".", "~")) or v.count("/") != 1 or Path(v).expanduser().exists()
+
+
+def check_paths(config):
+    """Every file or directory the config names exists before any job runs: the GGUF file, a local
+    pretrained model and the local data files of data.sources (hub ids are left to the stages that
+    download them). A missing model path used to pass the base-model stage and fail in the circuit
+    stage with a traceback that named no config key."""
+    gguf = config["model"].get("gguf")
+    if gguf:
+        from clue.base_model import locate_gguf
+
+        locate_gguf(gguf)   # names model.gguf.path, .package or .file
+    pretrained = config["model"]["pretrained"]
+    if pretrained:
+        if _looks_local(pretrained):
+            path = Path(pretrained).expanduser()
+            if not path.is_dir():
+                raise ClueError(f"config key model.pretrained: {pretrained} is not a directory (a local model "
+                                "saved with save_pretrained, or a hub id such as HuggingFaceH4/zephyr-7b-beta)")
+            if not (path / "config.json").is_file():
+                raise ClueError(f"config key model.pretrained: {pretrained} has no config.json; not a model "
+                                "saved with save_pretrained")
+    for task, source in config["data"]["sources"].items():
+        files = dict(source.get("data_files") or {})
+        if "corpus_files" in source:
+            files["corpus_files"] = source["corpus_files"]
+        for split, names in files.items():
+            for name in [names] if isinstance(names, str) else names:
+                if "://" not in name and not Path(name).expanduser().is_file():
+                    key = f"data.sources.{task}." + (split if split == "corpus_files" else f"data_files.{split}")
+                    raise ClueError(f"config key {key}: {name} is not a file")
 
 
 ABLATION_LABELS = {"no_forget_mask": "-M_f", "full_conflict_mask": "-M_c", "conflict_first": "M_c to M_f"}
@@ -241,7 +344,8 @@ def data_params(config, task):
     task's source does not rerun this task."""
     d = config["data"]
     return dict(seed=d["seed"], n_train=d["n_train"], n_test=d["n_test"], n_pairs=d["n_pairs"],
-                n_heldout_pairs=d["n_heldout_pairs"], source=d["sources"].get(task))
+                n_heldout_pairs=d["n_heldout_pairs"], n_validation_pairs=d["n_validation_pairs"],
+                source=d["sources"].get(task))
 
 
 def model_params(config):

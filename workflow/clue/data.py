@@ -14,6 +14,7 @@ SPLIT_FIELDS = {
     "train": ("prompt", "answer", "text"),
     "test": ("prompt", "choices", "label"),
     "pairs": ("clean", "corrupted", "clean_answer", "corrupted_answer"),
+    "validation_pairs": ("clean", "corrupted", "clean_answer", "corrupted_answer"),
     "heldout_pairs": ("clean", "corrupted", "clean_answer", "corrupted_answer"),
     "refusal": ("prompt", "refusal"),
     "holdout": ("text",),
@@ -28,6 +29,7 @@ def train_side_prompts(splits):
         "train": {r["prompt"] for r in splits["train"] if r["prompt"]},
         "refusal": {r["prompt"] for r in splits.get("refusal", [])},
         "pairs": {p[k] for p in splits["pairs"] for k in ("clean", "corrupted")},
+        "validation_pairs": {p[k] for p in splits.get("validation_pairs", []) for k in ("clean", "corrupted")},
         "heldout_pairs": {p[k] for p in splits.get("heldout_pairs", []) for k in ("clean", "corrupted")},
     }
 
@@ -45,19 +47,31 @@ def build_task(task, params):
     """Return the splits of ``task`` as {split: [records]} from the task's `data` params."""
     check_task(task, "data")
     seed, n_train, n_test, n_pairs = (params["seed"], params["n_train"], params["n_test"], params["n_pairs"])
-    n_heldout = params.get("n_heldout_pairs", 0)
+    n_heldout, n_validation = params.get("n_heldout_pairs", 0), params.get("n_validation_pairs", 0)
     if task in GENERATED_TASKS:
-        splits = generate_task(GENERATED_TASKS[task], seed, n_train, n_test, n_pairs, n_heldout)
+        splits = generate_task(GENERATED_TASKS[task], seed, n_train, n_test, n_pairs, n_heldout, n_validation)
     else:
         from clue.tasks.real import load_real_task
 
-        splits = load_real_task(task, params.get("source") or {}, seed, n_train, n_test, n_pairs, n_heldout)
-    for pair in splits["pairs"] + splits["heldout_pairs"]:
+        splits = load_real_task(task, params.get("source") or {}, seed, n_train, n_test, n_pairs, n_heldout,
+                                n_validation)
+    for pair in splits["pairs"] + splits["validation_pairs"] + splits["heldout_pairs"]:
         if pair["clean_answer"] == pair["corrupted_answer"]:
             raise ClueError(f"task {task}: a clean/corrupted pair has the same answer "
                             f"{pair['clean_answer']!r} (prompt {pair['clean']!r}); the corruption must change it")
     check_disjoint(task, splits)
+    check_pair_sets_disjoint(task, splits)
     return splits
+
+
+def check_pair_sets_disjoint(task, splits):
+    """Discovery, validation and held-out pairs share no clean prompt: the sparsity is chosen on
+    pairs discovery never trained on, and faithfulness reported on pairs neither step saw."""
+    sets = {k: {p["clean"] for p in splits[k]} for k in ("pairs", "validation_pairs", "heldout_pairs")}
+    for a, b in (("pairs", "validation_pairs"), ("pairs", "heldout_pairs"), ("validation_pairs", "heldout_pairs")):
+        both = sorted(sets[a] & sets[b])
+        if both:
+            raise ClueError(f"task {task}: {len(both)} clean prompt(s) in both {a} and {b}, e.g. {both[0]!r}")
 
 
 def write_task(task, params, out):
@@ -70,7 +84,8 @@ def write_task(task, params, out):
             io.write_jsonl(tmp / f"{split}.jsonl", [{k: r[k] for k in fields} for r in splits[split]])
         meta = dict(task=task, role=role, source="toy" if task in TOY_TASKS else "generated" if task in GENERATED_TASKS else "hf",
                     n_train=len(splits["train"]), n_test=len(splits["test"]),
-                    n_pairs=len(splits["pairs"]), n_heldout_pairs=len(splits["heldout_pairs"]),
+                    n_pairs=len(splits["pairs"]), n_validation_pairs=len(splits["validation_pairs"]),
+                    n_heldout_pairs=len(splits["heldout_pairs"]),
                     seed=params["seed"])
         io.write_json(tmp / "meta.json", meta)
     return meta
@@ -95,7 +110,7 @@ def _sequences(split, rec):
         return [rec.get("text", ""), (rec.get("prompt") or "") + " " + (rec.get("answer") or "")]
     if split == "test":
         return [rec["prompt"] + " " + str(c) for c in rec["choices"]]
-    if split in ("pairs", "heldout_pairs"):
+    if split in ("pairs", "validation_pairs", "heldout_pairs"):
         return [rec["clean"] + " " + rec["clean_answer"], rec["corrupted"] + " " + rec["corrupted_answer"]]
     if split == "refusal":
         return [rec["prompt"] + " " + rec["refusal"]]

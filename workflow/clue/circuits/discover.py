@@ -8,17 +8,24 @@ steps and then holds. Training must reach the target: a final expected sparsity 
 ``SPARSITY_TOLERANCE`` away from it fails the job, naming the task, the mode and the value
 reached (a top-k cut through gates that never polarised would pick edges nearly at random).
 
-The circuit is the learned gates themselves: an edge is kept when its gate is more likely open
-than closed (keep probability > 0.5). Kept edges on no live input-to-output path are then
-removed: an edge from a writer that no kept path reaches from ``embed`` carries the same value as
-the corrupted run whether kept or not, and an edge into a reader that reaches ``out`` by no kept
-path cannot change the logits, so removing them leaves the circuit's outputs as they are but
-keeps such neurons out of the logic (they would be forced to 0 and become forget neurons).
+The circuit is cut from the learned gates as Edge Pruning cuts it: a threshold on the keep
+probabilities, found by binary search, so that the kept edges number (1 - target) x edges (as
+close as ties allow; a fixed 0.5 would keep only the gates that ended above it, while the
+expected sparsity is met by thousands of gates left slightly open). Kept edges on no live
+input-to-output path are then removed: an edge from a writer that no kept path reaches from
+``embed`` carries the same value as the corrupted run whether kept or not, and an edge into a
+reader that reaches ``out`` by no kept path cannot change the logits, so removing them leaves the
+circuit's outputs as they are but keeps such neurons out of the logic (they would be forced to 0
+and become forget neurons).
 
-Faithfulness is measured on held-out pairs (``heldout_pairs.jsonl``, never used for training):
-KL of the circuit, KL of the empty circuit (every edge corrupted: the run on the other input) and
-the normalized faithfulness ``1 - KL_circuit / KL_empty`` (1: the circuit matches the full model;
-0: no better than corrupting everything). ``min_faithfulness`` fails the job below it.
+Three disjoint sets of pairs (the data stage writes them): discovery trains the gates on
+``pairs.jsonl``; ``target_sparsity`` may list candidates, and the circuit is the sparsest
+candidate whose normalized faithfulness on ``validation_pairs.jsonl`` reaches ``min_faithfulness``
+(candidates tried from the sparsest down; none reaching it fails the job); faithfulness is then
+reported on ``heldout_pairs.jsonl``, which no choice ever looked at: KL of the circuit, KL of
+the empty circuit (every edge corrupted: the run on the other input) and the normalized
+faithfulness ``1 - KL_circuit / KL_empty`` (1: the circuit matches the full model; 0: no better
+than corrupting everything).
 
 Modes (paper, appendix C):
 
@@ -49,9 +56,10 @@ from clue.io import json_params, read_jsonl, write_json
 
 MODES = ("noising", "denoising")
 DEFAULTS = {
-    "target_sparsity": 0.9,   # fraction of edges removed
-    "target_sparsity_per_task": {},  # task -> its own target (README: some tasks need more edges)
-    "min_faithfulness": 0.0,  # on held-out pairs; a circuit below it fails its job
+    # fraction of edges removed, or candidates: the sparsest one faithful enough on validation pairs
+    "target_sparsity": 0.9,
+    "target_sparsity_per_task": {},  # task -> its own target or candidates
+    "min_faithfulness": 0.0,  # on validation pairs: chooses among candidates; none reaching it fails
     "steps": 300,
     "lr": 0.1,                # Adam on the gates' log_alpha
     "lagrangian_lr": 1.0,     # plain gradient ascent on lambda1, lambda2 (Adam overshoots)
@@ -81,13 +89,11 @@ def resolve_params(params):
         raise ClueError(f"circuit config: unknown key(s) {', '.join(unknown)}; "
                         f"known: {', '.join(DEFAULTS)}")
     p = {**DEFAULTS, **params}
-    if not (isinstance(p["target_sparsity"], (int, float)) and 0 < p["target_sparsity"] < 1):
-        raise ClueError(f"circuit config: target_sparsity must be in (0, 1), got {p['target_sparsity']!r}")
+    candidates(p["target_sparsity"], "target_sparsity")
     if not isinstance(p["target_sparsity_per_task"], dict):
         raise ClueError("circuit config: target_sparsity_per_task must map task names to sparsities")
     for task, value in p["target_sparsity_per_task"].items():
-        if not (isinstance(value, (int, float)) and 0 < value < 1):
-            raise ClueError(f"circuit config: target_sparsity_per_task.{task} must be in (0, 1), got {value!r}")
+        candidates(value, f"target_sparsity_per_task.{task}")
     for key in ("steps", "batch_size", "max_pairs"):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
             raise ClueError(f"circuit config: {key} must be a positive integer, got {p[key]!r}")
@@ -101,6 +107,18 @@ def resolve_params(params):
     if not (isinstance(p["sparsity_warmup"], (int, float)) and 0 <= p["sparsity_warmup"] <= 1):
         raise ClueError(f"circuit config: sparsity_warmup must be in [0, 1], got {p['sparsity_warmup']!r}")
     return p
+
+
+def candidates(value, key="target_sparsity"):
+    """A target sparsity or a list of candidates, as a list from the sparsest down; ClueError
+    naming the key when a value is not in (0, 1) or the list is empty."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ClueError(f"circuit config: {key} is an empty list; give a sparsity in (0, 1) or candidates")
+    for v in values:
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1):
+            raise ClueError(f"circuit config: {key} must be in (0, 1) (or a list of such), got {v!r}")
+    return sorted(set(values), reverse=True)
 
 
 def answer_token(tokenizer, answer):
@@ -169,10 +187,19 @@ def sample_gates(log_alpha):
     return (s * (R - L) + L).clamp(0.0, 1.0)
 
 
-def learned_circuit(scores):
-    """Hard gates of the learned circuit: an edge is kept when its gate is more likely open than
-    closed (keep probability > 0.5)."""
-    return (scores > 0.5).float()
+def threshold_cut(scores, target_sparsity, iterations=60):
+    """Edge Pruning's final cut: 0/1 gates ``scores > t`` with the threshold ``t`` found by binary
+    search so that the kept edges number round((1 - target) x edges), or the largest count not
+    above it that ties allow. Returns (gates, t)."""
+    want = round((1 - target_sparsity) * scores.numel())
+    lo, hi = 0.0, 1.0          # keep probabilities lie in (0, 1): above hi, at most `want` are kept
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if int((scores > mid).sum()) > want:
+            lo = mid
+        else:
+            hi = mid
+    return (scores > hi).float(), hi
 
 
 def remove_dead_ends(graph, kept):
@@ -275,17 +302,20 @@ def circuit_kl(model, graph, batches, gates):
     return total / count
 
 
-def discover(model, pairs, mode, params, progress=True, heldout=None):
-    """Learn a circuit of ``model`` on ``pairs`` (see ``load_pairs``) with intervention ``mode``.
+def discover(model, pairs, mode, params, progress=True, heldout=None, validation=None):
+    """Learn a circuit of ``model`` on ``pairs`` (see ``load_pairs``) with intervention ``mode``,
+    at ``params["target_sparsity"]`` (one value).
 
-    Returns a dict: ``graph``, ``scores`` [E] (keep probabilities), ``kept`` [E] (0/1, the learned
-    circuit without dead ends), ``expected_sparsity`` (at the end of training),
-    ``achieved_sparsity`` (of ``kept``), ``dead_end_edges_removed``, ``kl`` (of ``kept`` on the
-    training pairs), ``faithfulness`` (on ``heldout`` pairs, when given) and ``history`` (per
-    step: kl, expected sparsity, target).
+    Returns a dict: ``graph``, ``scores`` [E] (keep probabilities), ``kept`` [E] (0/1, the cut
+    circuit without dead ends), ``threshold`` (of the cut), ``expected_sparsity`` (at the end of
+    training), ``achieved_sparsity`` (of ``kept``), ``dead_end_edges_removed``, ``kl`` (of
+    ``kept`` on the training pairs), ``validation`` and ``faithfulness`` (on the ``validation``
+    and ``heldout`` pairs, when given) and ``history`` (per step: kl, expected sparsity, target).
     """
     check_supported(model)
     p = resolve_params(params)
+    if isinstance(p["target_sparsity"], list):
+        raise ClueError("discover trains at one target sparsity; choose among candidates with select_circuit")
     _roles(pairs, mode)
     torch.manual_seed(p["seed"])
     device = torch.device(p["device"])
@@ -324,19 +354,62 @@ def discover(model, pairs, mode, params, progress=True, heldout=None):
         history.append({"kl": kl.item(), "expected_sparsity": expected_sparsity.item(), "target": target})
 
     scores = keep_probability(log_alpha.detach()).cpu()
-    learned = learned_circuit(scores)
+    learned, threshold = threshold_cut(scores, p["target_sparsity"])
     kept = remove_dead_ends(graph, learned)
     result = {
-        "graph": graph, "scores": scores, "kept": kept,
+        "graph": graph, "scores": scores, "kept": kept, "threshold": threshold,
         "expected_sparsity": 1 - scores.mean().item(),
         "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
         "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
         "kl": circuit_kl(model, graph, batches, kept.to(device)),
         "history": history, "params": p,
     }
+    if validation is not None:
+        result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device)
     if heldout is not None:
         result["faithfulness"] = faithfulness(model, graph, heldout, mode, kept.to(device), p, device)
     return result
+
+
+def select_circuit(model, pairs, mode, params, validation, heldout=None, progress=True, task="?", log=None):
+    """The circuit at the sparsest candidate of ``params["target_sparsity"]`` whose normalized
+    faithfulness on the ``validation`` pairs reaches ``min_faithfulness``, candidates trained
+    from the sparsest down (the rule is fixed before any number is seen, and the held-out pairs
+    take no part in it). Returns discover's dict for that candidate, with ``selection``: every
+    candidate tried and its validation figures. ClueError when none reaches the floor."""
+    p = resolve_params(params)
+    tried = []
+    for target in candidates(p["target_sparsity"]):
+        result = discover(model, pairs, mode, {**p, "target_sparsity": target}, progress, validation=validation)
+        check_circuit(result, task, mode)
+        v = result["validation"]
+        tried.append({"target_sparsity": target, "kept": int(result["kept"].sum().item()),
+                      "validation_faithfulness": v["faithfulness"], "validation_kl_circuit": v["kl_circuit"],
+                      "validation_kl_empty": v["kl_empty"]})
+        if log is not None:
+            log(f"{mode} at target sparsity {target}: {tried[-1]['kept']} edges kept, validation "
+                f"faithfulness {_fmt(v['faithfulness'])} ({v['pairs']} pairs)")
+        if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
+            break
+    else:
+        raise ClueError(
+            f"circuit {task} {mode}: no candidate sparsity reaches circuit.min_faithfulness "
+            f"{p['min_faithfulness']} on the {validation['clean'].shape[0]} validation pairs ("
+            + ", ".join(f"{t['target_sparsity']}: {_fmt(t['validation_faithfulness'])}" for t in tried)
+            + "); add lower candidates to circuit.target_sparsity")
+    if heldout is not None:
+        device = torch.device(p["device"])
+        result["faithfulness"] = faithfulness(model, result["graph"], heldout, mode, result["kept"].to(device),
+                                              p, device)
+    result["selection"] = {"rule": "the sparsest candidate whose validation faithfulness reaches "
+                                   f"circuit.min_faithfulness ({p['min_faithfulness']})",
+                           "candidates": candidates(p["target_sparsity"]), "tried": tried,
+                           "chosen": result["params"]["target_sparsity"]}
+    return result
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def faithfulness(model, graph, pairs, mode, kept, params, device):
@@ -349,8 +422,7 @@ def faithfulness(model, graph, pairs, mode, kept, params, device):
 
 
 def check_circuit(result, task, mode):
-    """Fail (ClueError naming task, mode and value) when training missed the sparsity target or
-    the circuit is less faithful than ``min_faithfulness`` on the held-out pairs."""
+    """Fail (ClueError naming task, mode and value) when training missed the sparsity target."""
     p = result["params"]
     reached = result["expected_sparsity"]
     if abs(reached - p["target_sparsity"]) > SPARSITY_TOLERANCE:
@@ -358,13 +430,6 @@ def check_circuit(result, task, mode):
             f"circuit {task} {mode}: training reached expected sparsity {reached:.4f}, not the target "
             f"{p['target_sparsity']} (tolerance {SPARSITY_TOLERANCE}); raise circuit.steps or "
             f"circuit.lagrangian_lr")
-    faithful = result.get("faithfulness", {}).get("faithfulness")
-    if faithful is not None and faithful < p["min_faithfulness"]:
-        raise ClueError(
-            f"circuit {task} {mode}: normalized faithfulness {faithful:.4f} on "
-            f"{result['faithfulness']['pairs']} held-out pairs is below circuit.min_faithfulness "
-            f"{p['min_faithfulness']} (KL circuit {result['faithfulness']['kl_circuit']:.4g}, "
-            f"empty {result['faithfulness']['kl_empty']:.4g})")
 
 
 def circuit_record(result, model_name, task, mode):
@@ -377,9 +442,10 @@ def circuit_record(result, model_name, task, mode):
         "model": model_name, "task": task, "mode": mode,
         "writers": graph.writers, "readers": graph.readers, "edges": edges,
         "target_sparsity": p["target_sparsity"], "expected_sparsity": result["expected_sparsity"],
-        "achieved_sparsity": result["achieved_sparsity"],
+        "achieved_sparsity": result["achieved_sparsity"], "threshold": result["threshold"],
         "dead_end_edges_removed": result["dead_end_edges_removed"],
-        "kl": result["kl"], "faithfulness": result.get("faithfulness"), "steps": p["steps"],
+        "kl": result["kl"], "validation": result.get("validation"), "faithfulness": result.get("faithfulness"),
+        "selection": result.get("selection"), "steps": p["steps"],
         "config": {k: v for k, v in p.items() if k != "jobs"},  # how jobs are split changes no circuit
     }
 
@@ -444,8 +510,8 @@ def add_arguments(parser):
 
 
 def task_params(params, task):
-    """The resolved ``circuit`` section for one task: its own target sparsity when the section
-    names one."""
+    """The resolved ``circuit`` section for one task: its own target sparsity (or candidates)
+    when the section names one."""
     p = resolve_params(params)
     p["target_sparsity"] = p["target_sparsity_per_task"].get(task, p["target_sparsity"])
     return p
@@ -475,22 +541,27 @@ def main(args):
     check_supported(model)
     check_context(tokenizer, model.config.max_position_embeddings, args.data_dir, args.task, args.model_dir)
     pairs = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"])
+    validation = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"], "validation_pairs.jsonl")
     heldout = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"], "heldout_pairs.jsonl")
+
+    def log(line):
+        print(f"clue circuit: {args.task} {line}", file=sys.stderr)
 
     # discover() seeds itself, so each mode gives the circuit it gives in a process of its own
     for mode, out, drawing in zip(args.mode, args.out, args.drawing or [None] * len(args.mode)):
         start = time.perf_counter()
-        result = discover(model, pairs, mode, p, progress=not args.quiet, heldout=heldout)
+        # nothing is written for a failed circuit
+        result = select_circuit(model, pairs, mode, p, validation, heldout, progress=not args.quiet,
+                                task=args.task, log=log)
         seconds = time.perf_counter() - start  # in the log, not the artifact: same config, same bytes
         f = result["faithfulness"]
         kept = int(result["kept"].sum().item())
-        print(f"clue circuit: {args.task} {mode}: kept {kept} of {result['graph'].n_edges} edges "
-              f"({result['dead_end_edges_removed']} dead-end edges removed), expected sparsity "
-              f"{result['expected_sparsity']:.4f}, achieved {result['achieved_sparsity']:.4f}, KL {result['kl']:.4g}; "
-              f"held-out ({f['pairs']} pairs): KL circuit {f['kl_circuit']:.4g}, empty {f['kl_empty']:.4g}, "
-              f"faithfulness {f['faithfulness'] if f['faithfulness'] is None else round(f['faithfulness'], 4)}; "
-              f"{seconds:.1f} s", file=sys.stderr)
-        check_circuit(result, args.task, mode)   # nothing is written for a failed circuit
+        log(f"{mode}: kept {kept} of {result['graph'].n_edges} edges at target sparsity "
+            f"{result['params']['target_sparsity']} (threshold {result['threshold']:.4f}, "
+            f"{result['dead_end_edges_removed']} dead-end edges removed), expected sparsity "
+            f"{result['expected_sparsity']:.4f}, achieved {result['achieved_sparsity']:.4f}, KL {result['kl']:.4g}; "
+            f"held-out ({f['pairs']} pairs): KL circuit {f['kl_circuit']:.4g}, empty {f['kl_empty']:.4g}, "
+            f"faithfulness {_fmt(f['faithfulness'])}; {seconds:.1f} s")
         record = circuit_record(result, args.model_name, args.task, mode)
         write_json(out, record)
         if drawing:

@@ -29,4 +29,7 @@ def task_role(name):
 def check_task(name, key):
     """Raise a ClueError naming the config key if ``name`` is not a registered task."""
     if name not in GENERATED_TASKS and name not in REAL_TASK_ROLES:
-        raise ClueError(f"config key {key}: unknown task {name!r}; known tasks: {', '.join(known_tasks())}")
+        from clue.config import suggest
+
+        raise ClueError(f"config key {key}: unknown task {name!r}{suggest(name, known_tasks())}; "
+                        f"known tasks: {', '.join(known_tasks())}")

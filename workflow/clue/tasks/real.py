@@ -402,10 +402,11 @@ def _pairs_bool(pool, rng, n_pairs):
 
 
 def load_real_task(name: str, source: dict | None, seed: int, n_train: int | None,
-                   n_test: int | None, n_pairs: int, n_heldout_pairs: int = 0) -> dict:
-    """Load real task ``name`` into ``{"train", "test", "pairs", "heldout_pairs", "refusal",
-    "holdout"}`` record lists (docs/formats.md); ``refusal`` and ``holdout`` are empty for retain
-    tasks. Pairs and held-out pairs come from the train side only; ``holdout`` (WMDP with a corpus)
+                   n_test: int | None, n_pairs: int, n_heldout_pairs: int = 0, n_validation_pairs: int = 0) -> dict:
+    """Load real task ``name`` into ``{"train", "test", "pairs", "validation_pairs",
+    "heldout_pairs", "refusal", "holdout"}`` record lists (docs/formats.md); ``refusal`` and
+    ``holdout`` are empty for retain tasks. Pairs (discovery, validation, held-out) come from the
+    train side only; ``holdout`` (WMDP with a corpus)
     is a slice of the corpus cut off before training, the non-members of the MIA.
 
     ``source`` (the config's ``data.sources.<task>``, all keys optional): ``path`` (hub id),
@@ -430,7 +431,7 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     data_files = source.get("data_files")
     cache_dir = source.get("cache_dir")
     for key, v in (("n_train", n_train), ("n_test", n_test), ("n_pairs", n_pairs),
-                   ("n_heldout_pairs", n_heldout_pairs)):
+                   ("n_heldout_pairs", n_heldout_pairs), ("n_validation_pairs", n_validation_pairs)):
         if v is not None and (not isinstance(v, int) or v < 0):
             raise ClueError(f"task {name}: {key} must be a non-negative integer, got {v!r}")
 
@@ -456,7 +457,7 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
         elif has_corpus:
             # the corpus trains, so the questions only evaluate, but for those kept back as
             # circuit pairs and held-out pairs (at most half)
-            cut = len(test_ex) - min(len(test_ex) // 2, n_pairs + n_heldout_pairs)
+            cut = len(test_ex) - min(len(test_ex) // 2, n_pairs + n_heldout_pairs + n_validation_pairs)
         else:
             cut = max(1, round(TEST_FRACTION * len(test_ex)))
         test_ex, train_ex = test_ex[:cut], test_ex[cut:]
@@ -502,13 +503,13 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     if not train:
         raise ClueError(f"{train_where}: no usable training rows for task {name}")
 
-    # Circuit pairs, then held-out pairs (faithfulness), come from the train side only.
+    # Circuit pairs (discovery, validation, held-out) come from the train side only.
     pool = train_ex
-    if (n_pairs or n_heldout_pairs) and not pool:
+    if (n_pairs or n_heldout_pairs or n_validation_pairs) and not pool:
         raise ClueError(f"{where}: task {name}: no train-side questions left for circuit pairs "
                         f"(every question is a test question); lower data.n_test")
     prng = _rng(name, seed, "pairs")
-    wanted = n_pairs + n_heldout_pairs
+    wanted = n_pairs + n_heldout_pairs + n_validation_pairs
     if name.startswith("wmdp_"):
         all_pairs = _pairs_wmdp(pool, prng, wanted)
     elif name == "bool":
@@ -516,8 +517,9 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     else:
         all_pairs = _pairs_by_partner(name, pool, prng, wanted)
     all_pairs = [p for p in all_pairs if p["clean"] not in test_prompts and p["corrupted"] not in test_prompts]
-    n_held = min(n_heldout_pairs, len(all_pairs) // 3)
-    pairs, heldout_pairs = all_pairs[:len(all_pairs) - n_held][:n_pairs], all_pairs[len(all_pairs) - n_held:]
+    from clue.tasks.toy import split_pair_pool
+
+    pairs, validation_pairs, heldout_pairs = split_pair_pool(all_pairs, n_pairs, n_heldout_pairs, n_validation_pairs)
     if n_pairs and not pairs:
         raise ClueError(f"{train_where}: task {name}: no clean/corrupted pair with differing answers")
 
@@ -527,5 +529,5 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
         refusal = [{"prompt": r["prompt"], "refusal": rrng.choice(REFUSALS), "answer": r["answer"]} for r in train]
 
     test = [{"prompt": ex.prompt, "choices": list(ex.choices), "label": ex.label} for ex in test_ex]
-    return {"train": train, "test": test, "pairs": pairs, "heldout_pairs": heldout_pairs,
-            "refusal": refusal, "holdout": holdout if has_corpus else []}
+    return {"train": train, "test": test, "pairs": pairs, "validation_pairs": validation_pairs,
+            "heldout_pairs": heldout_pairs, "refusal": refusal, "holdout": holdout if has_corpus else []}

@@ -360,23 +360,25 @@ def _record_pair(ex):
                 corrupted_answer=ex["corrupted_answer"])
 
 
-def _split_pairs(pool, n_pairs, n_heldout_pairs):
-    """Circuit pairs and held-out pairs (faithfulness) from one train-side pool: the held-out ones
-    are at most a third of it, so discovery keeps most."""
-    n_held = min(n_heldout_pairs, len(pool) // 3)
-    pairs = pool[:len(pool) - n_held][:n_pairs]
-    return [_record_pair(e) for e in pairs], [_record_pair(e) for e in pool[len(pool) - n_held:]]
+def split_pair_pool(pool, n_pairs, n_heldout_pairs, n_validation_pairs=0):
+    """Circuit pairs from one train-side pool, in three disjoint sets: (discovery, validation,
+    held-out). Validation chooses a circuit's sparsity, held-out reports its faithfulness; each
+    takes at most a quarter of the pool, so discovery keeps half of it at least."""
+    n_held = min(n_heldout_pairs, len(pool) // 4)
+    n_val = min(n_validation_pairs, len(pool) // 4)
+    cut = len(pool) - n_held - n_val
+    return pool[:cut][:n_pairs], pool[cut:cut + n_val], pool[cut + n_val:]
 
 
-def generate_toy_task(name, seed, n_train, n_test, n_pairs, n_heldout_pairs=0):
+def generate_toy_task(name, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_validation_pairs=0):
     """All splits of one toy task (see generate_task)."""
-    return generate_task(TOY_TASKS[name], seed, n_train, n_test, n_pairs, n_heldout_pairs)
+    return generate_task(TOY_TASKS[name], seed, n_train, n_test, n_pairs, n_heldout_pairs, n_validation_pairs)
 
 
-def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0):
+def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_validation_pairs=0):
     """All splits of one generated task (toy, or clue.tasks.world), deterministic in (name, seed).
     No prompt of the test split is a prompt of any other split: train, circuit pairs (clean or
-    corrupted), held-out pairs and refusals all come from the train side."""
+    corrupted; discovery, validation and held-out) and refusals all come from the train side."""
     rng = random.Random(f"{task.name}-{seed}")
     holdout = []
     if hasattr(task, "documents"):          # a knowledge domain: corpus + questions
@@ -402,7 +404,8 @@ def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0):
         refusal = []
         # circuit pairs: distinct train-side prompts whose corruption is not a test prompt either
         pool = list({e["prompt"]: e for e in rest if e["corrupted"] not in held_out}.values())
-    pairs, heldout_pairs = _split_pairs(pool, n_pairs, n_heldout_pairs)
+    pairs, validation_pairs, heldout_pairs = split_pair_pool([_record_pair(e) for e in pool], n_pairs,
+                                                             n_heldout_pairs, n_validation_pairs)
     test = [dict(prompt=e["prompt"], choices=e["choices"], label=e["label"]) for e in test]
-    return dict(train=train, test=test, pairs=pairs, heldout_pairs=heldout_pairs, refusal=refusal,
-                holdout=holdout)
+    return dict(train=train, test=test, pairs=pairs, validation_pairs=validation_pairs, heldout_pairs=heldout_pairs,
+                refusal=refusal, holdout=holdout)
