@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(cmd, cwd):
     start = time.time()
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    # the jobs import the clone's own `clue` package, not the one installed from this checkout
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(cwd) / "workflow"), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
     return time.time() - start, out.stdout + out.stderr
