@@ -1,14 +1,15 @@
-"""Circuit sparsity vs faithfulness on held-out pairs: the figures behind the toy config's
-``circuit.target_sparsity`` and ``target_sparsity_per_task`` (README "Circuits").
+"""Circuit sparsity vs faithfulness on validation pairs, beside the held-out figure: what the
+``circuit.target_sparsity`` candidates of a config choose from (README "Circuits").
 
     OMP_NUM_THREADS=1 python bench/sweep_sparsity.py --results results/toy \
         --tasks toy_cyber toy_bio --sparsities 0.95 0.9 0.8 [--params '{"steps": 400}']
 
 For every task, mode and target sparsity it trains a circuit exactly as the ``circuit`` stage
-does (discovery pairs, then faithfulness on ``heldout_pairs.jsonl``) and prints one row: the
-expected sparsity reached, the kept and dead-end edges, the neurons the circuit touches, KL on
-the discovery pairs and, on the held-out pairs, KL of the circuit, of the empty circuit and the
-normalized faithfulness. Nothing is written.
+does (discovery pairs, the threshold cut) and prints one row: the expected sparsity reached, the
+kept and dead-end edges, the neurons the circuit touches, KL on the discovery pairs, the
+normalized faithfulness on ``validation_pairs.jsonl`` (which is what chooses a sparsity) and on
+``heldout_pairs.jsonl`` (KL of the circuit, of the empty circuit, faithfulness: report only, never
+a reason to pick a setting). Nothing is written.
 """
 
 import argparse
@@ -38,21 +39,24 @@ def main():
     base = Path(args.results) / "base"
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    print("task\tmode\ttarget\texpected\tkept\tdead_ends\tneurons\tkl_train\tkl_heldout\tkl_empty\tfaithfulness\tseconds")
+    print("task\tmode\ttarget\texpected\tkept\tdead_ends\tneurons\tkl_train\tfaithful_validation\t"
+          "kl_heldout\tkl_empty_heldout\tfaithful_heldout\tseconds")
     for task in args.tasks:
         data = Path(args.results) / "data" / task
         for sparsity in args.sparsities:
             p = D.resolve_params({**json.loads(args.params), "target_sparsity": sparsity})
             pairs = D.load_pairs(data, task, tok, p["max_pairs"])
+            validation = D.load_pairs(data, task, tok, p["max_pairs"], "validation_pairs.jsonl")
             heldout = D.load_pairs(data, task, tok, p["max_pairs"], "heldout_pairs.jsonl")
             for mode in args.modes:
                 start = time.perf_counter()
-                r = D.discover(model, pairs, mode, p, progress=False, heldout=heldout)
+                r = D.discover(model, pairs, mode, p, progress=False, heldout=heldout, validation=validation)
                 record = D.circuit_record(r, "sweep", task, mode)
                 neurons = {n for edge in collapse(record) for n in edge} - {"out"}
-                f = r["faithfulness"]
+                f, v = r["faithfulness"], r["validation"]
                 print(f"{task}\t{mode}\t{sparsity}\t{r['expected_sparsity']:.4f}\t{int(r['kept'].sum())}\t"
-                      f"{r['dead_end_edges_removed']}\t{len(neurons)}\t{r['kl']:.3f}\t{f['kl_circuit']:.3f}\t"
+                      f"{r['dead_end_edges_removed']}\t{len(neurons)}\t{r['kl']:.3f}\t{v['faithfulness']:.3f}\t"
+                      f"{f['kl_circuit']:.3f}\t"
                       f"{f['kl_empty']:.3f}\t{f['faithfulness']:.3f}\t{time.perf_counter() - start:.1f}", flush=True)
 
 

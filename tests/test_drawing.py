@@ -1,11 +1,11 @@
-"""Node-level drawings (clue.drawing): only circuit nodes, labelled, one row per layer part."""
+"""Node-level drawings (clue.reports.drawing): only circuit nodes, labelled, one row per layer part."""
 
 import re
 from types import SimpleNamespace
 
 from clue.circuits.discover import draw as draw_circuit, node_edges
 from clue.circuits.masked_forward import build_graph
-from clue.drawing import MLP_X, draw_nodes, layout
+from clue.reports.drawing import MLP_X, draw_nodes, layout
 from clue.logic.gates import build_gate_graph, draw as draw_gates
 
 

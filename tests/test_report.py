@@ -9,7 +9,7 @@ import pytest
 
 from clue import io
 from clue.cli import main
-from clue.report import COLUMNS, markdown
+from clue.reports.table1 import COLUMNS, markdown
 
 ROWS = [
     # forget, retain, method, seed, pct, FE, RU, GU, MIA, RougeL, RU_prob, GU_prob

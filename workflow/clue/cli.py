@@ -19,13 +19,13 @@ STAGES = {
     "localize": ("clue.localizers", "baseline localizers (WAGLE, DEPN, PCGU, MEMIT-style tracing) -> masks"),
     "unlearn": ("clue.unlearn", "masked two-stage unlearning (or a baseline method)"),
     "evaluate": ("clue.evaluate", "lm-eval simple_evaluate on a checkpoint: FE, RU, GU"),
-    "table1": ("clue.report", "collect eval JSONs into results/table1.csv and table1.md"),
-    "table2": ("clue.table2", "Table 2: CLUE's ablations on one pair, as changes from CLUE's row"),
-    "table3": ("clue.table3", "Table 3: forget and conflict neurons before and after unlearning"),
-    "sweep-figure": ("clue.sweeps", "Figures 3, 4 and 6: the retain-set, circuit-sparsity and forget-ratio sweeps"),
-    "fig7": ("clue.neuron_sites", "Figure 7: the composition by matrix type of each localization, per retain set"),
+    "table1": ("clue.reports.table1", "collect eval JSONs into results/table1.csv and table1.md"),
+    "table2": ("clue.reports.table2", "Table 2: CLUE's ablations on one pair, as changes from CLUE's row"),
+    "table3": ("clue.reports.table3", "Table 3: forget and conflict neurons before and after unlearning"),
+    "sweep-figure": ("clue.reports.sweeps", "Figures 3, 4 and 6: the retain-set, circuit-sparsity and forget-ratio sweeps"),
+    "fig7": ("clue.reports.fig7", "Figure 7: the composition by matrix type of each localization, per retain set"),
     "audit": ("clue.audit", "knowledge recovery (KRS) and relearning audit of unlearned checkpoints"),
-    "audit-table": ("clue.audit_report", "collect audit JSONs into results/audit.csv and KRS figures"),
+    "audit-table": ("clue.reports.audit_table", "collect audit JSONs into results/audit.csv and KRS figures"),
 }
 
 

@@ -479,9 +479,9 @@ def node_edges(record, graph):
 
 
 def draw(record, graph, path):
-    """An svg/png of the circuit at node level (clue.drawing): only neurons on a kept edge,
+    """An svg/png of the circuit at node level (clue.reports.drawing): only neurons on a kept edge,
     labelled, one row per layer's heads and per layer's MLP."""
-    from clue.drawing import draw_nodes
+    from clue.reports.drawing import draw_nodes
 
     edges = [(s, d, "edge") for s, d in node_edges(record, graph)]
     kept = sum(e["kept"] for e in record["edges"])

@@ -227,9 +227,9 @@ GATE_COLORS = {"AND": ("tab:blue", "AND (noising only)"), "OR": ("tab:orange", "
 
 
 def draw(graph, out_path):
-    """Draw the typed gate graph at node level (clue.drawing): only neurons in the circuit,
+    """Draw the typed gate graph at node level (clue.reports.drawing): only neurons in the circuit,
     labelled, by layer; edges coloured by gate type."""
-    from clue.drawing import draw_nodes
+    from clue.reports.drawing import draw_nodes
 
     edges = [(e["src"], e["dst"], e["type"]) for e in graph["edges"]]
     counts = ", ".join(f"{k} {sum(e[2] == k for e in edges)}" for k in GATE_TYPES)

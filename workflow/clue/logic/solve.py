@@ -163,10 +163,10 @@ CATEGORY_COLORS = {"forget": "#e06666", "conflict": "#b4a7d6", "retain": "#93c47
 
 
 def draw(result, forget_gates, retain_gates, path):
-    """The pair at node level (clue.drawing): every neuron of either circuit, coloured by its
+    """The pair at node level (clue.reports.drawing): every neuron of either circuit, coloured by its
     category, and the edges of the forget circuit, the retain circuits (one per retain task) or
     both."""
-    from clue.drawing import draw_nodes
+    from clue.reports.drawing import draw_nodes
 
     fe = {(s, d) for s, d, _ in forget_gates.edges}
     re_ = {(s, d) for g in retain_gates for s, d, _ in g.edges}

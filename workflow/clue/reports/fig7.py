@@ -178,7 +178,7 @@ def figure(df, path, title=None):
 def display_names(df):
     """A name per (selection, category) as the figure shows it: "CLUE forget", "CLUE conflict",
     a localizer's Table 1 name (with its category when its file has more than one)."""
-    from clue.report import method_labels
+    from clue.reports.table1 import method_labels
 
     shown = method_labels()
     cats = df.groupby("selection")["category"].nunique()

@@ -114,7 +114,7 @@ def test_composition_per_retain_set(tmp_path, base):
 def test_composition_helper_matches_counts(tmp_path, base):
     import pandas as pd
 
-    from clue.neuron_sites import composition, display_names, sites, with_share
+    from clue.reports.fig7 import composition, display_names, sites, with_share
 
     paths = write_pairs(tmp_path)
     df = with_share(pd.DataFrame(sites(paths, ["clue", "wagle"] * 2, [p for p in PAIRS for _ in range(2)], base)))

@@ -90,7 +90,7 @@ def ratio_rows(methods, ratios, evals, clue_evals, clue_sparsities):
 
 
 def fig6(df, title, path):
-    from clue.report import method_labels
+    from clue.reports.table1 import method_labels
 
     plt = _plt()
     labels = method_labels()
@@ -134,7 +134,7 @@ def retain_set_rows(clue_evals, references, yardstick, general):
 
 
 def fig3(df, title, path):
-    from clue.report import method_labels
+    from clue.reports.table1 import method_labels
 
     plt = _plt()
     labels = method_labels()
