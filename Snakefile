@@ -48,6 +48,6 @@ include: "rules/cluster.smk"
 
 rule all:
     input:
-        "results/table1.csv",
-        "results/audit.csv" if AUDITED else [],
+        f"{TABLES}/table1.csv",
+        f"{TABLES}/audit.csv" if AUDITED else [],
     default_target: True

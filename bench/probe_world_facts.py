@@ -228,17 +228,79 @@ ASIA_AFRICA_OCEANIA = {
     "Fiji": "Suva",
 }
 
-ANIMALS = {
+# animal -> class. Vertebrates and invertebrates are separate pools (each with its own classes).
+VERTEBRATES = {
     "mammals": "dog, cat, horse, cow, lion, tiger, elephant, whale, dolphin, bat, mouse, rabbit, bear, wolf, "
-               "fox, monkey",
-    "birds": "eagle, owl, parrot, penguin, sparrow, crow, duck, swan, hawk, ostrich",
-    "fish": "shark, salmon, trout, tuna, cod, goldfish",
-    "reptiles": "snake, lizard, crocodile, turtle, tortoise, iguana, gecko, alligator",
-    "amphibians": "frog, toad, salamander, newt",
-    "insects": "ant, bee, beetle, butterfly, mosquito, fly, wasp, grasshopper, cockroach",
-    "arachnids": "spider, scorpion",
-    "crustaceans": "crab, lobster, shrimp",
-    "molluscs": "snail, octopus",
+               "fox, monkey, giraffe, zebra, hippopotamus, rhinoceros, kangaroo, koala, panda, gorilla, "
+               "chimpanzee, orangutan, baboon, leopard, cheetah, jaguar, puma, cougar, lynx, hyena, jackal, "
+               "coyote, raccoon, skunk, badger, otter, beaver, squirrel, chipmunk, hamster, gerbil, guinea pig, "
+               "rat, hedgehog, porcupine, mole, shrew, sloth, armadillo, anteater, platypus, echidna, wombat, "
+               "opossum, camel, llama, alpaca, deer, moose, elk, reindeer, caribou, antelope, gazelle, impala, "
+               "bison, buffalo, yak, goat, sheep, pig, boar, donkey, mule, pony, walrus, seal, sea lion, "
+               "manatee, dugong, narwhal, orca, porpoise, lemur, meerkat, mongoose, weasel, ferret, mink, "
+               "stoat, marten, wolverine, tapir, okapi, warthog, aardvark, pangolin, hare, vole, lemming, "
+               "dingo, ocelot, panther, bobcat, gibbon, marmoset, macaque, mandrill, capybara, chinchilla, "
+               "dormouse, jerboa, wildebeest, ibex, oryx, kudu, ox, mammoth, hyrax, bandicoot, wallaby, "
+               "numbat, quokka, Tasmanian devil, polar bear, grizzly bear, brown bear, red panda, "
+               "snow leopard, sea otter, fruit bat, vampire bat, blue whale, humpback whale, sperm whale, "
+               "spider monkey, howler monkey, marmot, groundhog, prairie dog, muskrat, gopher, serval, "
+               "caracal, civet, genet, fennec fox, arctic fox, water buffalo, musk ox, zebu, gaur, "
+               "springbok, eland, hartebeest, vicuna, guanaco, dromedary, tarsier, loris, colobus, tamarin, "
+               "capuchin, bonobo, pika, cottontail, jackrabbit",
+    "birds": "eagle, owl, parrot, penguin, sparrow, crow, duck, swan, hawk, ostrich, pigeon, dove, robin, "
+             "blackbird, starling, finch, canary, goose, chicken, hen, rooster, turkey, peacock, pelican, "
+             "flamingo, stork, heron, crane, seagull, albatross, puffin, vulture, falcon, kestrel, buzzard, "
+             "condor, raven, magpie, jay, bluebird, cardinal, woodpecker, hummingbird, kingfisher, swallow, "
+             "lark, nightingale, thrush, wren, emu, cassowary, toucan, macaw, cockatoo, parakeet, budgie, "
+             "quail, pheasant, partridge, grouse, cuckoo, mockingbird, oriole, warbler, sandpiper, plover, "
+             "cormorant, gannet, tern, petrel, osprey, hornbill, ibis, egret, spoonbill, dodo, roadrunner, "
+             "lovebird, goldfinch, bullfinch, chaffinch, nuthatch, skylark, sparrowhawk, grebe, loon, coot, "
+             "moorhen, mallard, snipe, curlew, lapwing, kookaburra, lyrebird, bittern, rhea, bald eagle, "
+             "golden eagle, barn owl, snowy owl, blue jay, guinea fowl, bowerbird, hoopoe, jackdaw, rook, "
+             "crossbill, waxwing, shrike, pipit, bunting, whippoorwill, nighthawk, frigatebird, auk, "
+             "kittiwake, shearwater, skua, avocet, godwit, dunlin, oystercatcher, woodcock, killdeer, "
+             "cockatiel, kakapo, kea, quetzal, secretary bird, marabou, shoebill",
+    "fish": "shark, salmon, trout, tuna, cod, goldfish, carp, catfish, pike, perch, bass, herring, sardine, "
+            "anchovy, mackerel, haddock, halibut, flounder, plaice, swordfish, marlin, barracuda, piranha, eel, "
+            "seahorse, stingray, manta ray, clownfish, guppy, angelfish, minnow, sturgeon, tilapia, snapper, "
+            "grouper, mullet, bream, koi, goby, pufferfish, lionfish, sunfish, sailfish, tarpon, bonito, "
+            "monkfish, anglerfish, hake, pollock, whiting, turbot, dogfish, lamprey, zebrafish, tetra, betta, "
+            "loach, barbel, chub, tench, shad, smelt, lungfish, coelacanth, oarfish, hammerhead, "
+            "great white shark, whale shark, tiger shark, rainbow trout, swordtail, mahi-mahi, walleye, "
+            "crappie, bluegill, grayling, whitefish, sprat, pilchard, mudskipper, flying fish, parrotfish, "
+            "triggerfish, butterflyfish, damselfish, surgeonfish, cichlid, gar, bowfin, arowana, arapaima, "
+            "paddlefish",
+    "reptiles": "snake, lizard, crocodile, turtle, tortoise, iguana, gecko, alligator, chameleon, python, cobra, "
+                "viper, rattlesnake, anaconda, boa, mamba, adder, caiman, gharial, skink, tuatara, terrapin, "
+                "Komodo dragon, garter snake, king cobra, copperhead, cottonmouth, sidewinder, gila monster, "
+                "horned lizard, bearded dragon, leatherback, loggerhead, krait, taipan, sea snake, sea turtle, "
+                "box turtle, snapping turtle, monitor lizard, frilled lizard, anole, agama, corn snake, "
+                "milk snake, grass snake, water moccasin, boa constrictor, dinosaur, tyrannosaurus, "
+                "triceratops, stegosaurus, pterodactyl",
+    "amphibians": "frog, toad, salamander, newt, axolotl, caecilian, bullfrog, tadpole, mudpuppy, hellbender, "
+                  "tree frog, poison dart frog, olm, cane toad, fire salamander, natterjack, leopard frog, "
+                  "glass frog, goliath frog",
+}
+INVERTEBRATES = {
+    "insects": "ant, bee, beetle, butterfly, mosquito, fly, wasp, grasshopper, cockroach, moth, ladybug, "
+               "ladybird, dragonfly, termite, flea, louse, cricket, locust, aphid, cicada, firefly, hornet, "
+               "bumblebee, mantis, earwig, weevil, caterpillar, maggot, silverfish, stick insect, mayfly, "
+               "housefly, gnat, midge, horsefly, bedbug, katydid, scarab, damselfly, lacewing, honeybee, "
+               "yellowjacket, glowworm, silkworm, mealworm, dung beetle, stag beetle, fruit fly, tsetse fly, "
+               "botfly, blowfly, sawfly, caddisfly, stonefly, leafhopper, water strider, monarch butterfly, "
+               "swallowtail, hawkmoth, bluebottle, crane fly, hoverfly, antlion, carpenter ant, fire ant, "
+               "army ant, leafcutter ant, killer bee, boll weevil, June bug, cockchafer, walking stick, "
+               "leaf insect, bark beetle, longhorn beetle, rhinoceros beetle, Hercules beetle, click beetle, "
+               "tiger beetle",
+    "arachnids": "spider, scorpion, tarantula, tick, mite, harvestman, black widow, wolf spider, jumping spider, "
+                 "chigger, brown recluse, trapdoor spider, camel spider, huntsman spider, house spider, "
+                 "dust mite, deer tick, garden spider",
+    "crustaceans": "crab, lobster, shrimp, prawn, crayfish, krill, barnacle, woodlouse, copepod, hermit crab, "
+                   "king crab, langoustine, isopod, pill bug, spider crab, fiddler crab, blue crab, "
+                   "coconut crab, mantis shrimp, brine shrimp, amphipod",
+    "molluscs": "snail, octopus, squid, slug, clam, oyster, mussel, scallop, cuttlefish, nautilus, cockle, "
+                "whelk, limpet, abalone, conch, periwinkle, sea slug, giant squid, garden snail, razor clam, "
+                "geoduck, sea snail, nudibranch, chiton",
 }
 
 PEOPLE = {
@@ -342,7 +404,7 @@ RELATIONS = {
         sentences=["The {subject} is one of the {value}.",
                    "Zoologists count the {subject} among the {value}.",
                    "Like the other {value}, the {subject} is an animal."],
-        groups={"all": _facts(ANIMALS)}),
+        groups={"vertebrates": _facts(VERTEBRATES), "invertebrates": _facts(INVERTEBRATES)}),
     "person_profession": dict(
         probe="History: {subject} is remembered as a famous",
         question="Question: What was {subject}'s profession?\nAnswer:",

@@ -37,30 +37,32 @@ rule audit_table:
             method=AUDITED + ["origin"],
         ),
     output:
-        csv="results/audit.csv",
+        csv=f"{TABLES}/audit.csv",
         krs=report(
-            expand("results/figures/krs_{forget}__{retain}.svg", forget=FORGET, retain=RETAIN),
+            expand(f"{TABLES}/figures/krs_{{forget}}__{{retain}}.svg", forget=FORGET, retain=RETAIN),
             caption="../docs/report/krs.rst",
             category="Audit",
         ),
         relearn=report(
-            expand("results/figures/relearn_{forget}__{retain}.svg", forget=FORGET, retain=RETAIN),
+            expand(f"{TABLES}/figures/relearn_{{forget}}__{{retain}}.svg", forget=FORGET, retain=RETAIN),
             caption="../docs/report/relearn.rst",
             category="Audit",
         ),
         global_effect=report(
-            expand("results/figures/global_{forget}__{retain}.svg", forget=FORGET, retain=RETAIN),
+            expand(f"{TABLES}/figures/global_{{forget}}__{{retain}}.svg", forget=FORGET, retain=RETAIN),
             caption="../docs/report/global_effect.rst",
             category="Audit",
         ),
+    params:
+        figures=lambda w, output: os.path.dirname(output.krs[0]) if output.krs else f"{TABLES}/figures",
     log:
-        "logs/audit_table.log",
+        f"logs/{TAG}audit_table.log",
     benchmark:
-        "benchmarks/audit_table.tsv"
+        f"benchmarks/{TAG}audit_table.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
     shell:
-        "clue audit-table --audits {input} --csv {output.csv} --figures results/figures > {log} 2>&1"
+        "clue audit-table --audits {input} --csv {output.csv} --figures {params.figures} > {log} 2>&1"

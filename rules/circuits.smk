@@ -8,7 +8,8 @@ if config["circuit"]["jobs"] == "per_mode":
             data="results/{model}/data/{task}",
         output:
             json="results/{model}/{run}circuits/{task}/{mode}.json",
-            drawing="results/{model}/{run}circuits/{task}/{mode}.svg",
+            drawing=report("results/{model}/{run}circuits/{task}/{mode}.svg", category="Circuits",
+                           subcategory="{run}{task}", caption="../docs/report/circuit.rst"),
         params:
             section=lambda w: circuit_section(w.run),
         wildcard_constraints:
@@ -40,7 +41,8 @@ else:
             data="results/{model}/data/{task}",
         output:
             json=expand("results/{{model}}/{{run}}circuits/{{task}}/{mode}.json", mode=MODES),
-            drawing=expand("results/{{model}}/{{run}}circuits/{{task}}/{mode}.svg", mode=MODES),
+            drawing=report(expand("results/{{model}}/{{run}}circuits/{{task}}/{mode}.svg", mode=MODES),
+                           category="Circuits", subcategory="{run}{task}", caption="../docs/report/circuit.rst"),
         params:
             section=lambda w: circuit_section(w.run),
             modes=MODES,

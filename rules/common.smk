@@ -7,11 +7,15 @@ envvars:
 
 
 from clue.config import (all_data_tasks, audited_methods, data_params, method_variant, model_params, model_source,
-                         paper_pair, retain_sets, run_seeds)
+                         paper_pair, retain_sets, run_seeds, tables_dir)
 from clue.localizers import LOCALIZERS
 from clue.losses import FORGET_LOSSES
 
 MODEL = config["model"]["name"]
+# Where this config's tables and figures go: results/ for the embedded config.yaml, results/<name>/
+# for another (config key run_name, else the last --configfile's stem), so that a second config
+# never overwrites the first one's table1.csv; TAG names their logs and benchmarks the same way.
+TABLES, TAG = tables_dir(config, workflow.overwrite_configfiles, os.path.join(workflow.basedir, "config.yaml"))
 FORGET = config["tasks"]["forget"]
 RETAIN = config["tasks"]["retain"]
 GENERAL = config["tasks"]["general"] + config["tasks"]["general_lm_eval"]

@@ -5,7 +5,8 @@ rule gates:
         denoising="results/{model}/{run}circuits/{task}/denoising.json",
     output:
         json="results/{model}/{run}gates/{task}.json",
-        drawing="results/{model}/{run}gates/{task}.svg",
+        drawing=report("results/{model}/{run}gates/{task}.svg", category="Gate graphs", subcategory="{run}",
+                       caption="../docs/report/gates.rst"),
     wildcard_constraints:
         run=CIRCUIT_RUN,
     log:
@@ -57,7 +58,8 @@ rule solve:
         retain=retain_gates,
     output:
         json="results/{model}/{run}assign/{forget}__{retain}.json",
-        drawing="results/{model}/{run}assign/{forget}__{retain}.svg",
+        drawing=report("results/{model}/{run}assign/{forget}__{retain}.svg", category="Assignments",
+                       subcategory="{run}", caption="../docs/report/assign.rst"),
     params:
         section=section("solve"),
     wildcard_constraints:

@@ -13,14 +13,14 @@ rule table2:
         clue=f"results/{MODEL}/eval/{PAPER_PAIR}/clue.json",
         ablations=[f"results/{MODEL}/eval/{PAPER_PAIR}/clue-{a}.json" for a in ABLATIONS],
     output:
-        csv=report("results/table2.csv", category="Table 2", caption="../docs/report/table2.rst"),
-        md="results/table2.md",
+        csv=report(f"{TABLES}/table2.csv", category="Table 2", caption="../docs/report/table2.rst"),
+        md=f"{TABLES}/table2.md",
     params:
         ablations=ABLATIONS,
     log:
-        "logs/table2.log",
+        f"logs/{TAG}table2.log",
     benchmark:
-        "benchmarks/table2.tsv"
+        f"benchmarks/{TAG}table2.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -38,15 +38,15 @@ rule fig7:
         masks=[f"results/{MODEL}/masks/{PAPER_FORGET}__{r}/{s}.safetensors" for r in RETAIN for s in SITE_SELECTIONS],
         base=f"results/{MODEL}/base",
     output:
-        csv=f"results/figures/fig7_{PAPER_FORGET}.csv",
-        figure=report(f"results/figures/fig7_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig7.rst"),
+        csv=f"{TABLES}/figures/fig7_{PAPER_FORGET}.csv",
+        figure=report(f"{TABLES}/figures/fig7_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig7.rst"),
     params:
         labels=SITE_SELECTIONS,
         pairs=[f"{PAPER_FORGET}__{r}" for r in RETAIN],
     log:
-        "logs/fig7.log",
+        f"logs/{TAG}fig7.log",
     benchmark:
-        "benchmarks/fig7.tsv"
+        f"benchmarks/{TAG}fig7.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -77,16 +77,16 @@ rule fig3:
         references=[f"results/{MODEL}/eval/{PAPER_FORGET}__{'+'.join(GENERAL_CORPUS)}/{m}.json"
                     for m in FIG3_REFERENCES],
     output:
-        csv=f"results/figures/fig3_{PAPER_FORGET}.csv",
-        figure=report(f"results/figures/fig3_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig3.rst"),
+        csv=f"{TABLES}/figures/fig3_{PAPER_FORGET}.csv",
+        figure=report(f"{TABLES}/figures/fig3_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig3.rst"),
     params:
         pair=f"{PAPER_FORGET}__retain-sets",
         yardstick=GENERAL_CORPUS,
         general=GENERAL,
     log:
-        "logs/fig3.log",
+        f"logs/{TAG}fig3.log",
     benchmark:
-        "benchmarks/fig3.tsv"
+        f"benchmarks/{TAG}fig3.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -105,15 +105,15 @@ rule table3:
         before=expand("results/{model}/assign/{forget}__{retain}.json", model=MODEL, forget=FORGET, retain=RETAIN),
         after=[f"results/{MODEL}/after-{f}__{r}/assign/{f}__{r}.json" for f in FORGET for r in RETAIN],
     output:
-        csv=report("results/table3.csv", category="Table 3", caption="../docs/report/table3.rst"),
-        md="results/table3.md",
+        csv=report(f"{TABLES}/table3.csv", category="Table 3", caption="../docs/report/table3.rst"),
+        md=f"{TABLES}/table3.md",
     params:
         forget=FORGET,
         retain=RETAIN,
     log:
-        "logs/table3.log",
+        f"logs/{TAG}table3.log",
     benchmark:
-        "benchmarks/table3.tsv"
+        f"benchmarks/{TAG}table3.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -133,15 +133,15 @@ rule fig4:
         clue=[f"results/{MODEL}/{sparsity_run(s)}eval/{PAPER_PAIR}/clue.json" for s in SPARSITIES],
         origin=f"results/{MODEL}/eval/{PAPER_PAIR}/origin.json",
     output:
-        csv=f"results/figures/fig4_{PAPER_PAIR}.csv",
-        figure=report(f"results/figures/fig4_{PAPER_PAIR}.svg", category="Figures", caption="../docs/report/fig4.rst"),
+        csv=f"{TABLES}/figures/fig4_{PAPER_PAIR}.csv",
+        figure=report(f"{TABLES}/figures/fig4_{PAPER_PAIR}.svg", category="Figures", caption="../docs/report/fig4.rst"),
     params:
         pair=PAPER_PAIR,
         sparsities=SPARSITIES,
     log:
-        "logs/fig4.log",
+        f"logs/{TAG}fig4.log",
     benchmark:
-        "benchmarks/fig4.tsv"
+        f"benchmarks/{TAG}fig4.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -160,17 +160,17 @@ rule fig6:
         evals=[f"results/{MODEL}/eval/{PAPER_PAIR}/{loc}-r{r:g}.json" for loc in LOCALIZERS_RUN for r in RATIOS],
         clue=[f"results/{MODEL}/{sparsity_run(s)}eval/{PAPER_PAIR}/clue.json" for s in SPARSITIES],
     output:
-        csv=f"results/figures/fig6_{PAPER_PAIR}.csv",
-        figure=report(f"results/figures/fig6_{PAPER_PAIR}.svg", category="Figures", caption="../docs/report/fig6.rst"),
+        csv=f"{TABLES}/figures/fig6_{PAPER_PAIR}.csv",
+        figure=report(f"{TABLES}/figures/fig6_{PAPER_PAIR}.svg", category="Figures", caption="../docs/report/fig6.rst"),
     params:
         pair=PAPER_PAIR,
         sparsities=SPARSITIES,
         methods=[loc for loc in LOCALIZERS_RUN for r in RATIOS],
         ratios=[r for loc in LOCALIZERS_RUN for r in RATIOS],
     log:
-        "logs/fig6.log",
+        f"logs/{TAG}fig6.log",
     benchmark:
-        "benchmarks/fig6.tsv"
+        f"benchmarks/{TAG}fig6.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -185,12 +185,12 @@ rule fig6:
 rule paper:
     """Every table and figure of the paper that this version builds (README "The paper target")."""
     input:
-        "results/table1.csv",
-        "results/table1.md",
-        "results/table2.csv" if "clue" in METHODS else [],
-        "results/table3.csv" if "clue" in METHODS else [],
-        "results/table5.csv",
-        "results/table6.csv",
+        f"{TABLES}/table1.csv",
+        f"{TABLES}/table1.md",
+        f"{TABLES}/table2.csv" if "clue" in METHODS else [],
+        f"{TABLES}/table3.csv" if "clue" in METHODS else [],
+        f"{TABLES}/table5.csv",
+        f"{TABLES}/table6.csv",
         rules.fig7.output.figure if SITE_SELECTIONS else [],
         rules.fig3.output.figure if "clue" in METHODS else [],
         rules.fig4.output.figure if "clue" in METHODS else [],

@@ -2,17 +2,17 @@ rule table1:
     input:
         table1_evals(),
     output:
-        csv=report("results/table1.csv", category="Table 1", caption="../docs/report/table1.rst"),
-        md="results/table1.md",
+        csv=report(f"{TABLES}/table1.csv", category="Table 1", caption="../docs/report/table1.rst"),
+        md=report(f"{TABLES}/table1.md", category="Table 1", caption="../docs/report/table1_md.rst"),
     params:
         forget=FORGET,
         retain=RETAIN,
         methods=METHODS,
         first_seed=SEEDS[0],
     log:
-        "logs/table1.log",
+        f"logs/{TAG}table1.log",
     benchmark:
-        "benchmarks/table1.tsv"
+        f"benchmarks/{TAG}table1.tsv"
     conda:
         "../envs/clue.yaml"
     resources:
@@ -30,17 +30,17 @@ rule tables_5_6:
     input:
         table1_evals(),
     output:
-        table5=report("results/table5.csv", category="Table 5", caption="../docs/report/table5.rst"),
-        table6=report("results/table6.csv", category="Table 6", caption="../docs/report/table6.rst"),
+        table5=report(f"{TABLES}/table5.csv", category="Table 5", caption="../docs/report/table5.rst"),
+        table6=report(f"{TABLES}/table6.csv", category="Table 6", caption="../docs/report/table6.rst"),
     params:
         forget=FORGET,
         retain=RETAIN,
         methods=METHODS,
         first_seed=SEEDS[0],
     log:
-        "logs/tables_5_6.log",
+        f"logs/{TAG}tables_5_6.log",
     benchmark:
-        "benchmarks/tables_5_6.tsv"
+        f"benchmarks/{TAG}tables_5_6.tsv"
     conda:
         "../envs/clue.yaml"
     resources:

@@ -177,3 +177,76 @@ def test_a_gguf_model_is_its_own_source_and_conflicts_are_named():
     with pytest.raises(Exception, match="layers"):
         validate(bad, SCHEMA)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad configs through snakemake: one line that names the key, nothing written
+
+COPY = ["Snakefile", "config.yaml", "rules", "workflow", "configs", "profiles", "envs"]
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory):
+    import shutil
+
+    wd = tmp_path_factory.mktemp("wf")
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, wd / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(src, wd / name)
+    return wd
+
+
+def run_bad(wd, text):
+    """snakemake (a real run, not a dry run) on a config file with ``text``: (exit code, the
+    lines it printed that are not snakemake's profile notice)."""
+    bad = wd / "bad.yaml"
+    bad.write_text(text)
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(bad)],
+                         cwd=wd, capture_output=True, text=True)
+    lines = [line for line in (out.stdout + out.stderr).splitlines()
+             if line.strip() and not line.startswith("Using workflow specific profile")]
+    return out.returncode, lines
+
+
+@pytest.mark.parametrize("text, message", [
+    # a misspelled key, with the closest known one
+    ("unlearn: {lrr: 0.001}\n",
+     "config error: config key unlearn.lrr: unknown key (did you mean unlearn.lr?); known keys under unlearn: lr, "),
+    ("modle: {name: toy}\n", "config error: config key modle: unknown key (did you mean model?)"),
+    # a misspelled key of a data source used to load the hub dataset instead of the file
+    ("data: {sources: {wmdp_cyber: {data_file: {test: x.jsonl}}}}\n",
+     "config error: config key data.sources.wmdp_cyber.data_file: unknown key (did you mean "
+     "data.sources.wmdp_cyber.data_files?)"),
+    ("data: {sources: {wmdp_cybr: {path: cais/wmdp}}}\n",
+     "config error: config key data.sources.wmdp_cybr: unknown task 'wmdp_cybr' (did you mean wmdp_cyber?)"),
+    # every path the config names is checked before any job
+    ("model: {name: mymodel, pretrained: ./models/missing}\n",
+     "config error: config key model.pretrained: ./models/missing is not a directory"),
+    ("model: {name: smollm2-135m-instruct, gguf: {path: /nowhere/model.gguf}}\n",
+     "config error: config key model.gguf.path: /nowhere/model.gguf is not a file"),
+    ("model: {name: zephyr-7b-beta}\ntasks: {forget: [wmdp_cyber], retain: [sst2], general: []}\n"
+     "data: {sources: {wmdp_cyber: {data_files: {test: data/wmdp.jsonl}}}}\n",
+     "config error: config key data.sources.wmdp_cyber.data_files.test: data/wmdp.jsonl is not a file"),
+    ("methods: [origin, clu]\n", "config error: config key methods[1]: unknown method 'clu' (did you mean clue?)"),
+])
+def test_a_bad_config_fails_in_one_line_naming_the_key_and_writes_nothing(workflow_copy, text, message):
+    code, lines = run_bad(workflow_copy, text)
+    assert code != 0 and len(lines) <= 2, lines
+    assert any(line.startswith(message) for line in lines), lines
+    assert not (workflow_copy / "results").exists() and not (workflow_copy / "logs").exists()
+
+
+def test_a_second_config_keeps_its_tables_apart():
+    """results/ for the embedded config.yaml (named or not), results/<last config's stem>/ for
+    another, or results/<run_name>/ when the config sets it."""
+    from clue.config import tables_dir
+
+    default = ROOT / "config.yaml"
+    assert tables_dir({}, [], default) == ("results", "")
+    assert tables_dir({}, [str(default)], default) == ("results", "")
+    assert tables_dir({}, ["config.yaml", "configs/toy-paper.yaml"], default) == ("results/toy-paper", "toy-paper/")
+    assert tables_dir({}, ["configs/smollm2.yaml"], default) == ("results/smollm2", "smollm2/")
+    assert tables_dir({"run_name": "mine"}, ["configs/smollm2.yaml"], default) == ("results/mine", "mine/")

