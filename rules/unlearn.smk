@@ -57,7 +57,7 @@ rule unlearn:
     shell:
         "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
         " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.method} {params.masks}"
-        " --params {params.section:q}"
+        " --rows {wildcards.method} --params {params.section:q}"
         " --out {output} --no-progress > {log} 2>&1"
 
 
@@ -78,6 +78,7 @@ if not PER_CHECKPOINT and TRAINED:
         params:
             section=lambda w: unlearn_section(w.run),
             methods=[unlearn_loss(m) for m in TRAINED],
+            rows=TRAINED,
             masks=lambda w: [method_masks(w.model, w.forget, w.retain, m) or "none" for m in TRAINED],
         wildcard_constraints:
             run=SEED_RUN,
@@ -95,7 +96,7 @@ if not PER_CHECKPOINT and TRAINED:
         shell:
             "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
             " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.methods}"
-            " --masks {params.masks}"
+            " --masks {params.masks} --rows {params.rows}"
             " --params {params.section:q} --out {output} --no-progress > {log} 2>&1"
 
     ruleorder: unlearn_pair > unlearn

@@ -250,3 +250,20 @@ def test_a_second_config_keeps_its_tables_apart():
     assert tables_dir({}, ["config.yaml", "configs/toy-paper.yaml"], default) == ("results/toy-paper", "toy-paper/")
     assert tables_dir({}, ["configs/smollm2.yaml"], default) == ("results/smollm2", "smollm2/")
     assert tables_dir({"run_name": "mine"}, ["configs/smollm2.yaml"], default) == ("results/mine", "mine/")
+
+
+def test_every_schema_key_is_described():
+    schema = yaml.safe_load(open(SCHEMA))
+    missing = []
+
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            name = f"{path}.{key}" if path else key
+            if not sub.get("description"):
+                missing.append(name)
+            walk(sub, name)
+            if isinstance(sub.get("additionalProperties"), dict):
+                walk(sub["additionalProperties"], f"{name}.<name>")
+
+    walk(schema, "")
+    assert not missing, missing

@@ -144,6 +144,12 @@ def test_explain_cli_follows_a_chain(tmp_path, capsys):
     assert [l.split(" by ")[0].strip() for l in chain_f.splitlines()[1:3]] == ["m1 := 1", "out@forget := 1"]
     assert [l.split(" by ")[0].strip() for l in chain_r.splitlines()[1:3]] == ["a1.h0 := 0", "out@retain := 0"]
     assert "[forget: m1 <-> OR(a0.h0, a0.h1@forget)]" in chain_f
+    # a name that is no neuron of this model (5 neurons, one layer of MLP m1 at most) is an error,
+    # not a "safe" neuron
+    assert clue(["explain", "--cnf", str(tmp_path / "x.cnf"), "--neuron", "m9"]) == 2
+    assert "'m9' is not a neuron of this model (its neurons: a0.h0 .. m1, 5 in all)" in capsys.readouterr().err
+    assert clue(["explain", "--cnf", str(tmp_path / "x.cnf"), "--neuron", C]) == 0
+    assert f"{C}: only in the retain circuit; retain neuron" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- appendix B

@@ -3,6 +3,7 @@ stage by hand with the same code the workflow runs."""
 
 import argparse
 import importlib
+import os
 import sys
 
 # subcommand -> (module that implements it, one-line help). Modules are imported lazily so
@@ -43,8 +44,17 @@ def build_parser(only):
     return parser
 
 
+def quiet_logs():
+    """A job's stderr goes to its log file: no progress-bar frames there (tqdm, the Hugging Face
+    hub and datasets read these), only on a terminal."""
+    if not sys.stderr.isatty():
+        for var in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+            os.environ.setdefault(var, "1")
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_logs()
     # Only import the chosen stage's module: each has heavy dependencies.
     only = next((a for a in argv if a in STAGES), None)
     args = build_parser(only).parse_args(argv)

@@ -249,7 +249,7 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
     bs = params["batch_size"]
     steps_per_epoch = (len(examples) + bs - 1) // bs
     bar = tqdm(total=stage["epochs"] * steps_per_epoch, desc=f"unlearn {stage['name']} ({stage['loss']})",
-               disable=not progress, file=sys.stderr)
+               disable=None if progress else True, file=sys.stderr)
     for epoch in range(stage["epochs"]):
         order = list(range(len(examples)))
         rng.shuffle(order)
@@ -483,23 +483,28 @@ def add_arguments(parser):
                         "restricts training to its union)")
     parser.add_argument("--params", default="{}", help="the `unlearn` config section as a JSON object")
     parser.add_argument("--out", required=True, nargs="+", help="output checkpoint directory, one per method")
+    parser.add_argument("--rows", nargs="+", default=None,
+                        help="the Table 1 row of each --method, for the log (a localizer's row trains PO: "
+                        "--method po --rows wagle)")
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
 
 
 def main(args):
     params = json_params(args.params, "unlearn")
     masks = args.masks or ["none"] * len(args.method)
-    if not len(args.method) == len(masks) == len(args.out):
-        raise ClueError(f"give as many --out ({len(args.out)}) and --masks ({len(masks)}) as --method "
-                        f"({len(args.method)})")
+    rows = args.rows or list(args.method)
+    if not len(args.method) == len(masks) == len(args.out) == len(rows):
+        raise ClueError(f"give as many --out ({len(args.out)}), --masks ({len(masks)}) and --rows ({len(rows)}) "
+                        f"as --method ({len(args.method)})")
     # one process for several checkpoints (unlearn.jobs: per_pair): on a CPU with a toy model,
     # importing torch and transformers takes about as long as a masked fine-tuning
-    for method, mask, out in zip(args.method, masks, args.out):
+    for method, row, mask, out in zip(args.method, rows, masks, args.out):
         rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, method, out, params,
                       unrelated_dirs=args.unrelated_dirs,
                       masks_path=None if mask == "none" else mask, progress=not args.no_progress)
         last = rec["losses"][-1]["loss"] if rec["losses"] else None
-        print(f"clue unlearn: {method}: {len(rec['losses'])} steps, final loss {last}, "
+        trained = method if row == method else f"{method} inside its mask"
+        print(f"clue unlearn: {row} ({trained}): {len(rec['losses'])} steps, final loss {last}, "
               f"unlearned {rec['unlearned_param_pct']:.2f}% of parameters, {rec['seconds']:.1f}s -> {out}",
               file=sys.stderr)
     return 0

@@ -333,7 +333,8 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     penalty = p["sparsity_penalty"] * graph.n_edges
     history = []
 
-    for step in tqdm(range(p["steps"]), desc=f"circuit {mode}", disable=not progress, file=sys.stderr):
+    for step in tqdm(range(p["steps"]), desc=f"circuit {mode}", disable=None if progress else True,
+                     file=sys.stderr):
         b = batches[step % len(batches)]
         target = p["target_sparsity"] * min(1.0, (step + 1) / warmup_steps)
         logits, _ = forward(model, graph, b["ids"], sample_gates(log_alpha), b["other"], b["last"])

@@ -186,7 +186,9 @@ def encode(forget_gg, retain_ggs, params=None):
             raise ClueError(f"the forget ({forget_gg.task}) and retain ({rg.task}) gate files list different "
                             "neurons: not the same model")
     cf, crs = circuits(forget_gg, retain_ggs, params)
-    return encode_phi(forget_gg.neurons, cf, crs), encode_split(forget_gg.neurons, cf, crs)
+    phi, split = encode_phi(forget_gg.neurons, cf, crs), encode_split(forget_gg.neurons, cf, crs)
+    phi.neurons = split.neurons = list(forget_gg.neurons)
+    return phi, split
 
 
 def retain_set_name(retain_ggs):

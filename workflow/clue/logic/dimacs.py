@@ -8,6 +8,8 @@ placed before the ``p`` line, because some strict solvers reject comments betwee
     c gate <first> <count> <side> <text>     clauses first .. first+count-1 (0-based, in file
                                              order) encode one gate of <side>: forget, retain,
                                              link (e_n -> n_f <-> n_r) or soft
+    c neurons <name> <name> ...              every neuron of the model, in or out of the circuits
+                                             (so a name that is no neuron can be told from a safe one)
 """
 
 from clue.errors import ClueError
@@ -24,6 +26,7 @@ class Formula:
         self.soft = []  # (clause, weight)
         self.notes = []  # (first clause index, count, side, text); soft clauses follow hard ones
         self.top = None
+        self.neurons = None  # every neuron of the model (``c neurons``), when known
 
     def var(self, name):
         v = self.ids.get(name)
@@ -42,6 +45,8 @@ def write(path, formula, kind, header=()):
     lines = [f"c {h}" for h in header]
     lines += [f"c var {i} {n}" for i, n in enumerate(formula.names, 1)]
     lines += [f"c gate {a} {c} {s} {t}" for a, c, s, t in formula.notes]
+    if formula.neurons is not None:
+        lines.append("c neurons " + " ".join(formula.neurons))
     if kind == "cnf":
         lines.append(f"p cnf {len(formula.names)} {len(formula.hard)}")
         lines += [" ".join(map(str, cl)) + " 0" for cl in formula.hard]
@@ -64,6 +69,7 @@ class Parsed:
         self.hard, self.soft, self.notes = [], [], []
         self.top = None
         self.names, self.ids = {}, {}
+        self.neurons = None
 
     def name(self, lit):
         return ("-" if lit < 0 else "") + self.names.get(abs(lit), f"x{abs(lit)}")
@@ -99,6 +105,8 @@ def read(path, expect=None):
                 if len(tok) < 6 or not (tok[2].isdigit() and tok[3].isdigit()):
                     fail("a gate line must read 'c gate <first> <count> <side> <text>'")
                 p.notes.append((int(tok[2]), int(tok[3]), tok[4], line.split(None, 5)[5]))
+            elif len(tok) >= 2 and tok[1] == "neurons":
+                p.neurons = tok[2:]
             continue
         if tok[0] == "p":
             if header_line is not None:

@@ -139,6 +139,12 @@ def _chain(inst, var, side):
 def explain(split, neurons, params=None):
     """The explanation text for ``neurons`` (names) given a parsed MaxSAT instance."""
     params = dict(DEFAULTS, **(params or {}))
+    for n in neurons:
+        if neuron_kind(n) is None:
+            raise ClueError(f"'{n}' is not a neuron name (a{{L}}.h{{H}} or m{{L}})")
+        if split.neurons is not None and n not in split.neurons:
+            raise ClueError(f"'{n}' is not a neuron of this model (its neurons: {split.neurons[0]} .. "
+                            f"{split.neurons[-1]}, {len(split.neurons)} in all)")
     model, cost = solve_maxsat(split, params)
     inst = _Instance(split, model)
     ids = split.ids
@@ -147,8 +153,6 @@ def explain(split, neurons, params=None):
     conflicts = [n[3:] for n in ids if n.startswith("eq:") and not inst.truth[ids[n]]]
     lines.append(f"conflict neurons: {', '.join(conflicts) if conflicts else 'none'}")
     for n in neurons:
-        if neuron_kind(n) is None:
-            raise ClueError(f"'{n}' is not a neuron name (a{{L}}.h{{H}} or m{{L}})")
         lines.append("")
         if f"eq:{n}" in ids:
             nf, nr = ids[f"{n}@forget"], ids[f"{n}@retain"]
