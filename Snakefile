@@ -14,7 +14,6 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from clue.config import config_problem
 
-
 # The embedded default. A config named on the command line stands alone (keys it leaves out take
 # the schema's defaults), so a paper config never inherits the toy world's learning rates; several
 # --configfile files still merge in order, and --config key=value extends either.
@@ -27,7 +26,7 @@ if not workflow.overwrite_configfiles:
 problem = config_problem(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 if problem:
     sys.exit(f"config error: {problem}")
-validate(config, "workflow/schemas/config.schema.yaml")   # fills in the schema's defaults
+validate(config, "workflow/schemas/config.schema.yaml")  # fills in the schema's defaults
 problem = config_problem(config)
 if problem:
     sys.exit(f"config error: {problem}")
@@ -47,7 +46,7 @@ include: "rules/cluster.smk"
 
 
 rule all:
+    default_target: True
     input:
         f"{TABLES}/table1.csv",
         f"{TABLES}/audit.csv" if AUDITED else [],
-    default_target: True

@@ -8,9 +8,6 @@ rule audit_pair:
         checkpoints=[f"results/{{model}}/unlearned/{{forget}}__{{retain}}/{m}" for m in AUDITED],
     output:
         [f"results/{{model}}/audit/{{forget}}__{{retain}}/{m}.json" for m in AUDITED + ["origin"]],
-    params:
-        section=section("audit"),
-        methods=AUDITED + ["origin"],
     log:
         "logs/{model}/audit_pair/{forget}__{retain}.log",
     benchmark:
@@ -21,6 +18,9 @@ rule audit_pair:
     resources:
         mem_mb=8000,
         runtime=30 * (len(AUDITED) + 1),
+    params:
+        section=section("audit"),
+        methods=AUDITED + ["origin"],
     shell:
         "OMP_NUM_THREADS={threads} clue audit --base-dir {input.base} --checkpoint {input.checkpoints}"
         " {input.base} --method {params.methods} --forget-dir {input.forget} --forget {wildcards.forget}"
@@ -53,8 +53,6 @@ rule audit_table:
             caption="../docs/report/global_effect.rst",
             category="Audit",
         ),
-    params:
-        figures=lambda w, output: os.path.dirname(output.krs[0]) if output.krs else f"{TABLES}/figures",
     log:
         f"logs/{TAG}audit_table.log",
     benchmark:
@@ -64,5 +62,7 @@ rule audit_table:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        figures=lambda w, output: os.path.dirname(output.krs[0]) if output.krs else f"{TABLES}/figures",
     shell:
         "clue audit-table --audits {input} --csv {output.csv} --figures {params.figures} > {log} 2>&1"

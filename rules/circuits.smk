@@ -8,23 +8,27 @@ if config["circuit"]["jobs"] == "per_mode":
             data="results/{model}/data/{task}",
         output:
             json="results/{model}/{run}circuits/{task}/{mode}.json",
-            drawing=report("results/{model}/{run}circuits/{task}/{mode}.svg", category="Circuits",
-                           subcategory="{run}{task}", caption="../docs/report/circuit.rst"),
-        params:
-            section=lambda w: circuit_section(w.run),
-        wildcard_constraints:
-            mode="noising|denoising",
-            run=CIRCUIT_RUN,
+            drawing=report(
+                "results/{model}/{run}circuits/{task}/{mode}.svg",
+                category="Circuits",
+                subcategory="{run}{task}",
+                caption="../docs/report/circuit.rst",
+            ),
         log:
             "logs/{model}/circuit/{run}{task}/{mode}.log",
         benchmark:
             "benchmarks/{model}/circuit/{run}{task}/{mode}.tsv"
+        wildcard_constraints:
+            mode="noising|denoising",
+            run=CIRCUIT_RUN,
         conda:
             "../envs/clue.yaml"
         threads: 1
         resources:
             mem_mb=8000,
             runtime=120,
+        params:
+            section=lambda w: circuit_section(w.run),
         shell:
             "clue circuit --model-dir {input.base} --data-dir {input.data} --task {wildcards.task}"
             " --model-name {wildcards.model} --mode {wildcards.mode} --params {params.section:q}"
@@ -41,23 +45,27 @@ else:
             data="results/{model}/data/{task}",
         output:
             json=expand("results/{{model}}/{{run}}circuits/{{task}}/{mode}.json", mode=MODES),
-            drawing=report(expand("results/{{model}}/{{run}}circuits/{{task}}/{mode}.svg", mode=MODES),
-                           category="Circuits", subcategory="{run}{task}", caption="../docs/report/circuit.rst"),
-        params:
-            section=lambda w: circuit_section(w.run),
-            modes=MODES,
-        wildcard_constraints:
-            run=CIRCUIT_RUN,
+            drawing=report(
+                expand("results/{{model}}/{{run}}circuits/{{task}}/{mode}.svg", mode=MODES),
+                category="Circuits",
+                subcategory="{run}{task}",
+                caption="../docs/report/circuit.rst",
+            ),
         log:
             "logs/{model}/circuit_task/{run}{task}.log",
         benchmark:
             "benchmarks/{model}/circuit_task/{run}{task}.tsv"
+        wildcard_constraints:
+            run=CIRCUIT_RUN,
         conda:
             "../envs/clue.yaml"
         threads: 1
         resources:
             mem_mb=8000,
             runtime=240,
+        params:
+            section=lambda w: circuit_section(w.run),
+            modes=MODES,
         shell:
             "clue circuit --model-dir {input.base} --data-dir {input.data} --task {wildcards.task}"
             " --model-name {wildcards.model} --mode {params.modes} --params {params.section:q}"

@@ -6,8 +6,18 @@ envvars:
     "PATH",
 
 
-from clue.config import (all_data_tasks, audited_methods, data_params, method_variant, model_params, model_source,
-                         paper_pair, retain_sets, run_seeds, tables_dir)
+from clue.config import (
+    all_data_tasks,
+    audited_methods,
+    data_params,
+    method_variant,
+    model_params,
+    model_source,
+    paper_pair,
+    retain_sets,
+    run_seeds,
+    tables_dir,
+)
 from clue.localizers import LOCALIZERS
 from clue.losses import FORGET_LOSSES
 
@@ -20,8 +30,8 @@ FORGET = config["tasks"]["forget"]
 RETAIN = config["tasks"]["retain"]
 GENERAL = config["tasks"]["general"] + config["tasks"]["general_lm_eval"]
 METHODS = config["methods"]
-TRAINED = [m for m in METHODS if m != "origin"]   # the methods with an unlearned checkpoint
-AUDITED = audited_methods(config)   # the checkpoints the knowledge-recovery audit covers
+TRAINED = [m for m in METHODS if m != "origin"]  # the methods with an unlearned checkpoint
+AUDITED = audited_methods(config)  # the checkpoints the knowledge-recovery audit covers
 SEEDS = run_seeds(config)
 # The {run} path segment after results/{model}/: "" for Table 1's artifacts; "seed{s}/" for each
 # further seed of `seeds` (unlearning and evaluation again); "sparsity{s}/" for the circuits found
@@ -30,7 +40,7 @@ SEEDS = run_seeds(config)
 REPEATS = [""] + [f"seed{s}/" for s in SEEDS[1:]]
 SEED_RUN = r"(seed-?[0-9]+/)?"
 CIRCUIT_RUN = r"(sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?"
-MODES = ["noising", "denoising"]   # the two circuit interventions (paper section 4.1)
+MODES = ["noising", "denoising"]  # the two circuit interventions (paper section 4.1)
 # Methods that fine-tune every parameter with their forget loss (no localization): every
 # registered forget loss. Localizers are the registered ones (clue/localizers).
 FULL_FINETUNE = tuple(FORGET_LOSSES)
@@ -45,7 +55,7 @@ wildcard_constraints:
     model=r"[A-Za-z0-9._-]+",
     task=r"[A-Za-z0-9_]+",
     forget=r"[A-Za-z0-9_]+",
-    retain=r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*",   # several tasks joined by +: one retain set (Figure 3)
+    retain=r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*",  # several tasks joined by +: one retain set (Figure 3)
     method=r"[A-Za-z0-9_]+",
     run=r"(seed-?[0-9]+/|sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?",
 
@@ -62,7 +72,7 @@ def data_dir(task):
 
 def run_seed(run):
     """The unlearn.seed of a {run}: its own for a repeat, else the first seed."""
-    return int(run[len("seed"):-1]) if run.startswith("seed") else SEEDS[0]
+    return int(run[len("seed") : -1]) if run.startswith("seed") else SEEDS[0]
 
 
 def unlearn_section(run, method=None):
@@ -78,7 +88,7 @@ def circuit_section(run):
     unlearned model may no longer tell a forget set's clean input from its corruption at all)."""
     c = dict(config["circuit"])
     if run.startswith("sparsity"):
-        c.update(target_sparsity=float(run[len("sparsity"):-1]), target_sparsity_per_task={})
+        c.update(target_sparsity=float(run[len("sparsity") : -1]), target_sparsity_per_task={})
     if run:
         c.update(min_faithfulness=0.0)
     return json.dumps(c, sort_keys=True)
@@ -115,9 +125,13 @@ def unlearn_loss(method):
 
 def table1_evals():
     """Every eval JSON of Table 1: each pair's Origin row once, each trained method per repeat."""
-    return [f"results/{MODEL}/{repeat}eval/{f}__{r}/{m}.json"
-            for f in FORGET for r in RETAIN for m in METHODS
-            for repeat in (REPEATS if m != "origin" else [""])]
+    return [
+        f"results/{MODEL}/{repeat}eval/{f}__{r}/{m}.json"
+        for f in FORGET
+        for r in RETAIN
+        for m in METHODS
+        for repeat in (REPEATS if m != "origin" else [""])
+    ]
 
 
 def sparsity_run(s):

@@ -1,8 +1,6 @@
 rule data:
     output:
         directory("results/{model}/data/{task}"),
-    params:
-        section=lambda w: json.dumps(data_params(config, w.task), sort_keys=True),
     log:
         "logs/{model}/data/{task}.log",
     benchmark:
@@ -12,5 +10,7 @@ rule data:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        section=lambda w: json.dumps(data_params(config, w.task), sort_keys=True),
     shell:
         "clue data --task {wildcards.task} --params {params.section:q} --out {output} > {log} 2>&1"

@@ -6,10 +6,6 @@ rule evaluate_base:
         data=[data_dir(t) for t in all_data_tasks(config)],
     output:
         "results/{model}/eval/base.json",
-    params:
-        section=section("evaluate"),
-        tasks=all_data_tasks(config) + config["tasks"]["general_lm_eval"],
-        forget=FORGET,
     log:
         "logs/{model}/evaluate_base.log",
     benchmark:
@@ -20,6 +16,10 @@ rule evaluate_base:
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        section=section("evaluate"),
+        tasks=all_data_tasks(config) + config["tasks"]["general_lm_eval"],
+        forget=FORGET,
     shell:
         "clue evaluate --checkpoint {input.base} --tasks {params.tasks} --forget-sets {params.forget} --method origin"
         " --data-root results/{wildcards.model}/data --params {params.section:q} --out {output} > {log} 2>&1"
@@ -32,9 +32,6 @@ rule evaluate_origin:
         "results/{model}/eval/base.json",
     output:
         "results/{model}/eval/{forget}__{retain}/origin.json",
-    params:
-        section=section("evaluate"),
-        general=GENERAL,
     log:
         "logs/{model}/evaluate_origin/{forget}__{retain}.log",
     benchmark:
@@ -44,6 +41,9 @@ rule evaluate_origin:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        section=section("evaluate"),
+        general=GENERAL,
     shell:
         "clue evaluate --from-eval {input} --forget {wildcards.forget} --retain {wildcards.retain}"
         " --general {params.general} --method origin --data-root results/{wildcards.model}/data"
@@ -65,22 +65,22 @@ rule evaluate:
         general=[data_dir(t) for t in config["tasks"]["general"]],
     output:
         "results/{model}/{run}eval/{forget}__{retain}/{method}.json",
-    params:
-        section=section("evaluate"),
-        general=GENERAL,
-    wildcard_constraints:
-        method=r"(?!origin$)[a-z0-9_]+(-[a-z0-9_+.]+)?",
-        run=r"(seed-?[0-9]+/|sparsity[0-9.]+/)?",
     log:
         "logs/{model}/evaluate/{run}{forget}__{retain}/{method}.log",
     benchmark:
         "benchmarks/{model}/evaluate/{run}{forget}__{retain}/{method}.tsv"
+    wildcard_constraints:
+        method=r"(?!origin$)[a-z0-9_]+(-[a-z0-9_+.]+)?",
+        run=r"(seed-?[0-9]+/|sparsity[0-9.]+/)?",
     conda:
         "../envs/clue.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        section=section("evaluate"),
+        general=GENERAL,
     shell:
         "OMP_NUM_THREADS={threads} clue evaluate --checkpoint {input.ckpt} --forget {wildcards.forget}"
         " --retain {wildcards.retain} --general {params.general} --method {wildcards.method}"
@@ -101,23 +101,23 @@ if not EVAL_PER_CHECKPOINT and TRAINED:
             general=[data_dir(t) for t in config["tasks"]["general"]],
         output:
             expand("results/{{model}}/{{run}}eval/{{forget}}__{{retain}}/{method}.json", method=TRAINED),
-        params:
-            section=section("evaluate"),
-            general=GENERAL,
-            methods=TRAINED,
-        wildcard_constraints:
-            run=SEED_RUN,
-            retain=r"[A-Za-z0-9_]+",   # a retain set of several tasks runs CLUE alone (rule unlearn)
         log:
             "logs/{model}/evaluate_pair/{run}{forget}__{retain}.log",
         benchmark:
             "benchmarks/{model}/evaluate_pair/{run}{forget}__{retain}.tsv"
+        wildcard_constraints:
+            run=SEED_RUN,
+            retain=r"[A-Za-z0-9_]+",  # a retain set of several tasks runs CLUE alone (rule unlearn)
         conda:
             "../envs/clue.yaml"
         threads: 1
         resources:
             mem_mb=8000,
             runtime=60 * len(TRAINED),
+        params:
+            section=section("evaluate"),
+            general=GENERAL,
+            methods=TRAINED,
         shell:
             "OMP_NUM_THREADS={threads} clue evaluate --checkpoint {input.ckpts} --forget {wildcards.forget}"
             " --retain {wildcards.retain} --general {params.general} --method {params.methods}"

@@ -5,14 +5,18 @@ rule gates:
         denoising="results/{model}/{run}circuits/{task}/denoising.json",
     output:
         json="results/{model}/{run}gates/{task}.json",
-        drawing=report("results/{model}/{run}gates/{task}.svg", category="Gate graphs", subcategory="{run}",
-                       caption="../docs/report/gates.rst"),
-    wildcard_constraints:
-        run=CIRCUIT_RUN,
+        drawing=report(
+            "results/{model}/{run}gates/{task}.svg",
+            category="Gate graphs",
+            subcategory="{run}",
+            caption="../docs/report/gates.rst",
+        ),
     log:
         "logs/{model}/gates/{run}{task}.log",
     benchmark:
         "benchmarks/{model}/gates/{run}{task}.tsv"
+    wildcard_constraints:
+        run=CIRCUIT_RUN,
     conda:
         "../envs/clue.yaml"
     resources:
@@ -31,19 +35,19 @@ rule cnf:
     output:
         cnf="results/{model}/{run}cnf/{forget}__{retain}.cnf",
         wcnf="results/{model}/{run}cnf/{forget}__{retain}.wcnf",
-    params:
-        section=section("logic"),
-    wildcard_constraints:
-        run=CIRCUIT_RUN,
     log:
         "logs/{model}/cnf/{run}{forget}__{retain}.log",
     benchmark:
         "benchmarks/{model}/cnf/{run}{forget}__{retain}.tsv"
+    wildcard_constraints:
+        run=CIRCUIT_RUN,
     conda:
         "../envs/clue.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        section=section("logic"),
     shell:
         "clue cnf --forget-gates {input.forget} --retain-gates {input.retain} --params {params.section:q}"
         " --out-cnf {output.cnf} --out-wcnf {output.wcnf} > {log} 2>&1"
@@ -58,21 +62,25 @@ rule solve:
         retain=retain_gates,
     output:
         json="results/{model}/{run}assign/{forget}__{retain}.json",
-        drawing=report("results/{model}/{run}assign/{forget}__{retain}.svg", category="Assignments",
-                       subcategory="{run}", caption="../docs/report/assign.rst"),
-    params:
-        section=section("solve"),
-    wildcard_constraints:
-        run=CIRCUIT_RUN,
+        drawing=report(
+            "results/{model}/{run}assign/{forget}__{retain}.svg",
+            category="Assignments",
+            subcategory="{run}",
+            caption="../docs/report/assign.rst",
+        ),
     log:
         "logs/{model}/solve/{run}{forget}__{retain}.log",
     benchmark:
         "benchmarks/{model}/solve/{run}{forget}__{retain}.tsv"
+    wildcard_constraints:
+        run=CIRCUIT_RUN,
     conda:
         "../envs/clue.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        section=section("solve"),
     shell:
         "clue solve --cnf {input.cnf} --wcnf {input.wcnf} --forget-gates {input.forget}"
         " --retain-gates {input.retain} --params {params.section:q} --out {output.json}"

@@ -4,8 +4,6 @@ rule base_model:
         data=[data_dir(t) for t in all_data_tasks(config)] if model_source(config) == "toy" else [],
     output:
         directory("results/{model}/base"),
-    params:
-        section=json.dumps(model_params(config), sort_keys=True),
     log:
         "logs/{model}/base_model.log",
     benchmark:
@@ -16,5 +14,7 @@ rule base_model:
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        section=json.dumps(model_params(config), sort_keys=True),
     shell:
         "clue base-model --data-dirs {input.data} --params {params.section:q} --out {output} > {log} 2>&1"

@@ -15,8 +15,6 @@ rule table2:
     output:
         csv=report(f"{TABLES}/table2.csv", category="Table 2", caption="../docs/report/table2.rst"),
         md=f"{TABLES}/table2.md",
-    params:
-        ablations=ABLATIONS,
     log:
         f"logs/{TAG}table2.log",
     benchmark:
@@ -26,6 +24,8 @@ rule table2:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        ablations=ABLATIONS,
     shell:
         "clue table2 --clue {input.clue} --ablation-evals {input.ablations} --ablations {params.ablations}"
         " --csv {output.csv} --md {output.md} > {log} 2>&1"
@@ -39,10 +39,9 @@ rule fig7:
         base=f"results/{MODEL}/base",
     output:
         csv=f"{TABLES}/figures/fig7_{PAPER_FORGET}.csv",
-        figure=report(f"{TABLES}/figures/fig7_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig7.rst"),
-    params:
-        labels=SITE_SELECTIONS,
-        pairs=[f"{PAPER_FORGET}__{r}" for r in RETAIN],
+        figure=report(
+            f"{TABLES}/figures/fig7_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig7.rst"
+        ),
     log:
         f"logs/{TAG}fig7.log",
     benchmark:
@@ -52,6 +51,9 @@ rule fig7:
     resources:
         mem_mb=4000,
         runtime=10 * len(RETAIN),
+    params:
+        labels=SITE_SELECTIONS,
+        pairs=[f"{PAPER_FORGET}__{r}" for r in RETAIN],
     shell:
         "clue fig7 --pairs {params.pairs} --labels {params.labels} --masks {input.masks} --model-dir {input.base}"
         " --csv {output.csv} --figure {output.figure} > {log} 2>&1"
@@ -74,15 +76,14 @@ rule fig3:
     retain set as reference lines (section 6.2)."""
     input:
         clue=[f"results/{MODEL}/eval/{PAPER_FORGET}__{r}/clue.json" for r in RETAIN_SETS],
-        references=[f"results/{MODEL}/eval/{PAPER_FORGET}__{'+'.join(GENERAL_CORPUS)}/{m}.json"
-                    for m in FIG3_REFERENCES],
+        references=[
+            f"results/{MODEL}/eval/{PAPER_FORGET}__{'+'.join(GENERAL_CORPUS)}/{m}.json" for m in FIG3_REFERENCES
+        ],
     output:
         csv=f"{TABLES}/figures/fig3_{PAPER_FORGET}.csv",
-        figure=report(f"{TABLES}/figures/fig3_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig3.rst"),
-    params:
-        pair=f"{PAPER_FORGET}__retain-sets",
-        yardstick=GENERAL_CORPUS,
-        general=GENERAL,
+        figure=report(
+            f"{TABLES}/figures/fig3_{PAPER_FORGET}.svg", category="Figures", caption="../docs/report/fig3.rst"
+        ),
     log:
         f"logs/{TAG}fig3.log",
     benchmark:
@@ -92,6 +93,10 @@ rule fig3:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        pair=f"{PAPER_FORGET}__retain-sets",
+        yardstick=GENERAL_CORPUS,
+        general=GENERAL,
     shell:
         "clue sweep-figure --figure fig3 --pair {params.pair} --clue-evals {input.clue}"
         " --references {input.references} --yardstick {params.yardstick} --general {params.general}"
@@ -107,9 +112,6 @@ rule table3:
     output:
         csv=report(f"{TABLES}/table3.csv", category="Table 3", caption="../docs/report/table3.rst"),
         md=f"{TABLES}/table3.md",
-    params:
-        forget=FORGET,
-        retain=RETAIN,
     log:
         f"logs/{TAG}table3.log",
     benchmark:
@@ -119,6 +121,9 @@ rule table3:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        forget=FORGET,
+        retain=RETAIN,
     shell:
         "clue table3 --before {input.before} --after {input.after} --forget {params.forget}"
         " --retain {params.retain} --csv {output.csv} --md {output.md} > {log} 2>&1"
@@ -128,16 +133,17 @@ rule fig4:
     """Figure 4: the paper pair's circuits at each sparsity of paper.sparsities (faithfulness) and
     CLUE run from them (change in forget efficacy)."""
     input:
-        circuits=[f"results/{MODEL}/{sparsity_run(s)}circuits/{t}/{m}.json"
-                  for s in SPARSITIES for t in (PAPER_FORGET, PAPER_RETAIN) for m in MODES],
+        circuits=[
+            f"results/{MODEL}/{sparsity_run(s)}circuits/{t}/{m}.json"
+            for s in SPARSITIES
+            for t in (PAPER_FORGET, PAPER_RETAIN)
+            for m in MODES
+        ],
         clue=[f"results/{MODEL}/{sparsity_run(s)}eval/{PAPER_PAIR}/clue.json" for s in SPARSITIES],
         origin=f"results/{MODEL}/eval/{PAPER_PAIR}/origin.json",
     output:
         csv=f"{TABLES}/figures/fig4_{PAPER_PAIR}.csv",
         figure=report(f"{TABLES}/figures/fig4_{PAPER_PAIR}.svg", category="Figures", caption="../docs/report/fig4.rst"),
-    params:
-        pair=PAPER_PAIR,
-        sparsities=SPARSITIES,
     log:
         f"logs/{TAG}fig4.log",
     benchmark:
@@ -147,6 +153,9 @@ rule fig4:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        pair=PAPER_PAIR,
+        sparsities=SPARSITIES,
     shell:
         "clue sweep-figure --figure fig4 --pair {params.pair} --sparsities {params.sparsities}"
         " --circuits {input.circuits} --clue-evals {input.clue} --origin {input.origin}"
@@ -162,11 +171,6 @@ rule fig6:
     output:
         csv=f"{TABLES}/figures/fig6_{PAPER_PAIR}.csv",
         figure=report(f"{TABLES}/figures/fig6_{PAPER_PAIR}.svg", category="Figures", caption="../docs/report/fig6.rst"),
-    params:
-        pair=PAPER_PAIR,
-        sparsities=SPARSITIES,
-        methods=[loc for loc in LOCALIZERS_RUN for r in RATIOS],
-        ratios=[r for loc in LOCALIZERS_RUN for r in RATIOS],
     log:
         f"logs/{TAG}fig6.log",
     benchmark:
@@ -176,6 +180,11 @@ rule fig6:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        pair=PAPER_PAIR,
+        sparsities=SPARSITIES,
+        methods=[loc for loc in LOCALIZERS_RUN for r in RATIOS],
+        ratios=[r for loc in LOCALIZERS_RUN for r in RATIOS],
     shell:
         "clue sweep-figure --figure fig6 --pair {params.pair} --sparsities {params.sparsities}"
         " --clue-evals {input.clue} --evals {input.evals} --methods {params.methods} --ratios {params.ratios}"

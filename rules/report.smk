@@ -4,11 +4,6 @@ rule table1:
     output:
         csv=report(f"{TABLES}/table1.csv", category="Table 1", caption="../docs/report/table1.rst"),
         md=report(f"{TABLES}/table1.md", category="Table 1", caption="../docs/report/table1_md.rst"),
-    params:
-        forget=FORGET,
-        retain=RETAIN,
-        methods=METHODS,
-        first_seed=SEEDS[0],
     log:
         f"logs/{TAG}table1.log",
     benchmark:
@@ -18,6 +13,11 @@ rule table1:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        forget=FORGET,
+        retain=RETAIN,
+        methods=METHODS,
+        first_seed=SEEDS[0],
     shell:
         "clue table1 --evals {input} --forget {params.forget} --retain {params.retain}"
         " --methods {params.methods} --first-seed {params.first_seed}"
@@ -32,11 +32,6 @@ rule tables_5_6:
     output:
         table5=report(f"{TABLES}/table5.csv", category="Table 5", caption="../docs/report/table5.rst"),
         table6=report(f"{TABLES}/table6.csv", category="Table 6", caption="../docs/report/table6.rst"),
-    params:
-        forget=FORGET,
-        retain=RETAIN,
-        methods=METHODS,
-        first_seed=SEEDS[0],
     log:
         f"logs/{TAG}tables_5_6.log",
     benchmark:
@@ -46,6 +41,11 @@ rule tables_5_6:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        forget=FORGET,
+        retain=RETAIN,
+        methods=METHODS,
+        first_seed=SEEDS[0],
     shell:
         "clue table1 --evals {input} --forget {params.forget} --retain {params.retain}"
         " --methods {params.methods} --first-seed {params.first_seed}"

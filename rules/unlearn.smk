@@ -5,12 +5,12 @@ rule masks:
         base="results/{model}/base",
     output:
         "results/{model}/{run}masks/{forget}__{retain}/clue.safetensors",
-    wildcard_constraints:
-        run=CIRCUIT_RUN,
     log:
         "logs/{model}/masks/{run}{forget}__{retain}/clue.log",
     benchmark:
         "benchmarks/{model}/masks/{run}{forget}__{retain}/clue.tsv"
+    wildcard_constraints:
+        run=CIRCUIT_RUN,
     conda:
         "../envs/clue.yaml"
     resources:
@@ -37,23 +37,23 @@ rule unlearn:
         masks=unlearn_masks,
     output:
         directory("results/{model}/{run}unlearned/{forget}__{retain}/{method}"),
-    params:
-        section=lambda w: unlearn_section(w.run, w.method),
-        method=lambda w: unlearn_loss(w.method),
-        masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
-    wildcard_constraints:
-        method=r"(?!origin$)[a-z0-9_]+(-[a-z0-9_+.]+)?",
-        run=r"(seed-?[0-9]+/|sparsity[0-9.]+/)?",
     log:
         "logs/{model}/unlearn/{run}{forget}__{retain}/{method}.log",
     benchmark:
         "benchmarks/{model}/unlearn/{run}{forget}__{retain}/{method}.tsv"
+    wildcard_constraints:
+        method=r"(?!origin$)[a-z0-9_]+(-[a-z0-9_+.]+)?",
+        run=r"(seed-?[0-9]+/|sparsity[0-9.]+/)?",
     conda:
         "../envs/clue.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        section=lambda w: unlearn_section(w.run, w.method),
+        method=lambda w: unlearn_loss(w.method),
+        masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
     shell:
         "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
         " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.method} {params.masks}"
@@ -75,24 +75,24 @@ if not PER_CHECKPOINT and TRAINED:
             masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method)] if m],
         output:
             [directory(f"results/{{model}}/{{run}}unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
-        params:
-            section=lambda w: unlearn_section(w.run),
-            methods=[unlearn_loss(m) for m in TRAINED],
-            rows=TRAINED,
-            masks=lambda w: [method_masks(w.model, w.forget, w.retain, m) or "none" for m in TRAINED],
-        wildcard_constraints:
-            run=SEED_RUN,
-            retain=r"[A-Za-z0-9_]+",   # a retain set of several tasks runs CLUE alone (rule unlearn)
         log:
             "logs/{model}/unlearn_pair/{run}{forget}__{retain}.log",
         benchmark:
             "benchmarks/{model}/unlearn_pair/{run}{forget}__{retain}.tsv"
+        wildcard_constraints:
+            run=SEED_RUN,
+            retain=r"[A-Za-z0-9_]+",  # a retain set of several tasks runs CLUE alone (rule unlearn)
         conda:
             "../envs/clue.yaml"
         threads: 1
         resources:
             mem_mb=8000,
             runtime=120 * len(TRAINED),
+        params:
+            section=lambda w: unlearn_section(w.run),
+            methods=[unlearn_loss(m) for m in TRAINED],
+            rows=TRAINED,
+            masks=lambda w: [method_masks(w.model, w.forget, w.retain, m) or "none" for m in TRAINED],
         shell:
             "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
             " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.methods}"
@@ -116,20 +116,20 @@ rule localize:
         retain=retain_dirs,
     output:
         "results/{model}/masks/{forget}__{retain}/{localizer}.safetensors",
-    params:
-        section=section("localize"),
-    wildcard_constraints:
-        localizer="|".join(LOCALIZERS),
     log:
         "logs/{model}/localize/{forget}__{retain}/{localizer}.log",
     benchmark:
         "benchmarks/{model}/localize/{forget}__{retain}/{localizer}.tsv"
+    wildcard_constraints:
+        localizer="|".join(LOCALIZERS),
     conda:
         "../envs/clue.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        section=section("localize"),
     shell:
         "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
         " --retain-dir {input.retain} --localizer {wildcards.localizer} --model-name {wildcards.model}"
@@ -147,21 +147,21 @@ if config["localize"]["jobs"] == "per_pair" and LOCALIZERS_RUN:
             retain=retain_dirs,
         output:
             expand("results/{{model}}/masks/{{forget}}__{{retain}}/{localizer}.safetensors", localizer=LOCALIZERS_RUN),
-        params:
-            section=section("localize"),
-            localizers=LOCALIZERS_RUN,
-        wildcard_constraints:
-            retain=r"[A-Za-z0-9_]+",
         log:
             "logs/{model}/localize_pair/{forget}__{retain}.log",
         benchmark:
             "benchmarks/{model}/localize_pair/{forget}__{retain}.tsv"
+        wildcard_constraints:
+            retain=r"[A-Za-z0-9_]+",
         conda:
             "../envs/clue.yaml"
         threads: 1
         resources:
             mem_mb=8000,
             runtime=60 * len(LOCALIZERS_RUN),
+        params:
+            section=section("localize"),
+            localizers=LOCALIZERS_RUN,
         shell:
             "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
             " --retain-dir {input.retain} --localizer {params.localizers} --model-name {wildcards.model}"
@@ -179,22 +179,24 @@ rule localize_ratio:
         retain=retain_dirs,
     output:
         "results/{model}/masks/{forget}__{retain}/{localizer}-r{ratio}.safetensors",
-    params:
-        section=lambda w: json.dumps({**config["localize"], "ratios": {**config["localize"]["ratios"],
-                                                                        w.localizer: float(w.ratio)}}, sort_keys=True),
-    wildcard_constraints:
-        localizer="|".join(LOCALIZERS),
-        ratio=r"[0-9.]+",
     log:
         "logs/{model}/localize/{forget}__{retain}/{localizer}-r{ratio}.log",
     benchmark:
         "benchmarks/{model}/localize/{forget}__{retain}/{localizer}-r{ratio}.tsv"
+    wildcard_constraints:
+        localizer="|".join(LOCALIZERS),
+        ratio=r"[0-9.]+",
     conda:
         "../envs/clue.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        section=lambda w: json.dumps(
+            {**config["localize"], "ratios": {**config["localize"]["ratios"], w.localizer: float(w.ratio)}},
+            sort_keys=True,
+        ),
     shell:
         "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
         " --retain-dir {input.retain} --localizer {wildcards.localizer} --model-name {wildcards.model}"

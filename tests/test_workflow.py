@@ -490,6 +490,14 @@ def test_lint_is_clean():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_rules_are_snakefmt_formatted():
+    """The workflow catalog's convention: the Snakefile and rules as snakefmt writes them
+    (pyproject.toml [tool.snakefmt]); `snakefmt Snakefile rules/` fixes a failure."""
+    out = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules/"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 # A localizer written the way the README's "Adding a method or a localizer" says: this one file in
 # clue/localizers/, nothing else edited. It selects the first floor(ratio * rows) rows of every
 # attention/MLP matrix.
