@@ -211,31 +211,49 @@ def run_bad(wd, text):
     return out.returncode, lines
 
 
-@pytest.mark.parametrize("text, message", [
+BAD_CONFIGS = [
     # a misspelled key, with the closest known one
     ("unlearn: {lrr: 0.001}\n",
-     "config error: config key unlearn.lrr: unknown key (did you mean unlearn.lr?); known keys under unlearn: lr, "),
-    ("modle: {name: toy}\n", "config error: config key modle: unknown key (did you mean model?)"),
+     "config key unlearn.lrr: unknown key (did you mean unlearn.lr?); known keys under unlearn: lr, "),
+    ("modle: {name: toy}\n", "config key modle: unknown key (did you mean model?)"),
     # a misspelled key of a data source used to load the hub dataset instead of the file
     ("data: {sources: {wmdp_cyber: {data_file: {test: x.jsonl}}}}\n",
-     "config error: config key data.sources.wmdp_cyber.data_file: unknown key (did you mean "
+     "config key data.sources.wmdp_cyber.data_file: unknown key (did you mean "
      "data.sources.wmdp_cyber.data_files?)"),
     ("data: {sources: {wmdp_cybr: {path: cais/wmdp}}}\n",
-     "config error: config key data.sources.wmdp_cybr: unknown task 'wmdp_cybr' (did you mean wmdp_cyber?)"),
+     "config key data.sources.wmdp_cybr: unknown task 'wmdp_cybr' (did you mean wmdp_cyber?)"),
     # every path the config names is checked before any job
     ("model: {name: mymodel, pretrained: ./models/missing}\n",
-     "config error: config key model.pretrained: ./models/missing is not a directory"),
+     "config key model.pretrained: ./models/missing is not a directory"),
     ("model: {name: smollm2-135m-instruct, gguf: {path: /nowhere/model.gguf}}\n",
-     "config error: config key model.gguf.path: /nowhere/model.gguf is not a file"),
+     "config key model.gguf.path: /nowhere/model.gguf is not a file"),
     ("model: {name: zephyr-7b-beta}\ntasks: {forget: [wmdp_cyber], retain: [sst2], general: []}\n"
      "data: {sources: {wmdp_cyber: {data_files: {test: data/wmdp.jsonl}}}}\n",
-     "config error: config key data.sources.wmdp_cyber.data_files.test: data/wmdp.jsonl is not a file"),
-    ("methods: [origin, clu]\n", "config error: config key methods[1]: unknown method 'clu' (did you mean clue?)"),
-])
-def test_a_bad_config_fails_in_one_line_naming_the_key_and_writes_nothing(workflow_copy, text, message):
+     "config key data.sources.wmdp_cyber.data_files.test: data/wmdp.jsonl is not a file"),
+    ("methods: [origin, clu]\n", "config key methods[1]: unknown method 'clu' (did you mean clue?)"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_CONFIGS)
+def test_a_bad_config_is_named_in_one_line(text, message, tmp_path, monkeypatch):
+    """What the Snakefile prints for each bad config (clue.config.config_problem: the schema on the
+    config as written, then the names, combinations and paths on the config with its defaults)."""
+    from clue.config import config_problem
+
+    monkeypatch.chdir(tmp_path)   # relative paths are relative to the working directory
+    config = yaml.safe_load(text)
+    problem = config_problem(config, SCHEMA)
+    if problem is None:
+        validate(config, SCHEMA)
+        problem = config_problem(config)
+    assert problem is not None and problem.startswith(message) and "\n" not in problem, problem
+
+
+@pytest.mark.parametrize("text, message", [BAD_CONFIGS[0], BAD_CONFIGS[4]])
+def test_snakemake_stops_on_a_bad_config_in_one_line_and_writes_nothing(workflow_copy, text, message):
     code, lines = run_bad(workflow_copy, text)
     assert code != 0 and len(lines) <= 2, lines
-    assert any(line.startswith(message) for line in lines), lines
+    assert any(line.startswith("config error: " + message) for line in lines), lines
     assert not (workflow_copy / "results").exists() and not (workflow_copy / "logs").exists()
 
 
