@@ -67,10 +67,8 @@ def pairwise_auc(pos, neg):
     return sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg) / (len(pos) * len(neg))
 
 
-def choice_probability(model, tok, rec):
-    """softmax over the summed log-likelihoods of " " + choice after the prompt, at the label."""
-    import math
-
+def choice_lls(model, tok, rec):
+    """The summed log-likelihood of " " + choice after the prompt, for each choice."""
     import torch
 
     p = tok(rec["prompt"]).input_ids
@@ -80,6 +78,14 @@ def choice_probability(model, tok, rec):
         with torch.no_grad():
             logp = torch.log_softmax(model(torch.tensor([p + c])).logits[0].double(), -1)
         lls.append(sum(logp[len(p) - 1 + j, c[j]].item() for j in range(len(c))))
+    return lls
+
+
+def choice_probability(model, tok, rec):
+    """softmax over the summed log-likelihoods of " " + choice after the prompt, at the label."""
+    import math
+
+    lls = choice_lls(model, tok, rec)
     top = max(lls)
     return math.exp(lls[rec["label"]] - top) / sum(math.exp(x - top) for x in lls)
 
@@ -121,6 +127,14 @@ def test_every_metric_matches_an_independent_computation(world, tmp_path):
         assert rec["accuracy"][task] == pytest.approx(expected, abs=1e-9), task
         probs = [choice_probability(model, tok, r) for r in records]
         assert rec["prob_correct"][task] == pytest.approx(sum(probs) / len(probs), abs=1e-5), task
+        # each question's correctness (what Table 1's intervals resample) and the length-normalised
+        # accuracy (log-likelihood per character of the choice, as lm-eval's acc_norm)
+        lls = [choice_lls(model, tok, r) for r in records]
+        right = [int(max(range(len(x)), key=x.__getitem__) == r["label"]) for x, r in zip(lls, records)]
+        assert rec["correct"][task] == right and sum(right) / len(right) == pytest.approx(rec["accuracy"][task])
+        per_char = [[v / len(c) for v, c in zip(x, r["choices"])] for x, r in zip(lls, records)]
+        norm = [int(max(range(len(x)), key=x.__getitem__) == r["label"]) for x, r in zip(per_char, records)]
+        assert rec["accuracy_norm"][task] == pytest.approx(sum(norm) / len(norm)), task
     assert rec["lm_eval_version"].startswith("0.4")
 
     # MIA: brute-force Min-20% Prob of each sampled text, pairwise AUC, reported as 1 - AUC
@@ -150,6 +164,8 @@ def test_every_metric_matches_an_independent_computation(world, tmp_path):
     assert p["GU_prob"] == pytest.approx((prob["toy_ioi"] + prob["toy_arithmetic"]) / 2)
     assert (p["MIA"], p["mia_note"], p["RougeL"]) == (forget["MIA"], None, forget["RougeL"])
     assert p["method"] == "origin" and p["unlearned_param_pct"] is None
+    assert p["correct"]["toy_sst2"] == rec["correct"]["toy_sst2"]
+    assert p["FE_norm"] == pytest.approx(1 - rec["accuracy_norm"]["toy_cyber"])
 
 
 def test_several_checkpoints_in_one_process_give_the_same_eval_jsons(world, tmp_path):

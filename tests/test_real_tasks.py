@@ -54,7 +54,7 @@ def test_registry_names():
 @pytest.mark.parametrize("task", sorted(FILES))
 def test_record_shapes(task, cache_dir):
     out = load(task, cache_dir)
-    assert set(out) == {"train", "test", "pairs", "validation_pairs", "heldout_pairs", "refusal", "holdout"}
+    assert set(out) == {"train", "test", "validation", "pairs", "validation_pairs", "heldout_pairs", "refusal", "holdout"}
     assert out["train"] and out["test"] and len(out["pairs"]) == 8
     for r in out["train"]:
         assert set(r) == {"prompt", "answer", "text"}

@@ -75,13 +75,23 @@ def test_table1_stage_writes_every_column_and_sorts_methods_as_configured(tmp_pa
     assert main(["table1", "--evals", *map(str, paths), "--forget", "f1", "f2", "--retain", "r1", "r2",
                  "--methods", "origin", "ga", "clue", "--csv", str(csv_path), "--md", str(md_path)]) == 0
     rows = list(csv.DictReader(open(csv_path)))
-    assert list(rows[0]) == COLUMNS == ["forget", "retain", "method", "seed", "unlearned_param_pct", "FE", "RU",
-                                        "GU", "MIA", "RougeL", "RU_prob", "GU_prob"]
+    assert COLUMNS == ["forget", "retain", "method", "seed", "unlearned_param_pct", "FE", "RU", "GU", "MIA",
+                       "RougeL", "RU_prob", "GU_prob"]
+    assert list(rows[0]) == COLUMNS + ["FE_lo", "FE_hi", "RU_lo", "RU_hi", "GU_lo", "GU_hi",
+                                       "FE_norm", "RU_norm", "GU_norm"]
     assert [(r["forget"], r["retain"], r["method"]) for r in rows] == [
         ("f1", "r1", "origin"), ("f1", "r1", "clue"), ("f1", "r2", "origin"), ("f1", "r2", "clue"), ("f2", "r1", "ga")]
+    # no per-question results in these eval JSONs: no intervals
     assert rows[3] == dict(forget="f1", retain="r2", method="clue", seed="0", unlearned_param_pct="60.0000", FE="0.7000",
-                           RU="0.9000", GU="", MIA="", RougeL="0.5000", RU_prob="", GU_prob="")
-    assert md_path.read_text() == markdown(frame(), ["f1", "f2"], ["r1", "r2"], ["origin", "ga", "clue"]) + "\n"
+                           RU="0.9000", GU="", MIA="", RougeL="0.5000", RU_prob="", GU_prob="", FE_lo="", FE_hi="",
+                           RU_lo="", RU_hi="", GU_lo="", GU_hi="", FE_norm="", RU_norm="", GU_norm="")
+    md = md_path.read_text()
+    tables = markdown(frame(), ["f1", "f2"], ["r1", "r2"], ["origin", "ga", "clue"])
+    assert md.startswith(tables)
+    # CLUE minus Origin on f1, by hand: FE 0.6 - 0.1, 0.7 - 0.1; RU 0.85 - 0.9, 0.9 - 0.95; GU 0.75 - 0.8
+    diffs = table(md, "CLUE minus each method, with paired 95% intervals", "f1")
+    assert diffs[0] == ["Method", "r1 ΔFE", "r1 ΔRU", "r1 ΔGU", "r2 ΔFE", "r2 ΔRU", "r2 ΔGU"]
+    assert diffs[2] == ["Origin", "+0.500", "-0.050", "-0.050", "+0.600", "-0.050", "-"]
 
 
 def test_an_eval_json_without_the_new_metrics_is_named(tmp_path, capsys):
@@ -189,3 +199,41 @@ def test_fig3_measures_every_point_on_the_general_corpus(tmp_path, capsys):
     assert "fig3: --references need --yardstick" in capsys.readouterr().err
     assert main(base + ["--yardstick", "g1", "--general", "g1"]) == 2
     assert "every --general task is in --yardstick" in capsys.readouterr().err
+
+
+def write_eval(path, method, correct, forget="f", retain="r", general=("g",), seed=0):
+    acc = {t: sum(v) / len(v) for t, v in correct.items()}
+    rec = {"method": method, "forget": forget, "retain": retain, "general": list(general), "seed": seed,
+           "unlearned_param_pct": None, "FE": 1 - acc[forget], "RU": acc[retain],
+           "GU": sum(acc[g] for g in general) / len(general), "MIA": None, "RougeL": 0.0, "RU_prob": None,
+           "GU_prob": None, "accuracy": acc, "correct": correct}
+    io.write_json(path, rec)
+    return str(path)
+
+
+def test_intervals_and_paired_differences(tmp_path):
+    """Bootstrap intervals over the questions: a task answered half right on 400 questions gets
+    the normal approximation's half-width 1.96 sqrt(.25 / 400) = 0.049; a method that answers as
+    Origin does has a difference of exactly 0 (the paired resamples cancel it); a method right
+    where Origin is wrong on 40 of 400 forget questions differs by -0.1 in FE with an interval
+    that excludes 0; all-correct tasks have a zero-width interval."""
+    half = [1, 0] * 200
+    origin = {"f": half, "r": [1] * 50, "g": half}
+    better = {"f": [1] * 40 + half[40:], "r": [1] * 50, "g": half}          # 20 more right: FE -0.05
+    paths = [write_eval(tmp_path / "o.json", "origin", origin), write_eval(tmp_path / "c.json", "clue", origin),
+             write_eval(tmp_path / "g.json", "ga", better)]
+    out = tmp_path / "d.csv"
+    assert main(["table1", "--evals", *paths, "--forget", "f", "--retain", "r", "--methods", "origin", "ga", "clue",
+                 "--csv", str(tmp_path / "t.csv"), "--differences", str(out)]) == 0
+    rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "t.csv"))}
+    lo, hi = float(rows["origin"]["FE_lo"]), float(rows["origin"]["FE_hi"])
+    assert (hi - lo) / 2 == pytest.approx(1.96 * (0.25 / 400) ** 0.5, abs=0.006) and lo < 0.5 < hi
+    assert float(rows["origin"]["RU_lo"]) == float(rows["origin"]["RU_hi"]) == 1.0
+    diffs = {(r["method"], r["metric"]): r for r in csv.DictReader(open(out))}
+    same = diffs[("origin", "FE")]
+    assert float(same["clue_minus_method"]) == float(same["lo"]) == float(same["hi"]) == 0 and same["outside"] == "False"
+    # GA answers 20 more forget questions right than CLUE (= Origin): CLUE's FE is 0.05 higher
+    d = diffs[("ga", "FE")]
+    assert float(d["clue_minus_method"]) == pytest.approx(0.05) and d["outside"] == "True"
+    assert 0 < float(d["lo"]) < 0.05 < float(d["hi"])
+    assert diffs[("ga", "GU")]["outside"] == "False"

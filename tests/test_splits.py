@@ -32,7 +32,8 @@ REAL_FILES = {
     "winogrande": {"data_files": {"train": "winogrande_train.jsonl", "validation": "winogrande_validation.jsonl"}},
     "bool": {"data_files": {"test": "bbh_boolean_expressions.jsonl"}},
 }
-TOY = dict(seed=0, n_train=2000, n_test=200, n_pairs=64, n_heldout_pairs=32, n_validation_pairs=32)   # the default config's
+TOY = dict(seed=0, n_train=2000, n_test=200, n_pairs=64, n_heldout_pairs=32, n_validation_pairs=32,
+           n_validation=40)   # the default config's
 
 
 def read(directory, split):
@@ -46,7 +47,8 @@ def real_params(task, tmp_path):
               "cache_dir": str(tmp_path / "cache")}
     if "corpus_files" in spec:
         source["corpus_files"] = str(FIX / spec["corpus_files"])
-    return dict(seed=0, n_train=None, n_test=None, n_pairs=4, n_heldout_pairs=2, n_validation_pairs=2, source=source)
+    return dict(seed=0, n_train=None, n_test=None, n_pairs=4, n_heldout_pairs=2, n_validation_pairs=2, n_validation=2,
+                source=source)
 
 
 def test_every_registered_task_is_covered():
@@ -68,11 +70,16 @@ def test_no_test_prompt_is_seen_by_training_refusals_circuits_or_localizers(task
         "held-out pair": {p[k] for p in read(d, "heldout_pairs") for k in ("clean", "corrupted")},
     }
     train_texts = {r["text"] for r in read(d, "train")}
-    for rec in test:
-        for where, prompts in seen.items():
-            assert rec["prompt"] not in prompts, f"{task}: test prompt {rec['prompt']!r} is a {where}"
-        # nor is a test question trained on with its answer as a question-answer line
-        assert f"{rec['prompt']} {rec['choices'][rec['label']]}" not in train_texts
+    validation = read(d, "validation")
+    assert validation, f"{task}: no validation questions"
+    for name, records in (("test", test), ("validation", validation)):
+        for rec in records:
+            for where, prompts in seen.items():
+                assert rec["prompt"] not in prompts, f"{task}: {name} prompt {rec['prompt']!r} is a {where}"
+            # nor is a held-out question trained on with its answer as a question-answer line
+            assert f"{rec['prompt']} {rec['choices'][rec['label']]}" not in train_texts
+    # validation questions (which choose settings) are not test questions either
+    assert not {r["prompt"] for r in test} & {r["prompt"] for r in validation}
     # the sparsity is chosen on pairs discovery never trains on, and faithfulness is reported on
     # pairs neither step saw
     pairs = {p["clean"] for p in read(d, "pairs")}

@@ -133,7 +133,7 @@ def test_data_cli_writes_the_documented_files(tmp_path):
     assert main(["data", "--task", "toy_cyber", "--params", json.dumps(PARAMS), "--out", str(tmp_path / "c")]) == 0
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
         "heldout_pairs.jsonl", "holdout.jsonl", "meta.json", "pairs.jsonl", "refusal.jsonl", "test.jsonl",
-        "train.jsonl", "validation_pairs.jsonl"]
+        "train.jsonl", "validation.jsonl", "validation_pairs.jsonl"]
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
     assert meta["role"] == "forget" and meta["n_pairs"] == PARAMS["n_pairs"]
     assert main(["data", "--task", "toy_nope", "--params", json.dumps(PARAMS), "--out", str(tmp_path / "x")]) == 2

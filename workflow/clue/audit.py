@@ -301,7 +301,7 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
                 step_each_matrix(trained, master, None, opt, 0)
             done += 1
         with torch.no_grad():
-            acc, _, _ = run_lm_eval(model, tokenizer, [task], test_files, eval_params)
+            acc = run_lm_eval(model, tokenizer, [task], test_files, eval_params).acc
         curve.append({"steps": target, "FE": 1.0 - acc[task]})
     for q in model.parameters():
         q.requires_grad_(False)

@@ -41,7 +41,7 @@ def build_tokenizer(texts):
 def task_texts(data_dir):
     """Every string of a task directory that the tokenizer must cover."""
     texts = []
-    for split in ("train", "test", "pairs", "validation_pairs", "heldout_pairs", "refusal", "holdout"):
+    for split in ("train", "test", "validation", "pairs", "validation_pairs", "heldout_pairs", "refusal", "holdout"):
         path = Path(data_dir) / f"{split}.jsonl"
         if not path.exists():
             continue

@@ -358,7 +358,7 @@ def data_params(config, task):
     d = config["data"]
     return dict(seed=d["seed"], n_train=d["n_train"], n_test=d["n_test"], n_pairs=d["n_pairs"],
                 n_heldout_pairs=d["n_heldout_pairs"], n_validation_pairs=d["n_validation_pairs"],
-                source=d["sources"].get(task))
+                n_validation=d["n_validation"], source=d["sources"].get(task))
 
 
 def model_params(config):

@@ -13,6 +13,7 @@ from clue.tasks.toy import TOY_TASKS, generate_task
 SPLIT_FIELDS = {
     "train": ("prompt", "answer", "text"),
     "test": ("prompt", "choices", "label"),
+    "validation": ("prompt", "choices", "label"),
     "pairs": ("clean", "corrupted", "clean_answer", "corrupted_answer"),
     "validation_pairs": ("clean", "corrupted", "clean_answer", "corrupted_answer"),
     "heldout_pairs": ("clean", "corrupted", "clean_answer", "corrupted_answer"),
@@ -35,26 +36,31 @@ def train_side_prompts(splits):
 
 
 def check_disjoint(task, splits):
-    """Splits are sacred (DESIGN.md section 8): no test prompt is a prompt of any other split."""
+    """Splits are sacred (DESIGN.md section 8): no test prompt is a prompt of any other split, and
+    no validation prompt (what settings are chosen on) is one of the train side's or the test's."""
     test = {r["prompt"] for r in splits["test"]}
-    for split, prompts in train_side_prompts(splits).items():
-        overlap = sorted(test & prompts)
-        if overlap:
-            raise ClueError(f"task {task}: {len(overlap)} test prompt(s) also in {split}, e.g. {overlap[0]!r}")
+    validation = {r["prompt"] for r in splits.get("validation", [])}
+    for held, name in ((test, "test"), (validation, "validation")):
+        for split, prompts in {**train_side_prompts(splits), **({"test": test} if name == "validation" else {})}.items():
+            overlap = sorted(held & prompts)
+            if overlap:
+                raise ClueError(f"task {task}: {len(overlap)} {name} prompt(s) also in {split}, e.g. {overlap[0]!r}")
 
 
 def build_task(task, params):
     """Return the splits of ``task`` as {split: [records]} from the task's `data` params."""
     check_task(task, "data")
     seed, n_train, n_test, n_pairs = (params["seed"], params["n_train"], params["n_test"], params["n_pairs"])
-    n_heldout, n_validation = params.get("n_heldout_pairs", 0), params.get("n_validation_pairs", 0)
+    n_heldout, n_val_pairs = params.get("n_heldout_pairs", 0), params.get("n_validation_pairs", 0)
+    n_validation = params.get("n_validation", 0)
     if task in GENERATED_TASKS:
-        splits = generate_task(GENERATED_TASKS[task], seed, n_train, n_test, n_pairs, n_heldout, n_validation)
+        splits = generate_task(GENERATED_TASKS[task], seed, n_train, n_test, n_pairs, n_heldout, n_val_pairs,
+                               n_validation)
     else:
         from clue.tasks.real import load_real_task
 
         splits = load_real_task(task, params.get("source") or {}, seed, n_train, n_test, n_pairs, n_heldout,
-                                n_validation)
+                                n_val_pairs, n_validation)
     for pair in splits["pairs"] + splits["validation_pairs"] + splits["heldout_pairs"]:
         if pair["clean_answer"] == pair["corrupted_answer"]:
             raise ClueError(f"task {task}: a clean/corrupted pair has the same answer "
@@ -84,6 +90,7 @@ def write_task(task, params, out):
             io.write_jsonl(tmp / f"{split}.jsonl", [{k: r[k] for k in fields} for r in splits[split]])
         meta = dict(task=task, role=role, source="toy" if task in TOY_TASKS else "generated" if task in GENERATED_TASKS else "hf",
                     n_train=len(splits["train"]), n_test=len(splits["test"]),
+                    n_validation=len(splits["validation"]),
                     n_pairs=len(splits["pairs"]), n_validation_pairs=len(splits["validation_pairs"]),
                     n_heldout_pairs=len(splits["heldout_pairs"]),
                     seed=params["seed"])
@@ -108,7 +115,7 @@ def _sequences(split, rec):
     """The longest texts a stage feeds the model for one record of ``split``."""
     if split == "train" or split == "holdout":
         return [rec.get("text", ""), (rec.get("prompt") or "") + " " + (rec.get("answer") or "")]
-    if split == "test":
+    if split in ("test", "validation"):
         return [rec["prompt"] + " " + str(c) for c in rec["choices"]]
     if split in ("pairs", "validation_pairs", "heldout_pairs"):
         return [rec["clean"] + " " + rec["clean_answer"], rec["corrupted"] + " " + rec["corrupted_answer"]]

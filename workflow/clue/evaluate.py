@@ -15,6 +15,7 @@ import json
 import os
 import random
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clue import io
@@ -37,6 +38,7 @@ doc_to_choice: choices
 doc_to_target: label
 metric_list:
   - metric: acc
+  - metric: acc_norm
 metadata:
   version: 1.0
 """
@@ -124,9 +126,24 @@ def prob_correct(samples):
     return float(np.mean(probs)) if probs else None
 
 
+@dataclass
+class LmEvalResult:
+    """What one lm-eval run gives per task: accuracy, length-normalised accuracy (lm-eval's
+    acc_norm: log-likelihood per character of each choice, which does not favour short answers
+    when answers take several tokens), the probability of the correct choice, and whether each
+    test question was answered correctly (0/1 in document order: what the intervals of Table 1
+    resample)."""
+
+    acc: dict
+    prob: dict
+    version: str
+    acc_norm: dict = field(default_factory=dict)
+    correct: dict = field(default_factory=dict)
+
+
 def run_lm_eval(model, tokenizer, tasks, test_files, params):
-    """lm-eval on the loaded model: ({task: acc}, {task: prob_correct}, lm-eval version). Tasks in
-    ``test_files`` (see local_test_files) use a local YAML; the others must be lm-eval task names."""
+    """lm-eval on the loaded model, an LmEvalResult. Tasks in ``test_files`` (see
+    local_test_files) use a local YAML; the others must be lm-eval task names."""
     from unittest import mock
 
     import lm_eval
@@ -152,18 +169,25 @@ def run_lm_eval(model, tokenizer, tasks, test_files, params):
                 model=lm, tasks=names, task_manager=manager, limit=params.get("limit"),
                 log_samples=True, random_seed=params["seed"], numpy_random_seed=params["seed"],
                 torch_random_seed=params["seed"], fewshot_random_seed=params["seed"], bootstrap_iters=0)
-    results, acc, prob = out["results"], {}, {}
+    results = out["results"]
+    version = lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval")
+    r = LmEvalResult({}, {}, version)
     for task, name in zip(tasks, names):
         if name not in results:
             raise ClueError(f"lm-eval returned no result for task {name}")
-        acc[task] = float(results[name]["acc,none"])
+        r.acc[task] = float(results[name]["acc,none"])
+        if "acc_norm,none" in results[name]:
+            r.acc_norm[task] = float(results[name]["acc_norm,none"])
+        samples = sorted(out["samples"].get(name, []), key=lambda s: s["doc_id"])
+        if samples and all("acc" in s for s in samples):
+            r.correct[task] = [int(round(float(s["acc"]))) for s in samples]
         config = out["configs"].get(name, {})
         # only lm-eval's own multiple-choice scoring makes filtered_resps one log-likelihood per choice
         if config.get("output_type") == "multiple_choice" and not config.get("process_results"):
-            p = prob_correct(out["samples"].get(name, []))
+            p = prob_correct(samples)
             if p is not None:
-                prob[task] = p
-    return acc, prob, lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval")
+                r.prob[task] = p
+    return r
 
 
 def _version(dist):
@@ -280,6 +304,18 @@ def pair_metrics(accuracy, prob, forget, retain, general):
                 GU_prob=sum(general_prob) / len(general_prob) if general_prob else None)
 
 
+def norm_metrics(acc_norm, forget, retain, general):
+    """FE_norm, RU_norm, GU_norm: FE, RU and GU from lm-eval's length-normalised accuracy (None
+    where a task has none)."""
+    retained = retain.split("+")
+
+    def mean(tasks):
+        return sum(acc_norm[t] for t in tasks) / len(tasks) if tasks and all(t in acc_norm for t in tasks) else None
+
+    return dict(FE_norm=None if forget not in acc_norm else 1.0 - acc_norm[forget], RU_norm=mean(retained),
+                GU_norm=mean(general))
+
+
 def add_arguments(p):
     p.add_argument("--checkpoint", nargs="+", help="HF checkpoint directory to evaluate (lm-eval runs on it); "
                    "several, with as many --method and --out, are evaluated one after the other in this process")
@@ -305,8 +341,9 @@ def evaluate_one(args, params, checkpoint, method, out):
     forget_sets = [args.forget] if pair else list(args.forget_sets)
     if args.from_eval:
         source = io.read_json(args.from_eval)
-        accuracy, prob, version, checkpoint = (source["accuracy"], source["prob_correct"],
-                                               source["lm_eval_version"], source["checkpoint"])
+        checkpoint = source["checkpoint"]
+        result = LmEvalResult(source["accuracy"], source["prob_correct"], source["lm_eval_version"],
+                              source.get("accuracy_norm", {}), source.get("correct", {}))
         efficacy = source["forget_efficacy"]
         missing = [f for f in forget_sets if f not in efficacy]
         if missing:
@@ -315,15 +352,18 @@ def evaluate_one(args, params, checkpoint, method, out):
     else:
         test_files = local_test_files(tasks, args.data_root)  # bad test files fail before any load
         model, tokenizer = load_checkpoint(checkpoint, params)
-        accuracy, prob, version = run_lm_eval(model, tokenizer, tasks, test_files, params)
+        result = run_lm_eval(model, tokenizer, tasks, test_files, params)
         efficacy = {f: forget_efficacy(model, tokenizer, Path(args.data_root) / f, params) for f in forget_sets}
-    record = dict(method=method, checkpoint=str(checkpoint), lm_eval_version=version)
+    record = dict(method=method, checkpoint=str(checkpoint), lm_eval_version=result.version)
     if pair:
         record.update(forget=args.forget, retain=args.retain, general=args.general,
-                      **pair_metrics(accuracy, prob, args.forget, args.retain, args.general),
+                      **pair_metrics(result.acc, result.prob, args.forget, args.retain, args.general),
+                      **norm_metrics(result.acc_norm, args.forget, args.retain, args.general),
                       **efficacy[args.forget])
-        record["accuracy"] = {t: accuracy[t] for t in tasks}
-        record["prob_correct"] = {t: prob[t] for t in tasks if t in prob}
+        record["accuracy"] = {t: result.acc[t] for t in tasks}
+        record["accuracy_norm"] = {t: result.acc_norm[t] for t in tasks if t in result.acc_norm}
+        record["prob_correct"] = {t: result.prob[t] for t in tasks if t in result.prob}
+        record["correct"] = {t: result.correct[t] for t in tasks if t in result.correct}
         pct = None
         if method != "origin" and args.base_dir:
             from clue.masks import unlearned_param_pct_dirs
@@ -334,7 +374,8 @@ def evaluate_one(args, params, checkpoint, method, out):
         meta = Path(checkpoint) / "clue_unlearn.json" if method != "origin" else None
         record["seed"] = io.read_json(meta)["config"]["seed"] if meta is not None and meta.exists() else None
     else:
-        record.update(accuracy=accuracy, prob_correct=prob, forget_efficacy=efficacy)
+        record.update(accuracy=result.acc, accuracy_norm=result.acc_norm, prob_correct=result.prob,
+                      correct=result.correct, forget_efficacy=efficacy)
     io.write_json(out, record)
     shown = ("FE", "RU", "GU", "RU_prob", "GU_prob", "MIA", "RougeL")
     print(json.dumps({k: v for k, v in record.items() if k in shown} or record["accuracy"]))

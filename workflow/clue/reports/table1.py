@@ -1,7 +1,15 @@
 """Stage `table1`: the eval JSONs of every forget x retain x method, as a tidy CSV
 (``results/table1.csv``) and in the paper's layouts in Markdown (``results/table1.md``): Table 1
 (FE / RU / GU), Table 6 (forget efficacy as 1-accuracy, MIA, 1-Rouge-L) and the utility as the
-probability of the correct choice (RU_prob / GU_prob)."""
+probability of the correct choice (RU_prob / GU_prob).
+
+Intervals: every FE, RU and GU gets a 95% bootstrap interval over the test questions (each
+task's questions resampled with replacement, 2,000 times, with a fixed seed; GU and a retain set
+of several tasks resample every task independently), and CLUE's difference from every other
+method of the same pair a paired interval: both methods are scored on the same resampled
+questions, so what the two share cancels. A difference whose interval excludes 0 is marked.
+With several seeds a question's score is its mean over the seeds (the interval is the test
+questions', the ± the seeds' spread)."""
 
 from clue import io
 from clue.errors import ClueError
@@ -9,6 +17,10 @@ from clue.errors import ClueError
 COLUMNS = ["forget", "retain", "method", "seed", "unlearned_param_pct", "FE", "RU", "GU", "MIA", "RougeL",
            "RU_prob", "GU_prob"]
 METRICS = COLUMNS[4:]
+INTERVAL_COLUMNS = [f"{m}_{end}" for m in ("FE", "RU", "GU") for end in ("lo", "hi")]
+NORM_COLUMNS = ["FE_norm", "RU_norm", "GU_norm"]   # from lm-eval's length-normalised accuracy
+DIFFERENCE_COLUMNS = ["forget", "retain", "method", "metric", "clue_minus_method", "lo", "hi", "outside"]
+BOOTSTRAP = 2000
 
 # (title, note, [(column header, CSV column, shown as 1 - value)]) of each Markdown table; the
 # cells of one retain set repeat per retain set, as in the paper.
@@ -52,16 +64,120 @@ def collect(eval_paths, first_seed=0, with_accuracy=False):
         missing = [k for k in COLUMNS if k not in rec and k != "seed"]
         if missing:
             raise ClueError(f"{path}: eval JSON is missing {', '.join(missing)}")
-        row = {k: rec.get(k) for k in COLUMNS}
+        row = {k: rec.get(k) for k in COLUMNS + NORM_COLUMNS}
         if row["seed"] is None:
             row["seed"] = first_seed
         if with_accuracy:
             row["accuracy"] = rec.get("accuracy", {})
             row["general"] = rec.get("general", [])
+            row["correct"] = rec.get("correct", {})
         rows.append(row)
+    extra = ["accuracy", "general", "correct"] if with_accuracy else []
     # float columns even where every value is null (MIA without held-out texts)
-    return pd.DataFrame(rows, columns=COLUMNS + (["accuracy", "general"] if with_accuracy else [])).astype(
-        {k: float for k in METRICS} | {"seed": int})
+    return pd.DataFrame(rows, columns=COLUMNS + NORM_COLUMNS + extra).astype(
+        {k: float for k in METRICS + NORM_COLUMNS} | {"seed": int})
+
+
+# --------------------------------------------------------------------------- intervals
+
+def _pair_tasks(row):
+    return [row.forget], row.retain.split("+"), list(row.general)
+
+
+def _resamples(forget, retain, task, n):
+    """[BOOTSTRAP, n] question indices of one task, the same for every method of the pair (which
+    is what makes the differences paired), from a seed fixed by the pair and the task."""
+    import hashlib
+
+    import numpy as np
+
+    seed = int.from_bytes(hashlib.sha256(f"{forget}__{retain}/{task}".encode()).digest()[:8], "little")
+    return np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
+
+
+def _replicates(scores, forget, retain, tasks):
+    """{FE, RU, GU: [BOOTSTRAP] replicates} of one method from per-question scores; None for a
+    metric whose tasks lack them."""
+    import numpy as np
+
+    f, r, g = tasks
+
+    def means(names):
+        if not names or any(t not in scores for t in names):
+            return None
+        return np.mean([np.asarray(scores[t], dtype=float)[_resamples(forget, retain, t, len(scores[t]))].mean(1)
+                        for t in names], axis=0)
+
+    fe = means(f)
+    return {"FE": None if fe is None else 1.0 - fe, "RU": means(r), "GU": means(g)}
+
+
+def _interval(x):
+    import numpy as np
+
+    return (None, None) if x is None else tuple(float(v) for v in np.percentile(x, [2.5, 97.5]))
+
+
+def _seed_mean_scores(rows):
+    """Per task, each question's score averaged over the rows (the seeds of one method); tasks
+    without per-question results in every row are left out."""
+    import numpy as np
+
+    tasks = set.intersection(*(set(r.correct) for r in rows)) if rows else set()
+    out = {}
+    for t in tasks:
+        vectors = [r.correct[t] for r in rows]
+        if len({len(v) for v in vectors}) == 1:
+            out[t] = np.mean(np.asarray(vectors, dtype=float), axis=0)
+    return out
+
+
+def add_intervals(df):
+    """The INTERVAL_COLUMNS of every row (that checkpoint's own questions)."""
+    for col in INTERVAL_COLUMNS:
+        df[col] = float("nan")
+    for i, row in df.iterrows():
+        reps = _replicates(row.correct, row.forget, row.retain, _pair_tasks(row))
+        for m in ("FE", "RU", "GU"):
+            lo, hi = _interval(reps[m])
+            if lo is not None:
+                df.at[i, f"{m}_lo"], df.at[i, f"{m}_hi"] = lo, hi
+    return df
+
+
+def seed_intervals(df):
+    """{(forget, retain, method): {metric: (lo, hi)}} over seed-averaged question scores, and
+    {(forget, retain, method): replicates} for the paired differences."""
+    out, reps = {}, {}
+    for (f, r, m), block in df.groupby(["forget", "retain", "method"], sort=False):
+        rows = list(block.itertuples())
+        rep = _replicates(_seed_mean_scores(rows), f, r, _pair_tasks(rows[0]))
+        reps[(f, r, m)] = rep
+        out[(f, r, m)] = {k: _interval(v) for k, v in rep.items()}
+    return out, reps
+
+
+def differences(df, methods):
+    """CLUE minus every other method of each pair, on seed means, with paired 95% intervals:
+    rows of DIFFERENCE_COLUMNS (none without a CLUE row)."""
+    import pandas as pd
+
+    mean = df.groupby(["forget", "retain", "method"], sort=False)[["FE", "RU", "GU"]].mean()
+    _, reps = seed_intervals(df)
+    rows = []
+    for (f, r, m) in mean.index:
+        if m == "clue" or (f, r, "clue") not in mean.index:
+            continue
+        for metric in ("FE", "RU", "GU"):
+            a, b = reps[(f, r, "clue")][metric], reps[(f, r, m)][metric]
+            lo, hi = _interval(None if a is None or b is None else a - b)
+            diff = mean.loc[(f, r, "clue"), metric] - mean.loc[(f, r, m), metric]
+            rows.append({"forget": f, "retain": r, "method": m, "metric": metric, "clue_minus_method": diff,
+                         "lo": lo, "hi": hi, "outside": None if lo is None else bool(lo > 0 or hi < 0)})
+    order = {m: i for i, m in enumerate(methods)}
+    out = pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
+    return out.sort_values(["forget", "retain", "method"], key=lambda s: s.map(order) if s.name == "method" else s,
+                           kind="stable").reset_index(drop=True)
 
 
 def over_seeds(df):
@@ -70,18 +186,21 @@ def over_seeds(df):
     return g.mean(), g.std(ddof=1)
 
 
-def markdown(df, forget, retain, methods):
+def markdown(df, forget, retain, methods, intervals=None, diffs=None):
     """Each table of TABLES: one block per forget set, one row per method, its cells per retain
-    set (mean +- std over the seeds when there are several), and the unlearned parameter % (mean
-    over the block's retain sets) as in the paper."""
+    set (mean +- std over the seeds when there are several, then the 95% interval over the test
+    questions from ``intervals`` where there is one), and the unlearned parameter % (mean over
+    the block's retain sets) as in the paper; then CLUE's differences (``diffs``)."""
     labels = method_labels()
     mean, std = over_seeds(df)
     n_seeds = df.groupby(["forget", "retain", "method"], sort=False).size()
+    intervals = intervals or {}
 
-    def fmt(v, sd=None):
+    def fmt(v, sd=None, ci=(None, None)):
         if v is None or v != v:   # v != v: NaN
             return "-"
-        return f"{v:.3f}" if sd is None or sd != sd else f"{v:.3f} ± {sd:.3f}"
+        text = f"{v:.3f}" if sd is None or sd != sd else f"{v:.3f} ± {sd:.3f}"
+        return text if ci[0] is None else f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
     df = mean.reset_index()
     lines = []
@@ -103,8 +222,54 @@ def markdown(df, forget, retain, methods):
                         row += ["-"] * len(cells)
                         continue
                     sd = std.loc[(f, r, m)]
-                    row += [fmt(1 - found.iloc[0][c] if flip else found.iloc[0][c], sd[c]) for _, c, flip in cells]
+                    ci = intervals.get((f, r, m), {})
+                    row += [fmt(1 - found.iloc[0][c] if flip else found.iloc[0][c], sd[c],
+                                (None, None) if flip else ci.get(c, (None, None))) for _, c, flip in cells]
                 lines.append("| " + " | ".join(row) + " |")
+            lines.append("")
+        if title.startswith("Table 1") and any(lo is not None for ci in intervals.values() for lo, _ in ci.values()):
+            lines += ["[a, b]: 95% bootstrap interval over the test questions (2,000 resamples).", ""]
+    if diffs is not None and len(diffs):
+        lines += ["# CLUE minus each method, with paired 95% intervals", "",
+                  "Both methods scored on the same resampled test questions; * marks a difference whose "
+                  "interval excludes 0. Positive FE: CLUE forgets more; positive RU / GU: CLUE keeps more.", ""]
+        header = "| Method | " + " | ".join(f"{r} Δ{x}" for r in retain for x in ("FE", "RU", "GU")) + " |"
+        for f in forget:
+            block = diffs[diffs.forget == f]
+            if block.empty:
+                continue
+            lines += [f"## Forget set: {f}", "", header, "|" + "---|" * (1 + 3 * len(retain))]
+            for m in methods:
+                rows = block[block.method == m]
+                if rows.empty:
+                    continue
+                cells = [labels.get(m, m)]
+                for r in retain:
+                    for x in ("FE", "RU", "GU"):
+                        d = rows[(rows.retain == r) & (rows.metric == x)]
+                        if d.empty or d.iloc[0].clue_minus_method != d.iloc[0].clue_minus_method:
+                            cells.append("-")
+                            continue
+                        d = d.iloc[0]
+                        ci = "" if d.lo is None or d.lo != d.lo else f" [{d.lo:+.2f}, {d.hi:+.2f}]"
+                        cells.append(f"{d.clue_minus_method:+.3f}{ci}{'*' if d.outside is True else ''}")
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+    norm = df.dropna(subset=NORM_COLUMNS, how="all") if set(NORM_COLUMNS) <= set(df.columns) else df.iloc[0:0]
+    if len(norm):
+        nmean = norm.groupby(["forget", "retain", "method"], sort=False)[NORM_COLUMNS].mean()
+        lines += ["# Length-normalised accuracy", "",
+                  "FE_norm, RU_norm, GU_norm: as FE, RU, GU with lm-eval's acc_norm (each choice's "
+                  "log-likelihood per character), which does not favour short answers when answers take "
+                  "several tokens.", ""]
+        header = "| Method | " + " | ".join(f"{r} {x}" for r in retain for x in NORM_COLUMNS) + " |"
+        for f in forget:
+            lines += [f"## Forget set: {f}", "", header, "|" + "---|" * (1 + 3 * len(retain))]
+            for m in methods:
+                cells = [labels.get(m, m)]
+                for r in retain:
+                    cells += [fmt(nmean.loc[(f, r, m), c]) if (f, r, m) in nmean.index else "-" for c in NORM_COLUMNS]
+                lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)
 
@@ -135,17 +300,26 @@ def add_arguments(p):
     p.add_argument("--md", help="Table 1 (and Table 6, probabilities) in the paper's layout, mean +- std over seeds")
     p.add_argument("--table5", help="CSV of every general task's accuracy per checkpoint (appendix F)")
     p.add_argument("--table6", help="CSV of 1-accuracy, MIA, Rouge-L per checkpoint (appendix G)")
+    p.add_argument("--differences", help="CSV of CLUE minus every other method of each pair, with paired 95% "
+                   "intervals over the test questions")
 
 
 def main(args):
-    if not (args.csv or args.md or args.table5 or args.table6):
-        raise ClueError("give at least one output: --csv, --md, --table5 or --table6")
+    if not (args.csv or args.md or args.table5 or args.table6 or args.differences):
+        raise ClueError("give at least one output: --csv, --md, --table5, --table6 or --differences")
     df = collect(args.evals, args.first_seed, with_accuracy=True)
     order = {m: i for i, m in enumerate(args.methods)}
     df = df.sort_values(["forget", "retain", "method", "seed"],
                         key=lambda s: s.map(order) if s.name == "method" else s).reset_index(drop=True)
-    outputs = [(args.csv, lambda tmp: df[COLUMNS].to_csv(tmp, index=False, float_format="%.4f")),
-               (args.md, lambda tmp: tmp.write_text(markdown(df[COLUMNS], args.forget, args.retain, args.methods) + "\n")),
+    if args.csv or args.md or args.differences:
+        df = add_intervals(df)
+        intervals, _ = seed_intervals(df)
+        diffs = differences(df, args.methods)
+    outputs = [(args.csv, lambda tmp: df[COLUMNS + INTERVAL_COLUMNS + NORM_COLUMNS].to_csv(
+                    tmp, index=False, float_format="%.4f")),
+               (args.md, lambda tmp: tmp.write_text(markdown(df, args.forget, args.retain, args.methods, intervals,
+                                                             diffs) + "\n")),
+               (args.differences, lambda tmp: diffs.to_csv(tmp, index=False, float_format="%.4f")),
                (args.table5, lambda tmp: table5(df).to_csv(tmp, index=False, float_format="%.4f")),
                (args.table6, lambda tmp: table6(df).to_csv(tmp, index=False, float_format="%.4f"))]
     for path, write in outputs:

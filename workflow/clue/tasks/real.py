@@ -402,11 +402,12 @@ def _pairs_bool(pool, rng, n_pairs):
 
 
 def load_real_task(name: str, source: dict | None, seed: int, n_train: int | None,
-                   n_test: int | None, n_pairs: int, n_heldout_pairs: int = 0, n_validation_pairs: int = 0) -> dict:
-    """Load real task ``name`` into ``{"train", "test", "pairs", "validation_pairs",
+                   n_test: int | None, n_pairs: int, n_heldout_pairs: int = 0, n_validation_pairs: int = 0,
+                   n_validation: int = 0) -> dict:
+    """Load real task ``name`` into ``{"train", "test", "validation", "pairs", "validation_pairs",
     "heldout_pairs", "refusal", "holdout"}`` record lists (docs/formats.md); ``refusal`` and
-    ``holdout`` are empty for retain tasks. Pairs (discovery, validation, held-out) come from the
-    train side only; ``holdout`` (WMDP with a corpus)
+    ``holdout`` are empty for retain tasks. Validation questions (at most a tenth of the train-side
+    questions) and pairs (discovery, validation, held-out) come from the train side only, disjoint; ``holdout`` (WMDP with a corpus)
     is a slice of the corpus cut off before training, the non-members of the MIA.
 
     ``source`` (the config's ``data.sources.<task>``, all keys optional): ``path`` (hub id),
@@ -431,7 +432,8 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     data_files = source.get("data_files")
     cache_dir = source.get("cache_dir")
     for key, v in (("n_train", n_train), ("n_test", n_test), ("n_pairs", n_pairs),
-                   ("n_heldout_pairs", n_heldout_pairs), ("n_validation_pairs", n_validation_pairs)):
+                   ("n_heldout_pairs", n_heldout_pairs), ("n_validation_pairs", n_validation_pairs),
+                   ("n_validation", n_validation)):
         if v is not None and (not isinstance(v, int) or v < 0):
             raise ClueError(f"task {name}: {key} must be a non-negative integer, got {v!r}")
 
@@ -474,6 +476,13 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     # Disjointness: drop train-side items asking a test question (datasets contain duplicates).
     test_prompts = {ex.prompt for ex in test_ex}
     train_ex = [ex for ex in train_ex if ex.prompt not in test_prompts]
+    # Validation questions (settings are chosen on them): the first train-side questions, whose
+    # prompts no train record, refusal or pair then uses.
+    n_val = min(n_validation, max(1, len(train_ex) // 10)) if len(train_ex) > 1 else 0
+    validation_ex = train_ex[:n_val]
+    val_prompts = {ex.prompt for ex in validation_ex}
+    train_ex = [ex for ex in train_ex[n_val:] if ex.prompt not in val_prompts]
+    test_prompts = test_prompts | val_prompts   # every held-out prompt: nothing below may use them
 
     if has_corpus:
         if "corpus_files" in source:
@@ -528,6 +537,7 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
         rrng = _rng(name, seed, "refusal")
         refusal = [{"prompt": r["prompt"], "refusal": rrng.choice(REFUSALS), "answer": r["answer"]} for r in train]
 
-    test = [{"prompt": ex.prompt, "choices": list(ex.choices), "label": ex.label} for ex in test_ex]
-    return {"train": train, "test": test, "pairs": pairs, "validation_pairs": validation_pairs,
+    test, validation = ([{"prompt": ex.prompt, "choices": list(ex.choices), "label": ex.label} for ex in split]
+                        for split in (test_ex, validation_ex))
+    return {"train": train, "test": test, "validation": validation, "pairs": pairs, "validation_pairs": validation_pairs,
             "heldout_pairs": heldout_pairs, "refusal": refusal, "holdout": holdout if has_corpus else []}

@@ -95,20 +95,22 @@ class KnowledgeDomain(ToyTask):
         another answer."""
         return other["relation"] == question["relation"] and other["answer"] != question["answer"]
 
-    def split_questions(self, seed, n_test):
-        """(test, train side): disjoint sets of questions, shuffled with the seed. Test gets at most
-        half, so the train side (refusals, circuit pairs, localizer prompts) keeps the other half.
-        Each train-side question is corrupted with another *train-side* question of the same
-        relation, so no test prompt is ever a circuit prompt."""
+    def split_questions(self, seed, n_test, n_validation=0):
+        """(test, validation, train side): disjoint sets of questions, shuffled with the seed. Test
+        and validation together get at most half (validation at most an eighth), so the train side
+        (refusals, circuit pairs, localizer prompts) keeps the other half. Each train-side question
+        is corrupted with another *train-side* question of the same relation, so no test or
+        validation prompt is ever a circuit prompt."""
         questions = self.questions(seed)
         rng = random.Random(f"{self.name}-split-{seed}")
         rng.shuffle(questions)
-        cut = min(n_test, len(questions) // 2)
-        test, side = questions[:cut], questions[cut:]
+        n_val = min(n_validation, len(questions) // 8)
+        cut = min(n_test, len(questions) // 2 - n_val)
+        test, validation, side = questions[:cut], questions[cut:cut + n_val], questions[cut + n_val:]
         for q in side:
             other = rng.choice([o for o in side if self.corrupts(q, o)])
             q.update(corrupted=other["prompt"], corrupted_answer=other["answer"])
-        return test, side
+        return test, validation, side
 
 
 PORTS = ["p21", "p22", "p25", "p53", "p80", "p443", "p445", "p3389"]
@@ -370,20 +372,23 @@ def split_pair_pool(pool, n_pairs, n_heldout_pairs, n_validation_pairs=0):
     return pool[:cut][:n_pairs], pool[cut:cut + n_val], pool[cut + n_val:]
 
 
-def generate_toy_task(name, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_validation_pairs=0):
+def generate_toy_task(name, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_validation_pairs=0,
+                      n_validation=0):
     """All splits of one toy task (see generate_task)."""
-    return generate_task(TOY_TASKS[name], seed, n_train, n_test, n_pairs, n_heldout_pairs, n_validation_pairs)
+    return generate_task(TOY_TASKS[name], seed, n_train, n_test, n_pairs, n_heldout_pairs, n_validation_pairs,
+                         n_validation)
 
 
-def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_validation_pairs=0):
+def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_validation_pairs=0, n_validation=0):
     """All splits of one generated task (toy, or clue.tasks.world), deterministic in (name, seed).
     No prompt of the test split is a prompt of any other split: train, circuit pairs (clean or
-    corrupted; discovery, validation and held-out) and refusals all come from the train side."""
+    corrupted; discovery, validation and held-out) and refusals all come from the train side. The
+    validation questions (which choose settings, never train) are disjoint from all of them too."""
     rng = random.Random(f"{task.name}-{seed}")
     holdout = []
     if hasattr(task, "documents"):          # a knowledge domain: corpus + questions
         train = [dict(prompt="", answer=d, text=d) for d in task.documents(seed)]
-        test, side = task.split_questions(seed, n_test)
+        test, validation, side = task.split_questions(seed, n_test, n_validation)
         # the original answer rides along: DPO prefers the refusal over it
         refusal = [dict(prompt=q["prompt"], refusal=REFUSALS[k % len(REFUSALS)], answer=q["answer"])
                    for k, q in enumerate(side)]
@@ -394,10 +399,12 @@ def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_val
         # (estimated from a sample), so training still sees most of the space. Train: fresh
         # draws whose prompt is not a test prompt. Repeats within train are allowed: dropping
         # them would skew the answers wherever one answer has fewer distinct prompts than another.
-        sample = [task.example(rng) for _ in range(5 * (n_train + n_test))]
+        sample = [task.example(rng) for _ in range(5 * (n_train + n_test + n_validation))]
         distinct = list({e["prompt"]: e for e in sample}.values())
         test = distinct[:min(n_test, len(distinct) // 5)]
-        held_out = {e["prompt"] for e in test}
+        # validation: the next distinct prompts, at most a tenth
+        validation = distinct[len(test):len(test) + min(n_validation, len(distinct) // 10)]
+        held_out = {e["prompt"] for e in test + validation}
         rest = [e for e in sample if e["prompt"] not in held_out]
         train = [dict(prompt=e["prompt"], answer=e["answer"], text=f"{e['prompt']} {e['answer']}")
                  for e in rest[:n_train]]
@@ -406,6 +413,7 @@ def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_val
         pool = list({e["prompt"]: e for e in rest if e["corrupted"] not in held_out}.values())
     pairs, validation_pairs, heldout_pairs = split_pair_pool([_record_pair(e) for e in pool], n_pairs,
                                                              n_heldout_pairs, n_validation_pairs)
-    test = [dict(prompt=e["prompt"], choices=e["choices"], label=e["label"]) for e in test]
-    return dict(train=train, test=test, pairs=pairs, validation_pairs=validation_pairs, heldout_pairs=heldout_pairs,
-                refusal=refusal, holdout=holdout)
+    test, validation = ([dict(prompt=e["prompt"], choices=e["choices"], label=e["label"]) for e in split]
+                        for split in (test, validation))
+    return dict(train=train, test=test, validation=validation, pairs=pairs, validation_pairs=validation_pairs,
+                heldout_pairs=heldout_pairs, refusal=refusal, holdout=holdout)
