@@ -42,6 +42,7 @@ include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/audit.smk"
 include: "rules/paper.smk"
+include: "rules/tune.smk"
 include: "rules/cluster.smk"
 
 

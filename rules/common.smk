@@ -17,6 +17,7 @@ from clue.config import (
     retain_sets,
     run_seeds,
     tables_dir,
+    tune_pair,
 )
 from clue.localizers import LOCALIZERS
 from clue.losses import FORGET_LOSSES
@@ -38,6 +39,10 @@ SEEDS = run_seeds(config)
 # again at target sparsity s, and CLUE from them (Figure 4); "after-{forget}__{retain}/" for the
 # circuits found again on that pair's CLUE checkpoint and solved again (Table 3).
 REPEATS = [""] + [f"seed{s}/" for s in SEEDS[1:]]
+# With a tune grid (config `tune`), every training of Table 1 reads its method's learning rate and
+# epochs from the tune stage's choice, TUNED.
+TUNING = bool(config["tune"]["grid"])
+TUNED = f"results/{MODEL}/tune/{'__'.join(tune_pair(config))}/selected.json"
 SEED_RUN = r"(seed-?[0-9]+/)?"
 CIRCUIT_RUN = r"(sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?"
 MODES = ["noising", "denoising"]  # the two circuit interventions (paper section 4.1)
@@ -148,3 +153,9 @@ def retain_gates(w):
     """The gates of each task of the retain set: a retain set of several tasks keeps one retain
     circuit per task in the CNF."""
     return [f"results/{w.model}/{w.run}gates/{t}.json" for t in w.retain.split("+")]
+
+
+def tune_data(w):
+    """The data directories the tune stage scores: the tuning pair's tasks and the general tasks."""
+    tasks = [TUNE_FORGET, *TUNE_RETAIN.split("+"), *TUNE_GENERAL]
+    return [data_dir(t) for t in dict.fromkeys(tasks)]

@@ -4,6 +4,9 @@ rule table1:
     output:
         csv=report(f"{TABLES}/table1.csv", category="Table 1", caption="../docs/report/table1.rst"),
         md=report(f"{TABLES}/table1.md", category="Table 1", caption="../docs/report/table1_md.rst"),
+        differences=report(
+            f"{TABLES}/table1_differences.csv", category="Table 1", caption="../docs/report/table1_differences.rst"
+        ),
     log:
         f"logs/{TAG}table1.log",
     benchmark:
@@ -21,7 +24,7 @@ rule table1:
     shell:
         "clue table1 --evals {input} --forget {params.forget} --retain {params.retain}"
         " --methods {params.methods} --first-seed {params.first_seed}"
-        " --csv {output.csv} --md {output.md} > {log} 2>&1"
+        " --csv {output.csv} --md {output.md} --differences {output.differences} > {log} 2>&1"
 
 
 rule tables_5_6:

@@ -35,6 +35,7 @@ rule unlearn:
         # the general tasks' test questions: the unrelated knowledge of the global-effect record
         general=[data_dir(t) for t in config["tasks"]["general"]],
         masks=unlearn_masks,
+        tuned=TUNED if TUNING else [],
     output:
         directory("results/{model}/{run}unlearned/{forget}__{retain}/{method}"),
     log:
@@ -54,10 +55,11 @@ rule unlearn:
         section=lambda w: unlearn_section(w.run, w.method),
         method=lambda w: unlearn_loss(w.method),
         masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
+        tuned=lambda w, input: f"--tuned {input.tuned}" if input.tuned else "",
     shell:
         "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
         " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.method} {params.masks}"
-        " --rows {wildcards.method} --params {params.section:q}"
+        " --rows {wildcards.method} {params.tuned} --params {params.section:q}"
         " --out {output} --no-progress > {log} 2>&1"
 
 
@@ -73,6 +75,7 @@ if not PER_CHECKPOINT and TRAINED:
             # the general tasks' test questions: the unrelated knowledge of the global-effect record
             general=[data_dir(t) for t in config["tasks"]["general"]],
             masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method)] if m],
+            tuned=TUNED if TUNING else [],
         output:
             [directory(f"results/{{model}}/{{run}}unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
         log:
@@ -92,11 +95,12 @@ if not PER_CHECKPOINT and TRAINED:
             section=lambda w: unlearn_section(w.run),
             methods=[unlearn_loss(m) for m in TRAINED],
             rows=TRAINED,
+            tuned=lambda w, input: f"--tuned {input.tuned}" if input.tuned else "",
             masks=lambda w: [method_masks(w.model, w.forget, w.retain, m) or "none" for m in TRAINED],
         shell:
             "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
             " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.methods}"
-            " --masks {params.masks} --rows {params.rows}"
+            " --masks {params.masks} --rows {params.rows} {params.tuned}"
             " --params {params.section:q} --out {output} --no-progress > {log} 2>&1"
 
     ruleorder: unlearn_pair > unlearn

@@ -235,6 +235,34 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_tune_chooses_on_validation_questions_and_table1_trains_with_the_choice(tiny_run, tmp_path):
+    """`tune` on the tiny run: GA's grid (2 learning rates x epochs 1, 2) scored on validation
+    questions; the selected point is the rule's (checked here from the CSV by hand: the highest
+    FE among points with RU and GU at least 95% of Origin's), and Table 1's GA checkpoint is then
+    trained with it."""
+    wd = tmp_path / "wf"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    (wd / "tune.yaml").write_text("methods: [origin, ga]\ntune:\n  grid: {lr: [0.001, 0.01], epochs: [1, 2]}\n")
+    snakemake(wd, "tune", "results/test/table1.csv", "--cores", "2", "--configfile", *CONFIGS, "tune.yaml")
+    rows = list(csv.DictReader(open(wd / "results/test/tuning.csv")))
+    origin = next(r for r in rows if r["method"] == "origin")
+    ga = [r for r in rows if r["method"] == "ga"]
+    assert sorted((float(r["lr"]), int(r["epochs"])) for r in ga) == [(0.001, 1), (0.001, 2), (0.01, 1), (0.01, 2)]
+    ok = [r for r in ga if float(r["RU"]) >= 0.95 * float(origin["RU"]) and float(r["GU"]) >= 0.95 * float(origin["GU"])]
+    best = max(ok, key=lambda r: (float(r["FE"]), -float(r["lr"]), -int(r["epochs"])))
+    assert [r for r in ga if r["selected"] == "True"] == [best]
+    ckpt = json.loads((wd / "results/toy/unlearned/toy_cyber__toy_sst2/ga/clue_unlearn.json").read_text())
+    assert ckpt["config"]["lr"] == float(best["lr"])
+    assert ckpt["config"]["epochs_forget"] + ckpt["config"]["epochs_conflict"] == int(best["epochs"])
+    # the validation questions are none of the test questions
+    data = wd / "results/toy/data/toy_cyber"
+    val = {json.loads(line)["prompt"] for line in (data / "validation.jsonl").read_text().splitlines()}
+    test = {json.loads(line)["prompt"] for line in (data / "test.jsonl").read_text().splitlines()}
+    assert val and not val & test
+    assert "<svg" in (wd / "results/test/figures/tuning_toy_cyber__toy_sst2.svg").read_text()[:3000]
+
+
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(tiny_run):
     out = snakemake(tiny_run, "results/test/table1.csv", "results/test/audit.csv", "--cores", "2", "--configfile", *CONFIGS)
     assert "Nothing to be done" in out.stdout + out.stderr

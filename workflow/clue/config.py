@@ -153,8 +153,40 @@ def check_config(config):
         raise ClueError("config key model.toy.num_heads: must divide model.toy.hidden_size")
     check_audit(config)
     check_paper(config)
+    check_tune(config)
     check_paths(config)
     return config
+
+
+def tune_pair(config):
+    """(forget, retain) the tune stage tunes on: tune.pair, else the paper pair."""
+    pair = config["tune"]["pair"]
+    if pair is None:
+        return paper_pair(config)
+    forget, _, retain = pair.partition("__")
+    return forget, retain
+
+
+def check_tune(config):
+    """The tune section: a grid of known settings, known methods, a pair of the config, a rule on
+    metrics that exist (clue.tune); ClueError naming the key."""
+    from clue.tune import check_grid, check_rule
+
+    t = config["tune"]
+    if t["grid"] is None:
+        return
+    check_grid(t["grid"], config["unlearn"]["epochs_forget"])
+    check_rule(t["rule"])
+    trained = [m for m in config["methods"] if m != "origin"]
+    for i, m in enumerate(t["methods"] or []):
+        if m not in trained:
+            raise ClueError(f"config key tune.methods[{i}]: {m!r} is not a trained method of the config"
+                            f"{suggest(m, trained)}; the config trains: {', '.join(trained) or 'none'}")
+    forget, retain = tune_pair(config)
+    if t["pair"] is not None and (forget not in config["tasks"]["forget"] or
+                                  not all(r in config["tasks"]["retain"] for r in retain.split("+"))):
+        raise ClueError(f"config key tune.pair: {t['pair']!r} is not forget__retain of the config's tasks "
+                        f"(forget: {', '.join(config['tasks']['forget'])}; retain: {', '.join(config['tasks']['retain'])})")
 
 
 def _looks_local(value):
@@ -184,6 +216,15 @@ def check_paths(config):
                 raise ClueError(f"config key model.pretrained: {pretrained} has no config.json; not a model "
                                 "saved with save_pretrained")
     for task, source in config["data"]["sources"].items():
+        val = source.get("split_validation")
+        if val is not None:
+            from clue.tasks.real import REAL_TASKS
+
+            test = source.get("split_test", REAL_TASKS[task].split_test if task in REAL_TASKS else None)
+            files = source.get("data_files") or {}
+            if val == test and files.get(val) == files.get(test):
+                raise ClueError(f"config key data.sources.{task}.split_validation: {val!r} is the test split; "
+                                "settings chosen on it would be chosen on the test questions")
         files = dict(source.get("data_files") or {})
         if "corpus_files" in source:
             files["corpus_files"] = source["corpus_files"]

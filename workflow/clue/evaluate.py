@@ -86,9 +86,10 @@ def check_test_file(path):
         raise ClueError(f"{path}: no test records")
 
 
-def local_test_files(tasks, data_root):
-    """{task: test.jsonl} of the tasks with a data directory, each file checked."""
-    local = {t: Path(data_root) / t / "test.jsonl" for t in tasks if (Path(data_root) / t).is_dir()}
+def local_test_files(tasks, data_root, split="test"):
+    """{task: <split>.jsonl} of the tasks with a data directory (the test questions, or the
+    validation questions that settings are chosen on), each file checked."""
+    local = {t: Path(data_root) / t / f"{split}.jsonl" for t in tasks if (Path(data_root) / t).is_dir()}
     for path in local.values():
         check_test_file(path)
     return local

@@ -362,8 +362,11 @@ def _trajectory_recorder(model, tokenizer, forget_dir, unrelated_dirs, p, record
 # --------------------------------------------------------------------------- entry points
 
 def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_path=None, progress=True,
-            unrelated_dirs=()):
-    """Unlearn and write the checkpoint directory ``out``; returns the clue_unlearn.json record."""
+            unrelated_dirs=(), after_each_epoch=None):
+    """Unlearn and write the checkpoint directory ``out`` (None: write nothing, for the tune
+    stage); returns the clue_unlearn.json record. ``after_each_epoch(model, tokenizer, epochs)``
+    is called after every epoch with the number of epochs trained so far, over all stages (the
+    tune stage scores the validation questions there)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -449,8 +452,17 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
 
             data["reference_model"] = copy.deepcopy(model).eval()
         # the global effect concerns full-parameter fine-tuning and CLUE, not the localizers' rows
-        after_epoch = (_trajectory_recorder(model, tokenizer, forget_dir, unrelated_dirs, p, record)
-                       if method == "clue" or masks_path is None else None)
+        trajectory = (_trajectory_recorder(model, tokenizer, forget_dir, unrelated_dirs, p, record)
+                      if out is not None and (method == "clue" or masks_path is None) else None)
+        done = [sum(st["epochs"] for st in stages[:stages.index(active[0])])]   # skipped stages count as done
+
+        def after_epoch(stage, epoch):
+            done[0] += 1
+            if trajectory is not None:
+                trajectory(stage, epoch)
+            if after_each_epoch is not None:
+                after_each_epoch(model, tokenizer, done[0])
+
         for st in active:
             record["stages"].append(run_stage(model, st, data, p, record["losses"], device, pad_id, rng, progress,
                                               after_epoch))
@@ -458,6 +470,9 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
         print("clue unlearn: the masks have no forget and no conflict elements (the assignment has no forget "
               "and no conflict neurons); writing the base model unchanged", file=sys.stderr)
 
+    if out is None:
+        record["seconds"] = round(time.time() - t0, 3)
+        return record
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
@@ -486,7 +501,30 @@ def add_arguments(parser):
     parser.add_argument("--rows", nargs="+", default=None,
                         help="the Table 1 row of each --method, for the log (a localizer's row trains PO: "
                         "--method po --rows wagle)")
+    parser.add_argument("--tuned", help="the tune stage's choice (selected.json): each row's learning rate and "
+                        "epochs replace unlearn.lr and the epochs (a variant such as clue-no_forget_mask takes its "
+                        "method's)")
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
+
+
+def read_tuned(path):
+    """{row: {lr, epochs}} of a tune stage's selected.json, or {} without one."""
+    if path is None:
+        return {}
+    from clue.io import read_json
+
+    return read_json(path)["methods"]
+
+
+def tuned_params(params, row, tuned):
+    """The unlearn section for one Table 1 row: its tuned learning rate and epochs where the tune
+    stage chose them (``epochs`` counts all epochs: CLUE's first epochs_forget on the forget mask,
+    a baseline's all), else the section as configured."""
+    choice = tuned.get(row) or tuned.get(row.split("-")[0])
+    if not choice:
+        return params
+    ef = params.get("epochs_forget", DEFAULTS["epochs_forget"])
+    return {**params, "lr": choice["lr"], "epochs_conflict": choice["epochs"] - ef}
 
 
 def main(args):
@@ -498,8 +536,9 @@ def main(args):
                         f"as --method ({len(args.method)})")
     # one process for several checkpoints (unlearn.jobs: per_pair): on a CPU with a toy model,
     # importing torch and transformers takes about as long as a masked fine-tuning
+    tuned = read_tuned(args.tuned)
     for method, row, mask, out in zip(args.method, rows, masks, args.out):
-        rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, method, out, params,
+        rec = unlearn(args.base_dir, args.forget_dir, args.retain_dir, method, out, tuned_params(params, row, tuned),
                       unrelated_dirs=args.unrelated_dirs,
                       masks_path=None if mask == "none" else mask, progress=not args.no_progress)
         last = rec["losses"][-1]["loss"] if rec["losses"] else None

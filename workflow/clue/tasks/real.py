@@ -476,12 +476,22 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     # Disjointness: drop train-side items asking a test question (datasets contain duplicates).
     test_prompts = {ex.prompt for ex in test_ex}
     train_ex = [ex for ex in train_ex if ex.prompt not in test_prompts]
-    # Validation questions (settings are chosen on them): the first train-side questions, whose
-    # prompts no train record, refusal or pair then uses.
-    n_val = min(n_validation, max(1, len(train_ex) // 10)) if len(train_ex) > 1 else 0
-    validation_ex = train_ex[:n_val]
+    # Validation questions (settings are chosen on them): a split of their own (split_validation),
+    # or the first train-side questions; no train record, refusal or pair then uses their prompts.
+    split_val = source.get("split_validation")
+    if split_val is not None:
+        if split_val == split_test and files_for(split_val) == test_files:
+            raise ClueError(f"task {name}: data.sources.{name}.split_validation is the test split {split_test!r}; "
+                            "settings chosen on it would be chosen on the test questions")
+        rows, val_where = _load_rows(path, cfg, split_val, files_for(split_val), spec.fields, name, cache_dir)
+        validation_ex = [ex for ex in _examples(spec, rows, val_where) if ex.prompt not in test_prompts]
+        _rng(name, seed, "validation").shuffle(validation_ex)
+        validation_ex = validation_ex[:n_validation]
+    else:
+        n_val = min(n_validation, max(1, len(train_ex) // 10)) if len(train_ex) > 1 else 0
+        validation_ex = train_ex[:n_val]
     val_prompts = {ex.prompt for ex in validation_ex}
-    train_ex = [ex for ex in train_ex[n_val:] if ex.prompt not in val_prompts]
+    train_ex = [ex for ex in train_ex if ex.prompt not in val_prompts]
     test_prompts = test_prompts | val_prompts   # every held-out prompt: nothing below may use them
 
     if has_corpus:
