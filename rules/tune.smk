@@ -103,8 +103,10 @@ if TUNING:
             rules.tune_select.output.csv,
             rules.tune_select.output.figure,
 
-else:
 
+if not TUNING:
+
+    # Nothing to tune without tune.grid: the message says so, and the job fails.
     rule tune:
         log:
             f"logs/{TAG}tune.log",
@@ -112,7 +114,6 @@ else:
             f"benchmarks/{TAG}tune.tsv"
         conda:
             "../envs/clue.yaml"
-        """Nothing to tune without tune.grid: the message says so, and the job fails."""
         message:
             "config key tune.grid is null: nothing to tune (give e.g. tune: {{grid: {{lr: [1.0e-4, 1.0e-3], epochs: [2, 6]}}}})"
         shell:
