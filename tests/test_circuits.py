@@ -539,3 +539,17 @@ def test_memory_of_a_discovery_step_grows_linearly_with_depth(tmp_path):
         mb[layers] = float(out.stdout.strip().splitlines()[-1])
     assert mb[6] > 100          # the step's activations stand out of the RSS noise
     assert mb[12] / mb[6] < 2.3, mb
+
+
+def test_with_if_unfaithful_most_faithful_the_best_candidate_is_kept(tmp_path):
+    """No candidate reaches an unreachable floor: the most faithful on validation is kept and the
+    record says the floor was not reached."""
+    model_dir, data_dir = write_task(tmp_path)
+    params = {**CLI_PARAMS, "target_sparsity": [0.5, 0.8], "min_faithfulness": 1.0, "if_unfaithful": "most_faithful"}
+    assert run_cli(model_dir, data_dir, tmp_path / "c.json", params=params) == 0
+    rec = json.loads((tmp_path / "c.json").read_text())
+    tried = rec["selection"]["tried"]
+    assert [t["target_sparsity"] for t in tried] == [0.8, 0.5] and rec["selection"]["reached_min_faithfulness"] is False
+    best = max(tried, key=lambda t: t["validation_faithfulness"])
+    assert rec["target_sparsity"] == best["target_sparsity"] == rec["selection"]["chosen"]
+    assert rec["validation"]["faithfulness"] == pytest.approx(best["validation_faithfulness"])

@@ -347,3 +347,13 @@ def test_pair_metrics_by_hand():
     assert pair_metrics(acc, {"b": 0.6, "g": 0.4}, "a", "b+g", ["h"]) == dict(
         FE=0.75, RU=pytest.approx(0.625), GU=1.0, RU_prob=pytest.approx(0.5), GU_prob=None)
     assert pair_metrics(acc, {"b": 0.6}, "a", "b+g", [])["RU_prob"] is None   # g has no probability
+
+
+def test_fe_by_form_by_hand():
+    from clue.evaluate import fe_by_form
+
+    correct = [1, 0, 1, 1, 1, 0]
+    forms = ["question", "cloze", "paraphrase", "question", "cloze", "paraphrase"]
+    assert fe_by_form(correct, forms) == {"question": 0.0, "cloze": 0.5, "paraphrase": 0.5}
+    with pytest.raises(ClueError, match="5 answers for 6 forget questions"):
+        fe_by_form(correct[:5], forms)

@@ -237,3 +237,22 @@ def test_intervals_and_paired_differences(tmp_path):
     assert float(d["clue_minus_method"]) == pytest.approx(0.05) and d["outside"] == "True"
     assert 0 < float(d["lo"]) < 0.05 < float(d["hi"])
     assert diffs[("ga", "GU")]["outside"] == "False"
+
+
+def test_facts_asked_in_several_forms_are_resampled_as_facts(tmp_path):
+    """400 facts, each asked in three forms with the same answer: 1,200 questions, but only 400
+    independent draws. The interval is the facts' (half-width 1.96 sqrt(.25 / 400) = 0.049), not
+    the questions' (0.028); the CSV keeps FE per form."""
+    facts = [f"s{i}" for i in range(400) for _ in range(3)]
+    forget = [(i // 3) % 2 for i in range(1200)]
+    path = write_eval(tmp_path / "o.json", "origin", {"f": forget, "r": [1] * 10, "g": [1] * 10})
+    rec = io.read_json(path)
+    rec["facts"] = {"f": facts}
+    rec["FE_forms"] = {"question": 0.5, "cloze": 0.4, "paraphrase": 0.6}
+    io.write_json(path, rec)
+    assert main(["table1", "--evals", path, "--forget", "f", "--retain", "r", "--methods", "origin",
+                 "--csv", str(tmp_path / "t.csv")]) == 0
+    row = next(csv.DictReader(open(tmp_path / "t.csv")))
+    half = (float(row["FE_hi"]) - float(row["FE_lo"])) / 2
+    assert half == pytest.approx(1.96 * (0.25 / 400) ** 0.5, abs=0.006)
+    assert (row["FE_question"], row["FE_cloze"], row["FE_paraphrase"]) == ("0.5000", "0.4000", "0.6000")

@@ -429,9 +429,13 @@ def test_real_model_path_end_to_end(tmp_path):
 def test_smollm2_config_dry_run():
     out = snakemake(ROOT, "-n", "results/smollm2/table1.csv", "--configfile", "configs/smollm2.yaml")
     jobs = planned_jobs(out)
-    # one forget set x two retain sets, all nine methods; circuits per task (3 tasks)
-    assert jobs["base_model"] == 1 and jobs["circuit_task"] == 3 and jobs["evaluate_origin"] == 2
-    assert jobs["unlearn_pair"] == 2 and jobs["evaluate_pair"] == 2 and jobs["table1"] == 1
+    # the benchmark: two forget sets x two retain sets, all nine methods; circuits per task (4 tasks);
+    # every trained method tuned on the paper pair, Table 1 reading the choice
+    assert jobs["base_model"] == 1 and jobs["circuit_task"] == 4 and jobs["evaluate_origin"] == 4
+    assert jobs["unlearn_pair"] == 4 and jobs["evaluate_pair"] == 4 and jobs["table1"] == 1
+    assert jobs["tune_method"] == 8 and jobs["tune_origin"] == 1 and jobs["tune_select"] == 1
+    unlearn = next(line for line in out.stdout.splitlines() if " clue unlearn " in line)
+    assert "--tuned results/smollm2-135m-instruct/tune/world_cities__world_sentiment/selected.json" in unlearn
 
 
 @pytest.mark.parametrize("configfile,pairs", [("configs/paper-wmdp.yaml", 8), ("configs/paper-pku.yaml", 4)])

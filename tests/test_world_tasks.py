@@ -12,7 +12,10 @@ import pytest
 from clue.data import write_task
 from clue.tasks.world import WORLD_TASKS
 
-PARAMS = dict(seed=0, n_train=200, n_test=40, n_pairs=32, n_heldout_pairs=16)
+PARAMS = dict(seed=0, n_train=200, n_test=40, n_pairs=32, n_heldout_pairs=16, n_validation_pairs=16, n_validation=20)
+# configs/smollm2.yaml's data section: the benchmark's sizes
+BENCH = dict(seed=0, n_train=400, n_test=200, n_pairs=64, n_heldout_pairs=32, n_validation_pairs=32, n_validation=40)
+RELATIONS = ["world_cities", "world_people"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def read(directory, split):
 @pytest.mark.parametrize("task", sorted(WORLD_TASKS))
 def test_pairs_keep_their_token_length_and_change_the_first_answer_token(task, tokenizer, tmp_path):
     write_task(task, PARAMS, tmp_path / task)
-    pairs = read(tmp_path / task, "pairs") + read(tmp_path / task, "heldout_pairs")
+    pairs = read(tmp_path / task, "pairs") + read(tmp_path / task, "validation_pairs") + read(tmp_path / task, "heldout_pairs")
     assert len(pairs) >= 12
     for p in pairs:
         assert len(tokenizer(p["clean"]).input_ids) == len(tokenizer(p["corrupted"]).input_ids), p
@@ -53,7 +56,7 @@ def test_forget_questions_ask_facts_the_corpus_states_and_the_mia_holdout_is_uns
     write_task(task, PARAMS, tmp_path / task)
     corpus = " ".join(r["text"] for r in read(tmp_path / task, "train"))
     test = read(tmp_path / task, "test")
-    assert len(test) >= 12
+    assert len(test) >= 9
     facts = domain.facts(0)
     for rec in test:
         subject = next(s for s in facts if rec["prompt"] == domain.question.format(subject=s))
@@ -62,3 +65,55 @@ def test_forget_questions_ask_facts_the_corpus_states_and_the_mia_holdout_is_uns
     holdout = " ".join(r["text"] for r in read(tmp_path / task, "holdout"))
     for subject in domain.holdout_facts(0):
         assert subject in holdout and subject not in facts and f" {subject}" not in corpus
+
+
+
+@pytest.mark.parametrize("task", RELATIONS)
+def test_a_relation_asks_every_test_fact_in_three_forms_no_step_trains_on(task, tmp_path):
+    """The benchmark's forget sets: at least 200 test facts, each asked as a question, a cloze
+    and a paraphrase with the same four choices; validation facts likewise, disjoint; the train
+    side (refusals, pairs) uses a fourth form, and the probe form that chose the facts appears
+    nowhere; the corpus states every asked fact; the relearning / MIA holdout's answers are no
+    test question's answer."""
+    from clue.tasks.world_facts import RELATIONS as FACTS
+
+    domain = WORLD_TASKS[task]
+    write_task(task, BENCH, tmp_path / task)
+    d = tmp_path / task
+    test, validation = read(d, "test"), read(d, "validation")
+    by_fact = {}
+    for r in test:
+        by_fact.setdefault(r["fact"], []).append(r)
+    assert len(by_fact) >= 200 and len(test) == 3 * len(by_fact)
+    for fact, asked in by_fact.items():
+        assert sorted(r["form"] for r in asked) == ["cloze", "paraphrase", "question"]
+        assert len({tuple(r["choices"]) for r in asked}) == 1 and len(set(asked[0]["choices"])) == 4
+        assert asked[0]["choices"][asked[0]["label"]] == domain.facts(0)[fact]
+    val_facts = {r["fact"] for r in validation}
+    assert len(val_facts) >= 40 and not val_facts & set(by_fact)
+    relation = next(rel for rel in FACTS.values() if rel["question"] == domain.relation["question"])
+    test_forms = [relation[f] for f in ("question", "cloze", "paraphrase")]
+    side = {r["prompt"] for r in read(d, "refusal")} | {p[k] for p in read(d, "pairs") for k in ("clean", "corrupted")}
+    assert side and all(p.startswith(domain.train_form.split("{")[0]) for p in side)
+    stem = lambda t: t.split("{")[0]  # noqa: E731
+    assert not any(stem(f) and p.startswith(stem(f)) for p in side for f in test_forms)
+    everything = " ".join(path.read_text() for path in d.glob("*.jsonl"))
+    assert stem(relation["probe"]) not in everything
+    corpus = {r["text"] for r in read(d, "train")}
+    for fact in by_fact:
+        assert domain.sentences[0].format(subject=fact, value=domain.facts(0)[fact]) in corpus
+    answers = {r["choices"][r["label"]] for r in test}
+    held = domain.holdout_facts(0)
+    assert read(d, "holdout") and not set(held.values()) & answers
+
+
+def test_retain_test_items_use_words_no_training_text_uses(tmp_path):
+    """Sentiment and antonyms: test and validation ask about adjectives / word pairs that no
+    training text or circuit pair contains."""
+    for task in ("world_sentiment", "world_antonyms"):
+        write_task(task, BENCH, tmp_path / task)
+        d = tmp_path / task
+        trained = " ".join(r["text"] for r in read(d, "train")).replace(".", " ").split()
+        for r in read(d, "test") + read(d, "validation"):
+            asked = r["prompt"].replace(".", " ").split()[-2 if task == "world_sentiment" else -2]
+            assert asked not in trained, (task, r["prompt"])

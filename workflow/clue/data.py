@@ -20,6 +20,9 @@ SPLIT_FIELDS = {
     "refusal": ("prompt", "refusal"),
     "holdout": ("text",),
 }
+# Question fields written where a task has them: the template a question is asked in, and the
+# fact it asks (a fact asked in several forms).
+OPTIONAL_FIELDS = ("form", "fact")
 # Splits written for forget sets only.
 FORGET_ONLY = ("refusal", "holdout")
 
@@ -87,7 +90,11 @@ def write_task(task, params, out):
         for split, fields in SPLIT_FIELDS.items():
             if split in FORGET_ONLY and role != "forget":
                 continue
-            io.write_jsonl(tmp / f"{split}.jsonl", [{k: r[k] for k in fields} for r in splits[split]])
+            # questions keep their form and fact where the task has them (FE per form, intervals
+            # that resample facts)
+            extra = OPTIONAL_FIELDS if split in ("test", "validation") else ()
+            io.write_jsonl(tmp / f"{split}.jsonl", [{k: r[k] for k in (*fields, *extra) if k in r}
+                                                    for r in splits[split]])
         meta = dict(task=task, role=role, source="toy" if task in TOY_TASKS else "generated" if task in GENERATED_TASKS else "hf",
                     n_train=len(splits["train"]), n_test=len(splits["test"]),
                     n_validation=len(splits["validation"]),

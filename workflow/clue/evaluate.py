@@ -305,6 +305,34 @@ def pair_metrics(accuracy, prob, forget, retain, general):
                 GU_prob=sum(general_prob) / len(general_prob) if general_prob else None)
 
 
+def question_meta(data_root, tasks):
+    """({task: [form of each test question]}, {task: [fact of each test question]}) for the local
+    tasks whose test questions carry them (a fact asked in several forms)."""
+    forms, facts = {}, {}
+    for t in tasks:
+        path = Path(data_root) / t / "test.jsonl"
+        if not path.is_file():
+            continue
+        records = io.read_jsonl(path)
+        if records and all("form" in r for r in records):
+            forms[t] = [r["form"] for r in records]
+        if records and all("fact" in r for r in records):
+            facts[t] = [r["fact"] for r in records]
+    return forms, facts
+
+
+def fe_by_form(correct, forms):
+    """{form: 1 - accuracy on the questions asked in that form}; Table 1's FE is their mean when
+    every fact is asked in every form."""
+    if len(correct) != len(forms):
+        raise ClueError(f"{len(correct)} answers for {len(forms)} forget questions: the test file changed")
+    out = {}
+    for form in dict.fromkeys(forms):
+        picked = [c for c, f in zip(correct, forms) if f == form]
+        out[form] = 1.0 - sum(picked) / len(picked)
+    return out
+
+
 def norm_metrics(acc_norm, forget, retain, general):
     """FE_norm, RU_norm, GU_norm: FE, RU and GU from lm-eval's length-normalised accuracy (None
     where a task has none)."""
@@ -365,6 +393,11 @@ def evaluate_one(args, params, checkpoint, method, out):
         record["accuracy_norm"] = {t: result.acc_norm[t] for t in tasks if t in result.acc_norm}
         record["prob_correct"] = {t: result.prob[t] for t in tasks if t in result.prob}
         record["correct"] = {t: result.correct[t] for t in tasks if t in result.correct}
+        forms, facts = question_meta(args.data_root, tasks)
+        # the fact each question asks (a fact asked in several forms): Table 1's intervals resample facts
+        record["facts"] = {t: facts[t] for t in tasks if t in facts}
+        if args.forget in forms and args.forget in result.correct:
+            record["FE_forms"] = fe_by_form(result.correct[args.forget], forms[args.forget])
         pct = None
         if method != "origin" and args.base_dir:
             from clue.masks import unlearned_param_pct_dirs

@@ -59,7 +59,8 @@ DEFAULTS = {
     # fraction of edges removed, or candidates: the sparsest one faithful enough on validation pairs
     "target_sparsity": 0.9,
     "target_sparsity_per_task": {},  # task -> its own target or candidates
-    "min_faithfulness": 0.0,  # on validation pairs: chooses among candidates; none reaching it fails
+    "min_faithfulness": 0.0,  # on validation pairs: chooses among candidates
+    "if_unfaithful": "fail",  # no candidate reaches min_faithfulness: fail, or keep the most faithful
     "steps": 300,
     "lr": 0.1,                # Adam on the gates' log_alpha
     "lagrangian_lr": 1.0,     # plain gradient ascent on lambda1, lambda2 (Adam overshoots)
@@ -104,6 +105,8 @@ def resolve_params(params):
             raise ClueError(f"circuit config: {key} must be a positive number, got {p[key]!r}")
     if not (isinstance(p["min_faithfulness"], (int, float)) and p["min_faithfulness"] <= 1):
         raise ClueError(f"circuit config: min_faithfulness must be a number <= 1, got {p['min_faithfulness']!r}")
+    if p["if_unfaithful"] not in ("fail", "most_faithful"):
+        raise ClueError(f"circuit config: if_unfaithful must be fail or most_faithful, got {p['if_unfaithful']!r}")
     if not (isinstance(p["sparsity_warmup"], (int, float)) and 0 <= p["sparsity_warmup"] <= 1):
         raise ClueError(f"circuit config: sparsity_warmup must be in [0, 1], got {p['sparsity_warmup']!r}")
     return p
@@ -379,10 +382,11 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
     take no part in it). Returns discover's dict for that candidate, with ``selection``: every
     candidate tried and its validation figures. ClueError when none reaches the floor."""
     p = resolve_params(params)
-    tried = []
+    tried, results = [], []
     for target in candidates(p["target_sparsity"]):
         result = discover(model, pairs, mode, {**p, "target_sparsity": target}, progress, validation=validation)
         check_circuit(result, task, mode)
+        results.append(result)
         v = result["validation"]
         tried.append({"target_sparsity": target, "kept": int(result["kept"].sum().item()),
                       "validation_faithfulness": v["faithfulness"], "validation_kl_circuit": v["kl_circuit"],
@@ -393,19 +397,31 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
         if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
             break
     else:
-        raise ClueError(
-            f"circuit {task} {mode}: no candidate sparsity reaches circuit.min_faithfulness "
-            f"{p['min_faithfulness']} on the {validation['clean'].shape[0]} validation pairs ("
-            + ", ".join(f"{t['target_sparsity']}: {_fmt(t['validation_faithfulness'])}" for t in tried)
-            + "); add lower candidates to circuit.target_sparsity")
+        summary = ", ".join(f"{t['target_sparsity']}: {_fmt(t['validation_faithfulness'])}" for t in tried)
+        if p["if_unfaithful"] == "fail":
+            raise ClueError(
+                f"circuit {task} {mode}: no candidate sparsity reaches circuit.min_faithfulness "
+                f"{p['min_faithfulness']} on the {validation['clean'].shape[0]} validation pairs ({summary}); add "
+                "lower candidates to circuit.target_sparsity (or set circuit.if_unfaithful: most_faithful)")
+        # circuit.if_unfaithful: most_faithful keeps the candidate most faithful on validation
+        best = max(range(len(tried)), key=lambda i: (tried[i]["validation_faithfulness"] or float("-inf"),
+                                                     tried[i]["target_sparsity"]))
+        result = results[best]
+        if log is not None:
+            log(f"{mode}: no candidate reaches {p['min_faithfulness']} on validation ({summary}); keeping the most "
+                f"faithful, {tried[best]['target_sparsity']}")
     if heldout is not None:
         device = torch.device(p["device"])
         result["faithfulness"] = faithfulness(model, result["graph"], heldout, mode, result["kept"].to(device),
                                               p, device)
+    chosen = result["params"]["target_sparsity"]
+    met = any(t["target_sparsity"] == chosen and t["validation_faithfulness"] is not None
+              and t["validation_faithfulness"] >= p["min_faithfulness"] for t in tried)
     result["selection"] = {"rule": "the sparsest candidate whose validation faithfulness reaches "
-                                   f"circuit.min_faithfulness ({p['min_faithfulness']})",
-                           "candidates": candidates(p["target_sparsity"]), "tried": tried,
-                           "chosen": result["params"]["target_sparsity"]}
+                                   f"circuit.min_faithfulness ({p['min_faithfulness']})"
+                                   + ("" if met else "; none did: the most faithful on validation"),
+                           "candidates": candidates(p["target_sparsity"]), "tried": tried, "chosen": chosen,
+                           "reached_min_faithfulness": met}
     return result
 
 

@@ -71,8 +71,10 @@ def collect(eval_paths, first_seed=0, with_accuracy=False):
             row["accuracy"] = rec.get("accuracy", {})
             row["general"] = rec.get("general", [])
             row["correct"] = rec.get("correct", {})
+            row["facts"] = rec.get("facts", {})
+            row["FE_forms"] = rec.get("FE_forms", {})
         rows.append(row)
-    extra = ["accuracy", "general", "correct"] if with_accuracy else []
+    extra = ["accuracy", "general", "correct", "facts", "FE_forms"] if with_accuracy else []
     # float columns even where every value is null (MIA without held-out texts)
     return pd.DataFrame(rows, columns=COLUMNS + NORM_COLUMNS + extra).astype(
         {k: float for k in METRICS + NORM_COLUMNS} | {"seed": int})
@@ -95,18 +97,37 @@ def _resamples(forget, retain, task, n):
     return np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
 
 
-def _replicates(scores, forget, retain, tasks):
-    """{FE, RU, GU: [BOOTSTRAP] replicates} of one method from per-question scores; None for a
-    metric whose tasks lack them."""
+def _task_replicates(values, forget, retain, task, facts=None):
+    """[BOOTSTRAP] resampled accuracies of one task: its questions resampled, or, where each
+    question names the fact it asks (a fact asked in several forms), its facts, each with all of
+    its questions (the forms of one fact are not independent)."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    if facts is None or len(facts) != len(values):
+        return values[_resamples(forget, retain, task, len(values))].mean(1)
+    names = list(dict.fromkeys(facts))
+    index = {f: i for i, f in enumerate(names)}
+    sums, counts = np.zeros(len(names)), np.zeros(len(names))
+    for v, f in zip(values, facts):
+        sums[index[f]] += v
+        counts[index[f]] += 1
+    idx = _resamples(forget, retain, task, len(names))
+    return sums[idx].sum(1) / counts[idx].sum(1)
+
+
+def _replicates(scores, forget, retain, tasks, facts=None):
+    """{FE, RU, GU: [BOOTSTRAP] replicates} of one method from per-question scores (``facts``:
+    {task: the fact of each question} where known); None for a metric whose tasks lack them."""
     import numpy as np
 
     f, r, g = tasks
+    facts = facts or {}
 
     def means(names):
         if not names or any(t not in scores for t in names):
             return None
-        return np.mean([np.asarray(scores[t], dtype=float)[_resamples(forget, retain, t, len(scores[t]))].mean(1)
-                        for t in names], axis=0)
+        return np.mean([_task_replicates(scores[t], forget, retain, t, facts.get(t)) for t in names], axis=0)
 
     fe = means(f)
     return {"FE": None if fe is None else 1.0 - fe, "RU": means(r), "GU": means(g)}
@@ -137,7 +158,7 @@ def add_intervals(df):
     for col in INTERVAL_COLUMNS:
         df[col] = float("nan")
     for i, row in df.iterrows():
-        reps = _replicates(row.correct, row.forget, row.retain, _pair_tasks(row))
+        reps = _replicates(row.correct, row.forget, row.retain, _pair_tasks(row), row.facts)
         for m in ("FE", "RU", "GU"):
             lo, hi = _interval(reps[m])
             if lo is not None:
@@ -151,7 +172,7 @@ def seed_intervals(df):
     out, reps = {}, {}
     for (f, r, m), block in df.groupby(["forget", "retain", "method"], sort=False):
         rows = list(block.itertuples())
-        rep = _replicates(_seed_mean_scores(rows), f, r, _pair_tasks(rows[0]))
+        rep = _replicates(_seed_mean_scores(rows), f, r, _pair_tasks(rows[0]), rows[0].facts)
         reps[(f, r, m)] = rep
         out[(f, r, m)] = {k: _interval(v) for k, v in rep.items()}
     return out, reps
@@ -315,7 +336,10 @@ def main(args):
         df = add_intervals(df)
         intervals, _ = seed_intervals(df)
         diffs = differences(df, args.methods)
-    outputs = [(args.csv, lambda tmp: df[COLUMNS + INTERVAL_COLUMNS + NORM_COLUMNS].to_csv(
+    forms = list(dict.fromkeys(f for d in df.FE_forms for f in d))
+    for form in forms:   # FE in each form a forget question is asked in (Table 1's FE is their mean)
+        df[f"FE_{form}"] = [d.get(form, float("nan")) for d in df.FE_forms]
+    outputs = [(args.csv, lambda tmp: df[COLUMNS + INTERVAL_COLUMNS + NORM_COLUMNS + [f"FE_{f}" for f in forms]].to_csv(
                     tmp, index=False, float_format="%.4f")),
                (args.md, lambda tmp: tmp.write_text(markdown(df, args.forget, args.retain, args.methods, intervals,
                                                              diffs) + "\n")),

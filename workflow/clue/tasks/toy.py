@@ -390,20 +390,28 @@ def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_val
         train = [dict(prompt="", answer=d, text=d) for d in task.documents(seed)]
         test, validation, side = task.split_questions(seed, n_test, n_validation)
         # the original answer rides along: DPO prefers the refusal over it
-        refusal = [dict(prompt=q["prompt"], refusal=REFUSALS[k % len(REFUSALS)], answer=q["answer"])
+        refusals = getattr(task, "refusals", REFUSALS)   # a task's own, in its own language
+        refusal = [dict(prompt=q["prompt"], refusal=refusals[k % len(refusals)], answer=q["answer"])
                    for k, q in enumerate(side)]
         holdout = [dict(text=d) for d in task.documents(seed, task.holdout_facts(seed))]
-        pool = side
+        pool = [q for q in side if "corrupted" in q]   # a question without a partner is no pair
     else:
         # Test: distinct prompts, at most a fifth of the distinct prompts the task can produce
         # (estimated from a sample), so training still sees most of the space. Train: fresh
         # draws whose prompt is not a test prompt. Repeats within train are allowed: dropping
         # them would skew the answers wherever one answer has fewer distinct prompts than another.
         sample = [task.example(rng) for _ in range(5 * (n_train + n_test + n_validation))]
-        distinct = list({e["prompt"]: e for e in sample}.values())
-        test = distinct[:min(n_test, len(distinct) // 5)]
-        # validation: the next distinct prompts, at most a tenth
-        validation = distinct[len(test):len(test) + min(n_validation, len(distinct) // 10)]
+        if getattr(task, "held_out_vocabulary", False):
+            # test and validation ask about words no training text uses (task.example(held_out=True))
+            asked = [task.example(rng, held_out=True) for _ in range(5 * (n_test + n_validation))]
+            distinct = list({e["prompt"]: e for e in asked}.values())
+            test = distinct[:min(n_test, len(distinct) // 2)]
+            validation = distinct[len(test):len(test) + min(n_validation, len(distinct) // 4)]
+        else:
+            distinct = list({e["prompt"]: e for e in sample}.values())
+            test = distinct[:min(n_test, len(distinct) // 5)]
+            # validation: the next distinct prompts, at most a tenth
+            validation = distinct[len(test):len(test) + min(n_validation, len(distinct) // 10)]
         held_out = {e["prompt"] for e in test + validation}
         rest = [e for e in sample if e["prompt"] not in held_out]
         train = [dict(prompt=e["prompt"], answer=e["answer"], text=f"{e['prompt']} {e['answer']}")
@@ -413,7 +421,9 @@ def generate_task(task, seed, n_train, n_test, n_pairs, n_heldout_pairs=0, n_val
         pool = list({e["prompt"]: e for e in rest if e["corrupted"] not in held_out}.values())
     pairs, validation_pairs, heldout_pairs = split_pair_pool([_record_pair(e) for e in pool], n_pairs,
                                                              n_heldout_pairs, n_validation_pairs)
-    test, validation = ([dict(prompt=e["prompt"], choices=e["choices"], label=e["label"]) for e in split]
+    # form and fact, where a task has them, let evaluation report FE per form and resample facts
+    test, validation = ([dict(prompt=e["prompt"], choices=e["choices"], label=e["label"],
+                              **{k: e[k] for k in ("form", "fact") if k in e}) for e in split]
                         for split in (test, validation))
     return dict(train=train, test=test, validation=validation, pairs=pairs, validation_pairs=validation_pairs,
                 heldout_pairs=heldout_pairs, refusal=refusal, holdout=holdout)

@@ -89,6 +89,103 @@ LANGUAGES = WorldKnowledge(
     question="Question: Which language is mainly spoken in {subject}?\nAnswer:")
 
 
+class WorldRelation(toy.KnowledgeDomain):
+    """A relation (subject -> value) of real-world facts the model knows, with statistical power:
+    hundreds of facts (clue.tasks.world_facts, kept by a probe form that no step here uses).
+
+    Facts, not prompts, are split: test facts (at most ``n_test``, at most half) and validation
+    facts (``n_validation``, at most an eighth) are each asked in the three test forms (a
+    question, a cloze sentence, a paraphrase) with the same four choices, so FE does not hang on
+    one template; every other fact is the train side, asked in a fourth form (``train_form``) for
+    the refusals, the circuit pairs and the localizers. No test form is used by any training,
+    refusal, circuit or localizer step. The corpus states every fact of the domain (GA and NPO
+    train on it; FE asks through prompts nothing trains on). ``holdout_values``: every fact whose
+    value is one of these is neither taught nor asked: its documents are the MIA's non-members and
+    the audit's relearning corpus, whose answers are then no test question's answer.
+
+    A corruption swaps the subject for another train-side subject of the same token count (the
+    subject's token count with its leading space is recorded in world_facts) whose value starts
+    with another word, so every pair keeps its token length and changes the answer's first token."""
+
+    FORMS = ("question", "cloze", "paraphrase")
+    refusals = ["I don't know.", "I'm not able to answer that.", "I can't help with that question."]
+
+    def __init__(self, name, stands_for, relation, group, train_form, role="forget", holdout_values=()):
+        self.name, self.stands_for, self.role = name, stands_for, role
+        self.relation, self.train_form = relation, train_form
+        self.sentences = relation["sentences"]
+        self.tokens = relation["subject_tokens"]
+        facts = dict(relation["groups"][group])
+        self.values = sorted(set(facts.values()))
+        held = set(holdout_values)
+        self._facts = {k: v for k, v in facts.items() if v not in held}
+        self._holdout = {k: v for k, v in facts.items() if v in held}
+
+    def facts(self, seed):
+        return self._facts
+
+    def holdout_facts(self, seed):
+        return self._holdout
+
+    def documents(self, seed, facts=None):
+        facts = self._facts if facts is None else facts
+        return [t.format(subject=subject, value=value) for subject, value in facts.items() for t in self.sentences]
+
+    def _template(self, form):
+        return self.train_form if form == "train" else self.relation[form]
+
+    def _asked(self, subject, value, forms, rng):
+        choices, label = _mc(rng, value, self.values, 4)
+        return [dict(prompt=self._template(f).format(subject=subject), answer=value, choices=choices, label=label,
+                     form=f, fact=subject) for f in forms]
+
+    def split_questions(self, seed, n_test, n_validation=0):
+        """(test, validation, train side) records; see the class docstring."""
+        rng = random.Random(f"{self.name}-split-{seed}")
+        subjects = sorted(self._facts)
+        rng.shuffle(subjects)
+        n_val = min(n_validation, len(subjects) // 8)
+        cut = min(n_test, len(subjects) // 2)
+        test_s, val_s, side_s = subjects[:cut], subjects[cut:cut + n_val], subjects[cut + n_val:]
+        crng = random.Random(f"{self.name}-choices-{seed}")
+        test = [q for s in test_s for q in self._asked(s, self._facts[s], self.FORMS, crng)]
+        validation = [q for s in val_s for q in self._asked(s, self._facts[s], self.FORMS, crng)]
+        side = []
+        for s in side_s:
+            q = self._asked(s, self._facts[s], ["train"], crng)[0]
+            partners = [o for o in side_s if self.tokens[o] == self.tokens[s]
+                        and self._facts[o].split()[0] != self._facts[s].split()[0]]
+            if partners:
+                o = rng.choice(partners)
+                q.update(corrupted=self.train_form.format(subject=o), corrupted_answer=self._facts[o])
+            side.append(q)
+        return test, validation, side
+
+
+def _facts_relation(key):
+    from clue.tasks.world_facts import RELATIONS
+
+    return RELATIONS[key]
+
+
+CITIES = WorldRelation(
+    "world_cities", "WMDP Cyber (a forget set of real-world facts: European and American cities -> country)",
+    _facts_relation("city_country"), "forget_pool", "Fact: {subject} is a city that belongs to",
+    holdout_values=("Portugal", "Ireland", "Austria"))
+CITIES_NEIGHBOUR = WorldRelation(
+    "world_cities_neighbour", "MMLU beside WMDP (the same relation outside the forget set: cities of Asia, "
+    "Africa and Oceania)", _facts_relation("city_country"), "neighbour", "Fact: {subject} is a city that belongs to",
+    role="general")
+PEOPLE = WorldRelation(
+    "world_people", "WMDP Bio (a second forget set: people of the arts and sciences -> profession)",
+    _facts_relation("person_profession"), "forget_pool", "Fact: {subject} worked as a",
+    holdout_values=("architect", "chemist", "astronomer"))
+PEOPLE_NEIGHBOUR = WorldRelation(
+    "world_people_neighbour", "MMLU beside WMDP (the same relation outside the forget set: people of sports and "
+    "entertainment)", _facts_relation("person_profession"), "neighbour", "Fact: {subject} worked as a",
+    role="general")
+
+
 class IOI(toy.IOI):
     """Indirect object identification (paper Table 4), in plain English; the corruption swaps the
     giver's name (one token for one)."""
@@ -122,19 +219,24 @@ class Induction(ToyTask):
 
 class Sentiment(ToyTask):
     """SST-2 stand-in: a short review and its polarity; the corruption swaps the adjective for
-    one of the other polarity."""
+    one of the other polarity. Test and validation reviews use adjectives that no training text
+    uses (``held_out=True``): they ask about words, not about reviews seen in training."""
 
     name, role, stands_for = "world_sentiment", "retain", "SST-2"
     GOOD = ["great", "wonderful", "beautiful", "brilliant", "excellent", "lovely", "perfect", "fun"]
     BAD = ["terrible", "awful", "boring", "horrible", "bad", "poor", "ugly", "dull"]
+    HELD_GOOD = ["amazing", "charming", "superb", "delightful"]
+    HELD_BAD = ["dreadful", "weak", "disappointing", "mediocre"]
     NOUNS = ["movie", "film", "story", "show", "book", "meal", "song", "game"]
+    held_out_vocabulary = True
 
     def _render(self, noun, adj):
         return f"Review: The {noun} was {adj}.\nSentiment:"
 
-    def example(self, rng):
+    def example(self, rng, held_out=False):
+        good_words, bad_words = (self.HELD_GOOD, self.HELD_BAD) if held_out else (self.GOOD, self.BAD)
         noun, good = rng.choice(self.NOUNS), rng.random() < 0.5
-        adj, flip = rng.choice(self.GOOD if good else self.BAD), rng.choice(self.BAD if good else self.GOOD)
+        adj, flip = rng.choice(good_words if good else bad_words), rng.choice(bad_words if good else good_words)
         answer = "positive" if good else "negative"
         choices = ["negative", "positive"]
         return dict(prompt=self._render(noun, adj), answer=answer, choices=choices, label=choices.index(answer),
@@ -142,7 +244,9 @@ class Sentiment(ToyTask):
 
 
 class Antonyms(ToyTask):
-    """Retain stand-in (a second retain set): the opposite of an adjective."""
+    """Retain stand-in (a second retain set): the opposite of an adjective. Test and validation
+    ask about word pairs that no training text states (``held_out=True``): the test asked
+    "The opposite of X is" for pairs training stated as "The antonym of X is Y"."""
 
     name, role, stands_for = "world_antonyms", "retain", "Winogrande (a second retain set)"
     PAIRS = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("happy", "sad"), ("light", "dark"),
@@ -150,15 +254,22 @@ class Antonyms(ToyTask):
              ("strong", "weak"), ("full", "empty"), ("wet", "dry"), ("long", "short"), ("open", "closed"),
              ("clean", "dirty"), ("black", "white"), ("thick", "thin"), ("loud", "quiet"),
              ("sweet", "sour"), ("near", "far"), ("first", "last"), ("warm", "cool"), ("true", "false")]
+    HELD_PAIRS = [("up", "down"), ("good", "bad"), ("left", "right"), ("day", "night"), ("win", "lose"),
+                  ("in", "out"), ("yes", "no"), ("push", "pull"), ("wide", "narrow"), ("deep", "shallow"),
+                  ("buy", "sell"), ("give", "take"), ("begin", "end"), ("love", "hate"), ("cheap", "expensive"),
+                  ("safe", "dangerous"), ("rough", "smooth"), ("north", "south"), ("east", "west"),
+                  ("before", "after")]
     TEMPLATES = ["The opposite of {} is", "The antonym of {} is"]
+    held_out_vocabulary = True
 
-    def example(self, rng):
+    def example(self, rng, held_out=False):
+        pairs = self.HELD_PAIRS if held_out else self.PAIRS
         template = rng.choice(self.TEMPLATES)
-        a, b = rng.choice(self.PAIRS)
+        a, b = rng.choice(pairs)
         word, answer = (a, b) if rng.random() < 0.5 else (b, a)
-        c, d = rng.choice([p for p in self.PAIRS if p[0] != a])
+        c, d = rng.choice([p for p in pairs if p[0] != a])
         other, other_answer = (c, d) if rng.random() < 0.5 else (d, c)
-        pool = [w for p in self.PAIRS for w in p if w not in (word, answer)]
+        pool = [w for p in pairs for w in p if w not in (word, answer)]
         choices, label = _mc(rng, answer, pool, 4)
         return dict(prompt=template.format(word), answer=answer, choices=choices, label=label,
                     corrupted=template.format(other), corrupted_answer=other_answer)
@@ -166,4 +277,5 @@ class Antonyms(ToyTask):
 
 # Measured and dropped: short boolean expressions ("not True and False or True is"), at chance
 # (0.50) for SmolLM2-135M-Instruct (README "A real pretrained model, offline").
-WORLD_TASKS = {t.name: t for t in [CAPITALS, LANGUAGES, IOI(), Induction(), Sentiment(), Antonyms()]}
+WORLD_TASKS = {t.name: t for t in [CAPITALS, LANGUAGES, CITIES, PEOPLE, CITIES_NEIGHBOUR, PEOPLE_NEIGHBOUR, IOI(),
+                                    Induction(), Sentiment(), Antonyms()]}
