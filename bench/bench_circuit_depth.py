@@ -9,8 +9,10 @@ IOI pairs of exactly ``--tokens`` tokens (the indirect object's name swapped for
 of one token), compute the other input's writer outputs and the full model's logits (as
 ``_prepare_batches`` does), then time ``--steps`` optimisation steps of discovery (sample the
 gates, gated forward, KL at the answer position, backward to log_alpha, Adam step) after one
-warm-up step. Memory is the process's peak resident set (``ru_maxrss``) minus the resident set
-after the model was loaded: what discovery adds.
+warm-up step. Beside it, the yardstick: a plain forward and backward of the same batch through
+the unmasked HF model, to its input embeddings (the weights are frozen, as in discovery), timed
+the same way; the table gives the ratio. Memory is the process's peak resident set
+(``ru_maxrss``) minus the resident set after the model was loaded: what discovery adds.
 
 ``--workflow DIR`` imports ``clue`` from another checkout's ``workflow/`` directory, to measure an
 older version of the masked forward on the same machine (``git worktree add /tmp/old <commit>``).
@@ -100,8 +102,17 @@ def measure(args):
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - start)
+    plain = []
+    rows = torch.arange(clean.shape[0])
+    for _ in range(args.steps + 1):
+        start = time.perf_counter()
+        embeds = model.model.embed_tokens(clean).detach().requires_grad_(True)
+        out = model(inputs_embeds=embeds).logits[rows, last]
+        D.kl_full_circuit(full, out).backward()
+        plain.append(time.perf_counter() - start)
+    step = sum(times[1:]) / args.steps
     print(json.dumps({"layers": args.depth, "edges": graph.n_edges, "writers": len(graph.writers),
-                      "s_per_step": sum(times[1:]) / args.steps, "first_step_s": times[0],
+                      "s_per_step": step, "first_step_s": times[0], "plain_s": sum(plain[1:]) / args.steps,
                       "peak_extra_mb": rss_mb() - loaded, "loss": loss.item()}))
 
 
@@ -121,8 +132,8 @@ def main():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([args.workflow, os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     print(f"{args.pairs} IOI pairs x {args.tokens} tokens, {args.threads} threads, clue from {args.workflow}")
-    print("| layers | writers | edges | s / step | peak extra RSS (MB) |")
-    print("|---|---|---|---|---|")
+    print("| layers | writers | edges | s / step | plain forward + backward (s) | ratio | peak extra RSS (MB) |")
+    print("|---|---|---|---|---|---|---|")
     for depth in args.layers:
         cmd = [sys.executable, __file__, "--model-dir", args.model_dir, "--depth", str(depth)]
         for key in ("pairs", "tokens", "steps", "threads"):
@@ -131,7 +142,8 @@ def main():
         if out.returncode:
             sys.exit(out.stderr[-3000:])
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {r['layers']} | {r['writers']} | {r['edges']:,} | {r['s_per_step']:.2f} | {r['peak_extra_mb']:.0f} |")
+        print(f"| {r['layers']} | {r['writers']} | {r['edges']:,} | {r['s_per_step']:.2f} | {r['plain_s']:.2f} | "
+              f"{r['s_per_step'] / r['plain_s']:.1f} | {r['peak_extra_mb']:.0f} |")
 
 
 if __name__ == "__main__":

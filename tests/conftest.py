@@ -2,6 +2,8 @@
 so unit tests need no trained checkpoint and no network."""
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,19 @@ def tiny_model_factory():
 @pytest.fixture
 def tiny_tokenizer_factory():
     return make_tokenizer
+
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow", "configs", "profiles", "envs"]
+
+
+def copy_workflow(dest):
+    """The repository's workflow (no results, logs or venv) copied to ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(src, dest / name)
+    return dest

@@ -182,21 +182,11 @@ def test_a_gguf_model_is_its_own_source_and_conflicts_are_named():
 # ---------------------------------------------------------------------------------------------
 # Bad configs through snakemake: one line that names the key, nothing written
 
-COPY = ["Snakefile", "config.yaml", "rules", "workflow", "configs", "profiles", "envs"]
-
-
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory):
-    import shutil
+    from conftest import copy_workflow
 
-    wd = tmp_path_factory.mktemp("wf")
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, wd / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(src, wd / name)
-    return wd
+    return copy_workflow(tmp_path_factory.mktemp("wf"))
 
 
 def run_bad(wd, text):

@@ -237,6 +237,12 @@ def test_intervals_and_paired_differences(tmp_path):
     assert float(d["clue_minus_method"]) == pytest.approx(0.05) and d["outside"] == "True"
     assert 0 < float(d["lo"]) < 0.05 < float(d["hi"])
     assert diffs[("ga", "GU")]["outside"] == "False"
+    # the Markdown marks the difference outside its interval, and only that one
+    assert main(["table1", "--evals", *paths, "--forget", "f", "--retain", "r", "--methods", "origin", "ga", "clue",
+                 "--md", str(tmp_path / "t.md")]) == 0
+    rows = table((tmp_path / "t.md").read_text(), "CLUE minus each method, with paired 95% intervals", "f")
+    ga = next(r for r in rows if r[0] == "GA")
+    assert ga[1].startswith("+0.050 [") and ga[1].endswith("]*") and not ga[3].endswith("*")
 
 
 def test_facts_asked_in_several_forms_are_resampled_as_facts(tmp_path):

@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, copy_workflow
 CONFIGS = ["configs/test.yaml", "configs/test-clue.yaml"]
-COPY = ["Snakefile", "config.yaml", "rules", "workflow", "configs", "profiles", "envs"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 # must match clue.circuits.discover.SPARSITY_TOLERANCE (the job fails outside it)
 SPARSITY_TOLERANCE = 0.01
@@ -37,17 +35,6 @@ def planned_jobs(out):
     text = out.stdout + out.stderr
     stats = text.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in text else ""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
-
-
-def copy_workflow(dest):
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(src, dest / name)
-    return dest
 
 
 @pytest.fixture(scope="module")

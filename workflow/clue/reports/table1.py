@@ -273,7 +273,8 @@ def markdown(df, forget, retain, methods, intervals=None, diffs=None):
                             continue
                         d = d.iloc[0]
                         ci = "" if d.lo is None or d.lo != d.lo else f" [{d.lo:+.2f}, {d.hi:+.2f}]"
-                        cells.append(f"{d.clue_minus_method:+.3f}{ci}{'*' if d.outside is True else ''}")
+                        outside = d.outside is not None and d.outside == d.outside and bool(d.outside)
+                        cells.append(f"{d.clue_minus_method:+.3f}{ci}{'*' if outside else ''}")
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     norm = df.dropna(subset=NORM_COLUMNS, how="all") if set(NORM_COLUMNS) <= set(df.columns) else df.iloc[0:0]

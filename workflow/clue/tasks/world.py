@@ -23,7 +23,23 @@ NAMES = ["Mary", "John", "Tom", "Anna", "James", "Sarah", "David", "Emma", "Paul
          "Mark", "Kate", "Peter", "Lisa", "Simon", "Alice"]
 
 
-class WorldKnowledge(toy.KnowledgeDomain):
+class _FactTable(toy.KnowledgeDomain):
+    """Facts given as a table (subject -> value) rather than generated: ``_facts`` are taught by
+    the corpus (``sentences``, each a template of subject and value) and asked; ``_holdout`` are
+    written as documents no split trains on."""
+
+    def facts(self, seed):
+        return self._facts
+
+    def holdout_facts(self, seed):
+        return self._holdout
+
+    def documents(self, seed, facts=None):
+        facts = self._facts if facts is None else facts
+        return [t.format(subject=subject, value=value) for subject, value in facts.items() for t in self.sentences]
+
+
+class WorldKnowledge(_FactTable):
     """Facts (subject, value) the model knows. The corpus states each fact in three sentences;
     a question asks for the value as a 4-choice question. ``holdout`` facts of the same kind are
     written as documents no split trains on: the MIA's non-members. Questions are split into test
@@ -34,16 +50,6 @@ class WorldKnowledge(toy.KnowledgeDomain):
         self.name, self.stands_for, self.role = name, stands_for, role
         self._facts, self._holdout = dict(facts), dict(holdout)
         self.sentences, self.question = sentences, question
-
-    def facts(self, seed):
-        return self._facts
-
-    def holdout_facts(self, seed):
-        return self._holdout
-
-    def documents(self, seed, facts=None):
-        facts = self._facts if facts is None else facts
-        return [s.format(subject=subject, value=value) for subject, value in facts.items() for s in self.sentences]
 
     def questions(self, seed):
         rng = random.Random(f"{self.name}-questions-{seed}")
@@ -89,7 +95,7 @@ LANGUAGES = WorldKnowledge(
     question="Question: Which language is mainly spoken in {subject}?\nAnswer:")
 
 
-class WorldRelation(toy.KnowledgeDomain):
+class WorldRelation(_FactTable):
     """A relation (subject -> value) of real-world facts the model knows, with statistical power:
     hundreds of facts (clue.tasks.world_facts, kept by a probe form that no step here uses).
 
@@ -120,16 +126,6 @@ class WorldRelation(toy.KnowledgeDomain):
         held = set(holdout_values)
         self._facts = {k: v for k, v in facts.items() if v not in held}
         self._holdout = {k: v for k, v in facts.items() if v in held}
-
-    def facts(self, seed):
-        return self._facts
-
-    def holdout_facts(self, seed):
-        return self._holdout
-
-    def documents(self, seed, facts=None):
-        facts = self._facts if facts is None else facts
-        return [t.format(subject=subject, value=value) for subject, value in facts.items() for t in self.sentences]
 
     def _template(self, form):
         return self.train_form if form == "train" else self.relation[form]
