@@ -357,3 +357,25 @@ def test_fe_by_form_by_hand():
     assert fe_by_form(correct, forms) == {"question": 0.0, "cloze": 0.5, "paraphrase": 0.5}
     with pytest.raises(ClueError, match="5 answers for 6 forget questions"):
         fe_by_form(correct[:5], forms)
+
+
+def test_a_job_log_holds_each_warning_once_and_no_progress_bars(world, tmp_path):
+    """Two checkpoints in one `clue evaluate` process, its stderr a file as in a Snakemake job:
+    lm-eval warns about the same things for every checkpoint; the log says each once and has no
+    progress-bar frames."""
+    import subprocess
+    import sys
+
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    log = tmp_path / "evaluate.log"
+    with open(log, "w") as f:
+        done = subprocess.run([sys.executable, "-m", "clue.cli", "evaluate", "--checkpoint", str(world / "ckpt"),
+                               str(world / "ckpt"), "--method", "ga", "po", "--forget", "toy_cyber", "--retain",
+                               "toy_sst2", "--general", "toy_ioi", "--data-root", str(world / "data"),
+                               "--params", json.dumps(EVAL), "--out", *map(str, outs)], stdout=f, stderr=f)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert done.returncode == 0, lines[-20:]
+    assert any(line.startswith("lm-eval WARNING:") for line in lines)
+    repeated = {line for line in lines if lines.count(line) > 1 and not line.startswith("{")}
+    assert not repeated, repeated
+    assert not any("it/s]" in line or "%|" in line for line in lines), lines

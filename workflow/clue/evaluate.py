@@ -12,6 +12,7 @@ text) and RougeL (recall of greedy generations on the forget questions).
 """
 
 import json
+import logging
 import os
 import random
 import tempfile
@@ -38,7 +39,11 @@ doc_to_choice: choices
 doc_to_target: label
 metric_list:
   - metric: acc
+    aggregation: mean
+    higher_is_better: true
   - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
 metadata:
   version: 1.0
 """
@@ -127,6 +132,58 @@ def prob_correct(samples):
     return float(np.mean(probs)) if probs else None
 
 
+class _Once(logging.Filter):
+    """Lets each distinct message through once per process: lm-eval repeats the same warning for
+    every checkpoint a process evaluates."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def filter(self, record):
+        key = (record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def _no_progress_bars_in_logs():
+    """lm-eval passes its progress bars an explicit ``disable=False``, so TQDM_DISABLE (clue.cli)
+    cannot reach them: off a terminal, its modules get a tqdm that is always disabled."""
+    import contextlib
+    import sys
+    from unittest import mock
+
+    if sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from tqdm import tqdm
+
+    def quiet(*args, **kwargs):
+        return tqdm(*args, **{**kwargs, "disable": True})
+
+    stack = contextlib.ExitStack()
+    for module in ("lm_eval.models.huggingface", "lm_eval.api.model", "lm_eval.api.task"):
+        stack.enter_context(mock.patch(f"{module}.tqdm", quiet))
+    return stack
+
+
+def _lm_eval_logging():
+    """lm-eval's warnings in the job log once each, through one handler (lm-eval's own setup adds
+    a second one and would print them twice)."""
+    import lm_eval.utils
+
+    logger = logging.getLogger("lm_eval")
+    if getattr(logger, "clue_configured", False):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("lm-eval %(levelname)s: %(message)s"))
+    handler.addFilter(_Once())
+    logger.handlers, logger.propagate, logger.clue_configured = [handler], False, True
+    logger.setLevel(logging.WARNING)
+    lm_eval.utils._LOGGING_CONFIGURED = True   # lm-eval's setup_logging then adds no handler
+
+
 @dataclass
 class LmEvalResult:
     """What one lm-eval run gives per task: accuracy, length-normalised accuracy (lm-eval's
@@ -153,6 +210,7 @@ def run_lm_eval(model, tokenizer, tasks, test_files, params):
     from lm_eval.tasks import TaskManager
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _lm_eval_logging()
     standard = [t for t in tasks if t not in test_files]
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params["batch_size"])
     with tempfile.TemporaryDirectory(prefix="clue-lm-eval-") as yaml_dir:
@@ -165,7 +223,8 @@ def run_lm_eval(model, tokenizer, tasks, test_files, params):
         # simple_evaluate records torch's collect_env report, which runs `pip list` and probes
         # for GPUs in subprocesses (~1 s per call, longer than evaluating a toy checkpoint); the
         # eval JSON does not keep that report, so skip collecting it.
-        with mock.patch("torch.utils.collect_env.get_pretty_env_info", return_value="not collected"):
+        with mock.patch("torch.utils.collect_env.get_pretty_env_info", return_value="not collected"), \
+                _no_progress_bars_in_logs():
             out = lm_eval.simple_evaluate(
                 model=lm, tasks=names, task_manager=manager, limit=params.get("limit"),
                 log_samples=True, random_seed=params["seed"], numpy_random_seed=params["seed"],
