@@ -103,11 +103,12 @@ def measure(args):
         opt.step()
         times.append(time.perf_counter() - start)
     plain = []
-    rows = torch.arange(clean.shape[0])
     for _ in range(args.steps + 1):
         start = time.perf_counter()
         embeds = model.model.embed_tokens(clean).detach().requires_grad_(True)
-        out = model(inputs_embeds=embeds).logits[rows, last]
+        # logits at the answer position only, as the masked forward computes them (every prompt
+        # is --tokens long, so that is the last position)
+        out = model(inputs_embeds=embeds, logits_to_keep=1).logits[:, -1]
         D.kl_full_circuit(full, out).backward()
         plain.append(time.perf_counter() - start)
     step = sum(times[1:]) / args.steps
