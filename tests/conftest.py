@@ -3,6 +3,8 @@ so unit tests need no trained checkpoint and no network."""
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,17 @@ def copy_workflow(dest):
         else:
             shutil.copy(src, dest / name)
     return dest
+
+
+# The workflow tests' snakemake runs (tests/test_workflow.py, tests/test_workflow_real.py).
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+# must match clue.circuits.discover.SPARSITY_TOLERANCE (the job fails outside it)
+SPARSITY_TOLERANCE = 0.01
+
+
+def snakemake(cwd, *args, check=True):
+    out = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                         env=ENV)
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+    return out

@@ -15,19 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_workflow
+from conftest import ENV, ROOT, SPARSITY_TOLERANCE, copy_workflow, snakemake
 CONFIGS = ["configs/test.yaml", "configs/test-clue.yaml"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-# must match clue.circuits.discover.SPARSITY_TOLERANCE (the job fails outside it)
-SPARSITY_TOLERANCE = 0.01
-
-
-def snakemake(cwd, *args, check=True):
-    out = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-                         env=ENV)
-    if check and out.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
-    return out
 
 
 def planned_jobs(out):

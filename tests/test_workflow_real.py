@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import copy_workflow
-from test_workflow import ENV, SPARSITY_TOLERANCE, snakemake
+from conftest import ENV, SPARSITY_TOLERANCE, copy_workflow, snakemake
 
 
 @pytest.mark.slow
