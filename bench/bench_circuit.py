@@ -58,7 +58,8 @@ def measure(args):
     print(json.dumps({"extra_mb": peak_mb() - before, "tokens": list(run_ids.shape)}))
 
 
-def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=14336, vocab=32000):
+def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=14336, vocab=32000,
+                candidate_nodes=0.4):
     """GPU memory estimate for discovery on zephyr-7b-beta in bf16 (2 bytes), for the masked
     forward as it is (clue.circuits.masked_forward: each writer's difference stored once) and as
     it was (every reader group concatenating all its upstream writers, a copy kept for backward)."""
@@ -98,6 +99,16 @@ def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=
     per_sample = (total - w - gates) / batch
     fits = max(0, int((80e9 - w - gates) // per_sample))
     lines.append(f"  one 80 GB GPU: batch {fits} x {seq} ({(w + gates + fits * per_sample) / gib:.0f} GiB)")
+    # circuit.candidate_nodes f: only the live writers' differences (and their gradients) are
+    # stored, and only the readers of live writers are computed (counted here as a fraction f)
+    f = candidate_nodes
+    live_total = w + corr + 2 * f * corr + f * mixed + attn + gates
+    live_fits = max(0, int((80e9 - w - gates) // ((live_total - w - gates) / batch)))
+    lines.append(f"  with circuit.candidate_nodes {f}: other input's outputs {corr / gib:.1f} GiB (all writers) + "
+                 f"differences and gradients {2 * f * corr / gib:.1f} GiB + reader inputs {f * mixed / gib:.1f} GiB + "
+                 f"attention and MLPs as above (attribution kept every MLP of SmolLM2) = about "
+                 f"{live_total / gib:.0f} GiB; one 80 GB GPU: batch "
+                 f"{live_fits} x {seq}")
     n_up = [1 + l * (heads + 1) for l in range(layers)]
     copies = sum(2 * n + heads for n in n_up)   # attention group: n_up writers, MLP group: n_up + heads
     lines.append(f"  before (a concatenation of every upstream writer per reader group, kept for backward): "

@@ -91,12 +91,23 @@ def measure(args):
     with torch.no_grad():
         _, other = forward(model, graph, corrupted)
         full, _ = forward(model, graph, clean, positions=last)
-    log_alpha = torch.full((graph.n_edges,), D.LOG_ALPHA_INIT, requires_grad=True)
+    live, gate_index, attribution_s = None, torch.arange(graph.n_edges), 0.0
+    if args.candidate_nodes < 1:
+        # as discovery does it: EAP-IG on this batch, Edge Pruning on the edges between the top writers
+        from clue.circuits.masked_forward import candidate_edges, live_nodes
+        start = time.perf_counter()
+        batch = [{"ids": clean, "last": last, "other": other, "full": full}]
+        _, writer_scores = D.attribute(model, graph, batch, args.attribution_steps)
+        live = live_nodes(graph, D.candidate_writers(graph, writer_scores, args.candidate_nodes))
+        gate_index = candidate_edges(graph, live.live).nonzero().flatten()
+        attribution_s = time.perf_counter() - start
+    log_alpha = torch.full((len(gate_index),), D.LOG_ALPHA_INIT, requires_grad=True)
     opt = torch.optim.Adam([log_alpha], lr=0.1)
     times = []
     for _ in range(args.steps + 1):
         start = time.perf_counter()
-        logits, _ = forward(model, graph, clean, D.sample_gates(log_alpha), other, last)
+        gates = torch.zeros(graph.n_edges).index_put((gate_index,), D.sample_gates(log_alpha))
+        logits, _ = forward(model, graph, clean, gates, other, last, *([live] if live else []))
         loss = D.kl_full_circuit(full, logits)
         opt.zero_grad()
         loss.backward()
@@ -114,7 +125,8 @@ def measure(args):
     step = sum(times[1:]) / args.steps
     print(json.dumps({"layers": args.depth, "edges": graph.n_edges, "writers": len(graph.writers),
                       "s_per_step": step, "first_step_s": times[0], "plain_s": sum(plain[1:]) / args.steps,
-                      "peak_extra_mb": rss_mb() - loaded, "loss": loss.item()}))
+                      "peak_extra_mb": rss_mb() - loaded, "loss": loss.item(),
+                      "candidate_edges": len(gate_index), "attribution_s": attribution_s}))
 
 
 def main():
@@ -125,6 +137,10 @@ def main():
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--candidate-nodes", type=float, default=1.0,
+                    help="circuit.candidate_nodes: Edge Pruning on the edges between this fraction of the writers "
+                         "(EAP-IG on the batch); 1: every writer")
+    ap.add_argument("--attribution-steps", type=int, default=4, help="circuit.attribution_steps")
     ap.add_argument("--workflow", default=str(ROOT / "workflow"), help="where `clue` is imported from")
     ap.add_argument("--depth", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -132,18 +148,21 @@ def main():
         return measure(args)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([args.workflow, os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
-    print(f"{args.pairs} IOI pairs x {args.tokens} tokens, {args.threads} threads, clue from {args.workflow}")
-    print("| layers | writers | edges | s / step | plain forward + backward (s) | ratio | peak extra RSS (MB) |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"{args.pairs} IOI pairs x {args.tokens} tokens, {args.threads} threads, candidate nodes "
+          f"{args.candidate_nodes}, clue from {args.workflow}")
+    print("| layers | writers | edges | candidate edges | attribution (s, once) | s / step "
+          "| plain forward + backward (s) | ratio | peak extra RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for depth in args.layers:
         cmd = [sys.executable, __file__, "--model-dir", args.model_dir, "--depth", str(depth)]
-        for key in ("pairs", "tokens", "steps", "threads"):
-            cmd += [f"--{key}", str(getattr(args, key))]
+        for key in ("pairs", "tokens", "steps", "threads", "candidate_nodes", "attribution_steps"):
+            cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if out.returncode:
             sys.exit(out.stderr[-3000:])
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {r['layers']} | {r['writers']} | {r['edges']:,} | {r['s_per_step']:.2f} | {r['plain_s']:.2f} | "
+        print(f"| {r['layers']} | {r['writers']} | {r['edges']:,} | {r.get('candidate_edges', r['edges']):,} | "
+              f"{r.get('attribution_s', 0):.1f} | {r['s_per_step']:.2f} | {r['plain_s']:.2f} | "
               f"{r['s_per_step'] / r['plain_s']:.1f} | {r['peak_extra_mb']:.0f} |")
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clue.circuits import discover as D
-from clue.circuits.masked_forward import build_graph, forward
+from clue.circuits.masked_forward import build_graph, candidate_edges, forward, live_nodes
 from clue.errors import ClueError
 from conftest import make_model, make_tokenizer
 
@@ -335,8 +335,9 @@ def test_cli_record_matches_recomputation(tmp_path):
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
     assert {k for k in rec} == {"model", "task", "mode", "writers", "readers", "edges", "target_sparsity",
                                 "expected_sparsity", "achieved_sparsity", "threshold", "dead_end_edges_removed",
-                                "kl", "validation", "faithfulness", "selection", "steps", "config"}
+                                "kl", "validation", "faithfulness", "selection", "candidates", "steps", "config"}
     assert rec["mode"] == "denoising" and rec["task"] == "toy_demo" and rec["steps"] == 150
+    assert rec["candidates"] == {"writers": len(rec["writers"]) - 1, "edges": len(rec["edges"]), "rule": "every writer"}
     n_kept = sum(e["kept"] for e in rec["edges"])
     assert rec["achieved_sparsity"] == pytest.approx(1 - n_kept / len(rec["edges"]))
     # training reached the target; the circuit is the edges above the threshold that keeps
@@ -494,7 +495,9 @@ def test_unsupported_model_fails_naming_the_class():
     ({"target_sparsity": 1.0}, "target_sparsity"), ({"target_sparsity": 0}, "target_sparsity"),
     ({"target_sparsity": []}, "target_sparsity is an empty list"), ({"target_sparsity": [0.9, 1.2]}, "got 1.2"),
     ({"target_sparsity_per_task": {"t": [0.5, True]}}, "target_sparsity_per_task.t"),
-    ({"steps": 0}, "steps"), ({"sparsity": 0.5}, "unknown key"), ({"lr": -1}, "lr")])
+    ({"steps": 0}, "steps"), ({"sparsity": 0.5}, "unknown key"), ({"lr": -1}, "lr"),
+    ({"candidate_nodes": 0}, "candidate_nodes must be in"), ({"candidate_nodes": 1.5}, "candidate_nodes must be in"),
+    ({"candidate_nodes": True}, "candidate_nodes must be in"), ({"attribution_steps": 0}, "attribution_steps")])
 def test_bad_params(params, message):
     with pytest.raises(ClueError, match=message):
         D.resolve_params(params)
@@ -553,3 +556,107 @@ def test_with_if_unfaithful_most_faithful_the_best_candidate_is_kept(tmp_path):
     best = max(tried, key=lambda t: t["validation_faithfulness"])
     assert rec["target_sparsity"] == best["target_sparsity"] == rec["selection"]["chosen"]
     assert rec["validation"]["faithfulness"] == pytest.approx(best["validation_faithfulness"])
+
+
+def reference_candidates(graph, live):
+    """The edges a run with these live writers can open, from the reader owners (test's own
+    derivation): from a live writer into ``out`` or into a reader of a live writer."""
+    owners = D._reader_owners(graph)
+    return torch.tensor([1.0 if live[w] and (not owners[r] or any(live[o] for o in owners[r])) else 0.0
+                         for w, r in graph.edges])
+
+
+@pytest.mark.parametrize("kind", ["llama", "gqa", "llama_bias"])
+def test_a_run_on_live_nodes_equals_the_whole_graph_with_their_edges_closed(kind):
+    """Computing only the live writers is exact: same logits and gate gradients as the whole
+    graph with every edge that touches a dead writer closed (and an every-writer plan is the
+    plain gated run, bit for bit)."""
+    model = sharpen(models()[kind]).double()
+    graph = build_graph(model.config)
+    torch.manual_seed(0)
+    x, x_other = torch.randint(0, 64, (2, 2, 7))
+    with torch.no_grad():
+        _, other = forward(model, graph, x_other)
+    n = len(graph.writers)
+    masks = [torch.rand(n) < 0.5, torch.zeros(n, dtype=torch.bool),      # half; embed alone
+             torch.tensor([not w.startswith("m") for w in graph.writers]),   # heads only
+             torch.tensor([not w.startswith("a") for w in graph.writers])]   # MLPs only
+    for live in masks:
+        plan = live_nodes(graph, live)
+        candidate = reference_candidates(graph, plan.live)
+        assert torch.equal(candidate_edges(graph, plan.live), candidate)
+        z = torch.rand(graph.n_edges, dtype=torch.float64, requires_grad=True)
+        fast, _ = forward(model, graph, x, z, other, torch.tensor([6, 4]), live=plan)
+        grad_fast, = torch.autograd.grad(fast.square().sum(), z)
+        slow, _ = forward(model, graph, x, z * candidate, other, torch.tensor([6, 4]))
+        grad_slow, = torch.autograd.grad(slow.square().sum(), z)
+        torch.testing.assert_close(fast, slow, atol=1e-9, rtol=0)
+        torch.testing.assert_close(grad_fast, grad_slow, atol=1e-9, rtol=0)
+        assert (grad_fast[candidate == 0] == 0).all()
+    z = torch.rand(graph.n_edges, dtype=torch.float64)
+    every, _ = forward(model, graph, x, z, other, live=live_nodes(graph))
+    plain, _ = forward(model, graph, x, z, other)
+    assert torch.equal(every, plain)
+
+
+def test_attributions_sum_to_the_kl_of_the_empty_circuit():
+    """EAP-IG completeness: the edge attributions sum to KL(empty) - KL(full) = KL(empty), up to
+    the midpoint rule's error; writer scores are the sums over each writer's out-edges."""
+    model = sharpen(make_model("gqa", layers=2)).double()
+    graph = build_graph(model.config)
+    torch.manual_seed(0)
+    x, x_other = torch.randint(0, 64, (2, 3, 6))
+    last = torch.tensor([5, 5, 5])
+    with torch.no_grad():
+        _, other = forward(model, graph, x_other)
+        full, _ = forward(model, graph, x, positions=last)
+        empty, _ = forward(model, graph, x, torch.zeros(graph.n_edges, dtype=torch.float64), other, last)
+    kl_empty = D.kl_full_circuit(full, empty).item()
+    batch = [{"ids": x, "last": last, "other": other, "full": full}]
+    coarse = D.attribute(model, graph, batch, 2)[0].sum().item()
+    edges, writers = D.attribute(model, graph, batch, 64)
+    assert kl_empty > 0.5
+    assert abs(edges.sum().item() - kl_empty) < 0.01 * kl_empty < abs(coarse - kl_empty)
+    by_writer = [sum(edges[i].item() for i, (w, _) in enumerate(graph.edges) if w == k) for k in range(len(graph.writers))]
+    torch.testing.assert_close(writers, torch.tensor(by_writer, dtype=writers.dtype), atol=1e-6, rtol=0)
+
+
+def test_candidate_writers_are_embed_and_the_largest_attributions():
+    graph = build_graph(make_model("gqa", layers=2).config)
+    scores = torch.zeros(len(graph.writers))
+    scores[[3, 7, 9]] = torch.tensor([-5.0, 2.0, 4.0])   # |-5| ranks first
+    scores[0] = -100.0                                  # embed is always kept, never counted
+    live = D.candidate_writers(graph, scores, 3 / (len(graph.writers) - 1))
+    assert live.nonzero().flatten().tolist() == [0, 3, 7, 9]
+
+
+def test_discovery_from_candidate_nodes_keeps_only_candidate_edges(tmp_path):
+    """With candidate_nodes 0.5 the circuit meets its target and every kept edge joins two of
+    the half of the writers with the largest attribution; the JSON says how it started."""
+    model_dir, data_dir = write_task(tmp_path)
+    params = {**CLI_PARAMS, "candidate_nodes": 0.5, "target_sparsity": 0.9}
+    assert run_cli(model_dir, data_dir, tmp_path / "c.json", params=params) == 0
+    record = json.loads((tmp_path / "c.json").read_text())
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval().requires_grad_(False)
+    graph = build_graph(model.config)
+    pairs = D.load_pairs(data_dir, "toy_demo", AutoTokenizer.from_pretrained(model_dir), 64)
+    batches = D._prepare_batches(model, graph, pairs, "noising", CLI_PARAMS["batch_size"], torch.device("cpu"))
+    _, writer_scores = D.attribute(model, graph, batches, 4)
+    live = D.candidate_writers(graph, writer_scores, 0.5)
+    allowed = reference_candidates(graph, live)
+    kept = D.gates_from_record(graph, record)
+    assert kept.sum() > 0 and (kept <= allowed).all()
+    assert record["candidates"]["writers"] == round(0.5 * (len(graph.writers) - 1))
+    assert record["candidates"]["edges"] == int(allowed.sum())
+    assert abs(record["expected_sparsity"] - 0.9) <= D.SPARSITY_TOLERANCE
+
+
+def test_too_few_candidate_edges_for_the_target_fail_naming_the_key(tmp_path, capsys):
+    model_dir, data_dir = write_task(tmp_path)
+    params = {**CLI_PARAMS, "candidate_nodes": 0.1, "target_sparsity": 0.5}
+    assert run_cli(model_dir, data_dir, tmp_path / "x.json", params=params) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"candidate_nodes 0.1 leaves \d+ candidate edges, fewer than the \d+ that target sparsity "
+                     r"0.5 keeps; raise circuit.candidate_nodes", err)
+    assert not (tmp_path / "x.json").exists()

@@ -32,6 +32,12 @@ def test_real_model_path_end_to_end(tmp_path):
     for path in (results / "circuits").glob("*/*.json"):
         rec = json.loads(path.read_text())
         assert abs(rec["expected_sparsity"] - rec["target_sparsity"]) <= SPARSITY_TOLERANCE, path
+        # node-level pruning first (circuit.candidate_nodes 0.6 of 2 x (9 heads + 1 MLP) writers):
+        # gates were learned only on the candidates' edges, and the circuit keeps only such edges
+        # (a candidate's score may round to 0 in the JSON, so: at most that many nonzero scores)
+        assert rec["candidates"]["writers"] == 12 and 0 < sum(e["score"] > 0 for e in rec["edges"]) <= rec[
+            "candidates"]["edges"] < len(rec["edges"]), path
+        assert all(e["score"] > 0 for e in rec["edges"] if e["kept"]), path
         # every pair kept its token length under the BPE tokenizer: none was skipped
         held = (results / "data" / path.parent.name / "heldout_pairs.jsonl").read_text().splitlines()
         assert rec["faithfulness"]["pairs"] == len(held) > 0 and rec["faithfulness"]["kl_empty"] > 0, path

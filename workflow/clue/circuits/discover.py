@@ -18,6 +18,16 @@ reader that reaches ``out`` by no kept path cannot change the logits, so removin
 circuit's outputs as they are but keeps such neurons out of the logic (they would be forced to 0
 and become forget neurons).
 
+Node-level pruning first (``candidate_nodes`` below 1): before Edge Pruning, EAP-IG (the
+gradient of the KL with respect to every gate, integrated along the straight path from the empty
+circuit to the full model over ``attribution_steps`` points, on the discovery pairs) scores
+every edge; a writer's score is the sum over its out-edges, the attribution of one gate on its
+whole output. Edge Pruning then learns gates only on the edges between ``embed`` and the
+``candidate_nodes`` fraction of writers of the largest |score|; every other edge stays closed and
+its writer is not computed (clue.circuits.masked_forward.LiveNodes), which makes a step cheaper.
+The sparsity target still counts every edge of the graph, and the circuit is evaluated on the
+whole graph as before.
+
 Three disjoint sets of pairs (the data stage writes them): discovery trains the gates on
 ``pairs.jsonl``; ``target_sparsity`` may list candidates, and the circuit is the sparsest
 candidate whose normalized faithfulness on ``validation_pairs.jsonl`` reaches ``min_faithfulness``
@@ -49,7 +59,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from clue.circuits.masked_forward import build_graph, check_supported, forward
+from clue.circuits.masked_forward import build_graph, candidate_edges, check_supported, forward, live_nodes
 from clue.data import check_context
 from clue.errors import ClueError
 from clue.io import json_params, read_jsonl, write_json
@@ -61,6 +71,10 @@ DEFAULTS = {
     "target_sparsity_per_task": {},  # task -> its own target or candidates
     "min_faithfulness": 0.0,  # on validation pairs: chooses among candidates
     "if_unfaithful": "fail",  # no candidate reaches min_faithfulness: fail, or keep the most faithful
+    # fraction of the writers (heads, MLPs) Edge Pruning starts from, the highest by attribution
+    # (EAP-IG on the discovery pairs); 1: every writer
+    "candidate_nodes": 1.0,
+    "attribution_steps": 4,   # integration steps of that attribution
     "steps": 300,
     "lr": 0.1,                # Adam on the gates' log_alpha
     "lagrangian_lr": 1.0,     # plain gradient ascent on lambda1, lambda2 (Adam overshoots)
@@ -95,7 +109,10 @@ def resolve_params(params):
         raise ClueError("circuit config: target_sparsity_per_task must map task names to sparsities")
     for task, value in p["target_sparsity_per_task"].items():
         candidates(value, f"target_sparsity_per_task.{task}")
-    for key in ("steps", "batch_size", "max_pairs"):
+    if not (isinstance(p["candidate_nodes"], (int, float)) and not isinstance(p["candidate_nodes"], bool)
+            and 0 < p["candidate_nodes"] <= 1):
+        raise ClueError(f"circuit config: candidate_nodes must be in (0, 1], got {p['candidate_nodes']!r}")
+    for key in ("steps", "batch_size", "max_pairs", "attribution_steps"):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
             raise ClueError(f"circuit config: {key} must be a positive integer, got {p[key]!r}")
     if not isinstance(p["sparsity_penalty"], (int, float)) or p["sparsity_penalty"] < 0:
@@ -305,7 +322,39 @@ def circuit_kl(model, graph, batches, gates):
     return total / count
 
 
-def discover(model, pairs, mode, params, progress=True, heldout=None, validation=None):
+def attribute(model, graph, batches, steps):
+    """EAP-IG on the gates: every edge's attribution ``-mean dKL/dz_e`` along the straight path
+    from the empty circuit (every gate 0) to the full model (every gate 1), midpoint rule with
+    ``steps`` points, averaged over the pairs of ``batches``. The attributions sum to about
+    KL(empty) - KL(full) = KL(empty) (completeness). Returns (edge scores [E], writer scores
+    [n_writers]: the sum over each writer's out-edges, the attribution of one gate on the
+    writer's whole output)."""
+    total, count = torch.zeros(graph.n_edges), 0
+    for b in batches:
+        n = b["ids"].shape[0]
+        for k in range(steps):
+            z = torch.full((graph.n_edges,), (k + 0.5) / steps, dtype=b["other"].dtype, device=b["ids"].device,
+                           requires_grad=True)
+            logits, _ = forward(model, graph, b["ids"], z, b["other"], b["last"])
+            grad, = torch.autograd.grad(kl_full_circuit(b["full"], logits), z)
+            total -= grad.cpu() * n
+        count += n
+    edges = total / (steps * count)
+    writers = torch.zeros(len(graph.writers)).index_add_(0, torch.tensor([w for w, _ in graph.edges]), edges)
+    return edges, writers
+
+
+def candidate_writers(graph, writer_scores, fraction):
+    """[n_writers] bool: ``embed`` and the round(fraction x others) writers of the largest
+    |attribution| (ties: the earlier writer)."""
+    live = torch.zeros(len(graph.writers), dtype=torch.bool)
+    live[0] = True
+    k = round(fraction * (len(graph.writers) - 1))
+    live[torch.argsort(writer_scores[1:].abs(), descending=True, stable=True)[:k] + 1] = True
+    return live
+
+
+def discover(model, pairs, mode, params, progress=True, heldout=None, validation=None, attribution=None):
     """Learn a circuit of ``model`` on ``pairs`` (see ``load_pairs``) with intervention ``mode``,
     at ``params["target_sparsity"]`` (one value).
 
@@ -313,7 +362,9 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     circuit without dead ends), ``threshold`` (of the cut), ``expected_sparsity`` (at the end of
     training), ``achieved_sparsity`` (of ``kept``), ``dead_end_edges_removed``, ``kl`` (of
     ``kept`` on the training pairs), ``validation`` and ``faithfulness`` (on the ``validation``
-    and ``heldout`` pairs, when given) and ``history`` (per step: kl, expected sparsity, target).
+    and ``heldout`` pairs, when given), ``candidates`` (the nodes Edge Pruning started from) and
+    ``history`` (per step: kl, expected sparsity, target). ``attribution``: ``attribute``'s result on
+    these pairs, when the caller has it (select_circuit computes it once for all candidates).
     """
     check_supported(model)
     p = resolve_params(params)
@@ -328,21 +379,44 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     graph = build_graph(model.config)
     batches = _prepare_batches(model, graph, pairs, mode, p["batch_size"], device)
 
-    log_alpha = torch.full((graph.n_edges,), LOG_ALPHA_INIT, device=device, requires_grad=True)
+    # Node-level pruning first: Edge Pruning learns gates only on the edges between the writers of
+    # the largest attribution; the rest stay closed, and their writers are not computed.
+    if p["candidate_nodes"] < 1:
+        if attribution is None:
+            attribution = attribute(model, graph, batches, p["attribution_steps"])
+        live = live_nodes(graph, candidate_writers(graph, attribution[1], p["candidate_nodes"]))
+    else:
+        live = live_nodes(graph)
+    candidate = candidate_edges(graph, live.live).bool()
+    gate_index = candidate.nonzero().flatten().to(device)
+    want = round((1 - p["target_sparsity"]) * graph.n_edges)
+    if len(gate_index) < want:
+        raise ClueError(f"circuit config: candidate_nodes {p['candidate_nodes']} leaves {len(gate_index)} candidate "
+                        f"edges, fewer than the {want} that target sparsity {p['target_sparsity']} keeps; raise "
+                        "circuit.candidate_nodes")
+
+    def gates_of(values):
+        # [E]: ``values`` on the candidate edges, 0 elsewhere
+        return torch.zeros(graph.n_edges, device=device).index_put((gate_index,), values)
+
+    log_alpha = torch.full((len(gate_index),), LOG_ALPHA_INIT, device=device, requires_grad=True)
     lambdas = torch.zeros(2, device=device, requires_grad=True)
     gate_opt = torch.optim.Adam([log_alpha], lr=p["lr"])
     lagrange_opt = torch.optim.SGD([lambdas], lr=p["lagrangian_lr"], maximize=True)
     warmup_steps = max(1, round(p["sparsity_warmup"] * p["steps"]))
     penalty = p["sparsity_penalty"] * graph.n_edges
+    # the ramp starts from the sparsity the candidate edges already imply (0 with every writer): a
+    # target below it would wind the multiplier up and push the gates open until they saturate
+    start = 1 - len(gate_index) / graph.n_edges
     history = []
 
     for step in tqdm(range(p["steps"]), desc=f"circuit {mode}", disable=None if progress else True,
                      file=sys.stderr):
         b = batches[step % len(batches)]
-        target = p["target_sparsity"] * min(1.0, (step + 1) / warmup_steps)
-        logits, _ = forward(model, graph, b["ids"], sample_gates(log_alpha), b["other"], b["last"])
+        target = start + (p["target_sparsity"] - start) * min(1.0, (step + 1) / warmup_steps)
+        logits, _ = forward(model, graph, b["ids"], gates_of(sample_gates(log_alpha)), b["other"], b["last"], live)
         kl = kl_full_circuit(b["full"], logits)
-        expected_sparsity = 1 - keep_probability(log_alpha).mean()
+        expected_sparsity = 1 - keep_probability(log_alpha).sum() / graph.n_edges
         gap = expected_sparsity - target
         # The multipliers integrate the gap, so alone they overshoot and oscillate around the
         # target; the fixed quadratic penalty adds a restoring force proportional to the gap (a
@@ -357,7 +431,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         lagrange_opt.step()
         history.append({"kl": kl.item(), "expected_sparsity": expected_sparsity.item(), "target": target})
 
-    scores = keep_probability(log_alpha.detach()).cpu()
+    scores = gates_of(keep_probability(log_alpha.detach())).cpu()
     learned, threshold = threshold_cut(scores, p["target_sparsity"])
     kept = remove_dead_ends(graph, learned)
     result = {
@@ -367,6 +441,10 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
         "kl": circuit_kl(model, graph, batches, kept.to(device)),
         "history": history, "params": p,
+        "candidates": {"writers": live.n_live - 1, "edges": len(gate_index),
+                       "rule": ("every writer" if p["candidate_nodes"] == 1 else
+                                f"the {p['candidate_nodes']} of writers of the largest |EAP-IG attribution| on the "
+                                f"discovery pairs ({p['attribution_steps']} integration steps)")},
     }
     if validation is not None:
         result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device)
@@ -383,8 +461,17 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
     candidate tried and its validation figures. ClueError when none reaches the floor."""
     p = resolve_params(params)
     tried, results = [], []
+    attribution = None
+    if p["candidate_nodes"] < 1:   # the same candidate nodes for every target sparsity
+        check_supported(model)
+        device = torch.device(p["device"])
+        model = model.to(device).eval().requires_grad_(False)
+        graph = build_graph(model.config)
+        batches = _prepare_batches(model, graph, pairs, mode, p["batch_size"], device)
+        attribution = attribute(model, graph, batches, p["attribution_steps"])
     for target in candidates(p["target_sparsity"]):
-        result = discover(model, pairs, mode, {**p, "target_sparsity": target}, progress, validation=validation)
+        result = discover(model, pairs, mode, {**p, "target_sparsity": target}, progress, validation=validation,
+                          attribution=attribution)
         check_circuit(result, task, mode)
         results.append(result)
         v = result["validation"]
@@ -462,7 +549,7 @@ def circuit_record(result, model_name, task, mode):
         "achieved_sparsity": result["achieved_sparsity"], "threshold": result["threshold"],
         "dead_end_edges_removed": result["dead_end_edges_removed"],
         "kl": result["kl"], "validation": result.get("validation"), "faithfulness": result.get("faithfulness"),
-        "selection": result.get("selection"), "steps": p["steps"],
+        "selection": result.get("selection"), "candidates": result["candidates"], "steps": p["steps"],
         "config": {k: v for k, v in p.items() if k != "jobs"},  # how jobs are split changes no circuit
     }
 

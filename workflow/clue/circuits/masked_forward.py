@@ -103,9 +103,80 @@ def _check_window(config, seq_len):
                         "the masked forward implements full causal attention only")
 
 
+@dataclass
+class LiveNodes:
+    """Which writers a gated run computes, and where the gates of their edges sit.
+
+    Edge Pruning may only keep edges between *live* nodes: ``live`` [n_writers] marks the writers
+    (``embed`` always), and a reader is computed when a writer it feeds is live (a k/v reader when
+    any query head of its group is). Every other writer contributes the other run's output, as a
+    writer whose out-edges are all closed does, so it is not computed at all: a gated run with
+    these live nodes gives the same logits as a run on the whole graph with every edge that touches
+    a dead node closed (``candidate_edges``), at a cost that shrinks with the live nodes (an MLP not
+    computed, a mix over fewer stored writers).
+
+    Per layer: ``heads`` (live heads), ``groups`` (their key/value heads), ``kv_of_head`` (position
+    of each live head's group in ``groups``), ``mlp`` (bool), ``n_up`` (live writers upstream of
+    the layer: a prefix of the stored rows), ``attn_gates`` [n_up, q + k + v readers, + 1 for the
+    MLP reader when live] and ``mlp_head_gates`` [live heads] (indices into the gate vector);
+    ``out_gates`` [live writers]."""
+
+    live: torch.Tensor
+    layers: list
+    out_gates: torch.Tensor
+
+    @property
+    def n_live(self):
+        return int(self.live.sum())
+
+
+def live_nodes(graph, live=None):
+    """LiveNodes of ``graph`` for the writers marked in ``live`` (None: every writer)."""
+    H, G = graph.n_heads, graph.n_kv
+    live = torch.ones(len(graph.writers), dtype=torch.bool) if live is None else torch.as_tensor(live).bool().clone()
+    live[0] = True                                        # embed: the input
+    rows = torch.nonzero(live).flatten()                  # stored writers, in graph order
+    layers = []
+    for l in range(graph.n_layers):
+        first = 1 + l * (H + 1)
+        up = rows[rows < first]
+        heads = torch.nonzero(live[first:first + H]).flatten()
+        groups = torch.unique(heads // (H // G))
+        mlp = bool(live[first + H])
+        cols = torch.cat([heads, H + groups, H + G + groups])
+        gates = graph.attn_index[l][up][:, cols]
+        if mlp:
+            gates = torch.cat([gates, graph.mlp_index[l][up, None]], 1)
+        layers.append({"heads": heads, "groups": groups, "kv_of_head": torch.searchsorted(groups, heads // (H // G)),
+                       "mlp": mlp, "n_up": len(up), "attn_gates": gates,
+                       "mlp_head_gates": graph.mlp_index[l][first + heads], "head_writers": first + heads})
+    return LiveNodes(live, layers, graph.out_index[rows])
+
+
+def candidate_edges(graph, live):
+    """0/1 [E]: the edges a gated run with these live nodes can open (from a live writer into a
+    reader of a live writer, or into ``out``)."""
+    live = torch.as_tensor(live).bool()
+    H, G = graph.n_heads, graph.n_kv
+    group = H // G
+    reader_live = torch.zeros(len(graph.readers), dtype=torch.bool)
+    for r, name in enumerate(graph.readers):
+        parts = name.split(".")
+        if name == "out":
+            reader_live[r] = True
+        elif len(parts) == 1:                             # m{L}
+            reader_live[r] = live[1 + int(name[1:]) * (H + 1) + H]
+        else:
+            first = 1 + int(parts[0][1:]) * (H + 1)
+            h = int(parts[1][1:])
+            reader_live[r] = live[first + h] if parts[2] == "q" else live[first + h * group:first + (h + 1) * group].any()
+    w, r = torch.tensor(graph.edges).unbind(1)
+    return (live[w] & reader_live[r]).float()
+
+
 class _DiffStore:
-    """This run's writer outputs minus the other run's, for every writer, in one buffer
-    [n_writers, B, T, D] that the gated readers multiply in place, and the gradient buffer their
+    """This run's writer outputs minus the other run's, for every live writer, in one buffer
+    [n_live, B, T, D] that the gated readers multiply in place, and the gradient buffer their
     backward passes accumulate into.
 
     Why not concatenate the upstream writers for every reader group (the straightforward
@@ -114,8 +185,8 @@ class _DiffStore:
     keep ~35,000 writer slices instead of 1,057). Here each writer's difference is stored once,
     so memory grows linearly, and each reader group is one matrix product."""
 
-    def __init__(self, other):
-        self.values = torch.empty_like(other)
+    def __init__(self, rows, like):
+        self.values = like.new_empty((rows, *like.shape[1:]))
         self.grads = None
 
     def add(self, first, diff):
@@ -162,20 +233,27 @@ class _Mix(torch.autograd.Function):
         store, n = ctx.store, z.shape[0]
         g = grad.reshape(grad.shape[0], -1)                    # [R, B*T*D]
         grad_z = (g @ store.values[ctx.rows].reshape(n, -1).t()).t()   # [n, R] (the faster layout)
-        if store.grads is None:
-            store.grads = torch.zeros_like(store.values)
-        store.grads[ctx.rows].view(n, -1).addmm_(z, g)         # d(input r)/d(difference w) = z[w, r]
+        # d(input r)/d(difference w) = z[w, r]; the first backward (the out reader's, which reads
+        # every stored writer) writes the gradient buffer instead of zero-filling and adding to it
+        if store.grads is None and n == store.values.shape[0]:
+            store.grads = torch.mm(z, g).view(store.values.shape)
+        else:
+            if store.grads is None:
+                store.grads = torch.zeros_like(store.values)
+            store.grads[ctx.rows].view(n, -1).addmm_(z, g)
         grad_residual = grad.sum(0) if ctx.needs_input_grad[1] else None
         # the tokens only order the backward (see _Store); their gradient is not used
         return (grad_z, grad_residual, None, None) + tuple(grad.new_zeros(()) for _ in ctx.needs_input_grad[4:])
 
 
-def forward(model, graph, input_ids, gates=None, other=None, positions=None):
+def forward(model, graph, input_ids, gates=None, other=None, positions=None, live=None):
     """Run ``model`` on ``input_ids`` [B, T] through the edge graph.
 
     ``gates`` None: the unmasked model (every reader reads the plain residual stream).
     ``gates`` [E] (values in [0, 1], may require grad): reader inputs mix this run's writer outputs
     with ``other`` [n_writers, B, T, D], the writer outputs of an unmasked run on the other input.
+    ``live``: a LiveNodes (see live_nodes): a gated run computes only those writers and reads
+    only the gates of edges between them; None: every writer.
     ``positions`` [B]: return logits only at these positions ([B, V]); None: all ([B, T, V]).
 
     Returns ``(logits, writer_outputs)``: writer_outputs [n_writers, B, T, D] in ``graph.writers``
@@ -183,7 +261,7 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None):
 
     A gated reader's input is written as the other run's residual stream plus the gated
     differences, ``sum_w h_w(x~) + sum_w z_wr * (h_w(x) - h_w(x~))``: the first sum is a running
-    sum of ``other``, the differences live in a _DiffStore.
+    sum of ``other``, the differences of the live writers live in a _DiffStore.
     """
     check_supported(model)
     base, config = model.model, model.config
@@ -191,27 +269,32 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None):
     _check_window(config, T)
     if gates is not None and (other is None or other.shape[:3] != (len(graph.writers), B, T)):
         raise ValueError("gated forward needs `other` writer outputs of shape [n_writers, B, T, D]")
+    if gates is None or live is None:
+        live = _every_node(graph)
     H, G = graph.n_heads, graph.n_kv
 
     embed = base.embed_tokens(input_ids)
     if gates is None:
         residual, outputs = embed, [embed.unsqueeze(0)]
     else:
-        store = _DiffStore(other)
+        store = _DiffStore(live.n_live, other)
         residual = other[0]                   # sum of the other run's writers so far
         tokens = [store.add(0, embed.unsqueeze(0) - other[:1])]
+        stored = 1                            # rows of the store filled so far
 
-    def add_writers(first, out):
-        # out [n, B, T, D]: writers first .. first + n - 1 of this run; returns what the residual
-        # stream gained (this run's writers ungated, the other run's gated)
-        nonlocal residual
-        n = out.shape[0]
+    def add_writers(block, writers, out):
+        # out [n, B, T, D]: this run's outputs of the live writers ``writers`` of a block of
+        # writers (a slice); updates the residual stream and returns what the block added to it
+        # (this run's writers ungated, the other run's gated)
+        nonlocal residual, stored
         if gates is None:
             outputs.append(out)
             added = out.sum(0)
         else:
-            tokens.append(store.add(first, out - other[first:first + n]))
-            added = other[first:first + n].sum(0)
+            if out.shape[0]:
+                tokens.append(store.add(stored, out - other[writers]))
+                stored += out.shape[0]
+            added = other[block].sum(0)
         residual = residual + added
         return added
 
@@ -227,58 +310,78 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None):
     future = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).triu(1)
 
     for l, layer in enumerate(base.layers):
-        attn = layer.self_attn
+        attn, plan = layer.self_attn, live.layers[l]
         hd = attn.head_dim
-        n_up = 1 + l * (H + 1)
+        first = 1 + l * (H + 1)
+        heads, groups = plan["heads"], plan["groups"]
+        nh, ng = len(heads), len(groups)
 
-        # q/k/v readers of this layer, batched: normalise each reader's input, project with
-        # that head's rows of q_proj / k_proj / v_proj.
+        # q/k/v readers of the layer's live heads, batched: normalise each reader's input,
+        # project with that head's rows of q_proj / k_proj / v_proj.
         # The MLP reader's input over the same upstream writers comes out of the same product
         # (one pass over the stored differences per layer, not two); its own layer's heads are
-        # added below.
-        x = reader_inputs(torch.cat([graph.attn_index[l], graph.mlp_index[l][:n_up, None]], 1))
-        mlp_upstream = x[-1]
-        x = layer.input_layernorm(x[:-1])
-        q = _head_proj(attn.q_proj, x[:H], H, hd)
-        k = _head_proj(attn.k_proj, x[H:H + G], G, hd)
-        v = _head_proj(attn.v_proj, x[H + G:], G, hd)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
-        k = k.repeat_interleave(H // G, dim=1)               # query head h uses kv head h // (H/G)
-        v = v.repeat_interleave(H // G, dim=1)
-        scores = torch.matmul(q, k.transpose(2, 3)) * attn.scaling
-        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        result = torch.matmul(probs, v)                      # [B, H, T, hd]
+        # added below. Split, not sliced: a slice's backward writes a zero-filled copy of x.
+        if not (nh or plan["mlp"]):                          # nothing of this layer is computed
+            add_writers(slice(first, first + H + 1), None, residual.new_empty((0, *residual.shape)))
+            continue
+        x = reader_inputs(plan["attn_gates"])
+        x_q, x_k, x_v, mlp_upstream = x.split([nh, ng, ng, x.shape[0] - nh - 2 * ng])
+        if nh:
+            q, k, v = _head_proj(attn.q_proj, x_q, heads, layer.input_layernorm, hd, H), \
+                _head_proj(attn.k_proj, x_k, groups, layer.input_layernorm, hd, G), \
+                _head_proj(attn.v_proj, x_v, groups, layer.input_layernorm, hd, G)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            k, v = k[:, plan["kv_of_head"]], v[:, plan["kv_of_head"]]   # query head h uses kv head h // (H/G)
+            scores = torch.matmul(q, k.transpose(2, 3)) * attn.scaling
+            scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            result = torch.matmul(probs, v)                      # [B, nh, T, hd]
 
-        # Writers a{l}.h{h}: head h's result times its columns of o_proj.
-        w_o = attn.o_proj.weight.view(-1, H, hd)              # [D, H, hd]
-        heads = torch.einsum("bhte,dhe->hbtd", result, w_o)
-        if attn.o_proj.bias is not None:
-            heads = heads + attn.o_proj.bias / H
-        other_heads = add_writers(n_up, heads)
+            # Writers a{l}.h{h}: head h's result times its columns of o_proj.
+            w_o = attn.o_proj.weight.view(-1, H, hd)             # [D, H, hd]
+            w_o = w_o if nh == H else w_o[:, heads]
+            out = torch.einsum("bhte,dhe->hbtd", result, w_o)
+            if attn.o_proj.bias is not None:
+                out = out + attn.o_proj.bias / H
+        else:
+            out = residual.new_empty((0, *residual.shape))
+        other_heads = add_writers(slice(first, first + H), plan["head_writers"], out)
 
         # Reader m{l} (sees this layer's heads too) and writer m{l}.
+        if not plan["mlp"]:
+            add_writers(slice(first + H, first + H + 1), None, residual.new_empty((0, *residual.shape)))
+            continue
         if gates is None:
             x = residual
+        elif nh:
+            x = store.mix(gates[plan["mlp_head_gates"][:, None]], mlp_upstream[0] + other_heads,
+                          tokens[-1:], first=stored - nh)[0]
         else:
-            x = store.mix(gates[graph.mlp_index[l][n_up:, None]], mlp_upstream + other_heads,
-                          tokens[-1:], first=n_up)[0]
+            x = mlp_upstream[0] + other_heads
         mlp = layer.mlp(layer.post_attention_layernorm(x))
-        add_writers(n_up + H, mlp.unsqueeze(0))
+        add_writers(slice(first + H, first + H + 1), slice(first + H, first + H + 1), mlp.unsqueeze(0))
 
-    x = reader_inputs(graph.out_index.unsqueeze(1))[0]
+    x = reader_inputs(live.out_gates.unsqueeze(1))[0]
     if positions is not None:
         x = x[torch.arange(B, device=x.device), positions]    # the norm is per position
     logits = model.lm_head(base.norm(x))
     return logits, (torch.cat(outputs, 0) if gates is None else None)
 
 
-def _head_proj(linear, x, n, hd):
-    """Per-head projection: reader i of ``x`` [n, B, T, D] through rows i*hd:(i+1)*hd of
-    ``linear`` -> [B, n, T, hd]."""
+def _every_node(graph):
+    # built once per graph: the plan of a run that computes every writer
+    if getattr(graph, "_every_node", None) is None:
+        graph._every_node = live_nodes(graph)
+    return graph._every_node
+
+
+def _head_proj(linear, x, rows, norm, hd, n):
+    """Per-reader projection: reader i of ``x`` [k, B, T, D], normalised by ``norm``, through rows
+    rows[i]*hd:(rows[i]+1)*hd of ``linear`` (of n heads) -> [B, k, T, hd]."""
     w = linear.weight.view(n, hd, -1)
-    out = torch.einsum("nbtd,ned->bnte", x, w)
+    w = w if len(rows) == n else w[rows]    # every head: the weight itself, no copy kept for backward
+    out = torch.einsum("nbtd,ned->bnte", norm(x), w)
     if linear.bias is not None:
-        out = out + linear.bias.view(1, n, 1, hd)
+        out = out + linear.bias.view(n, hd)[rows].view(1, -1, 1, hd)
     return out

@@ -226,8 +226,15 @@ class Sentiment(ToyTask):
     NOUNS = ["movie", "film", "story", "show", "book", "meal", "song", "game"]
     held_out_vocabulary = True
 
+    # One fixed demonstration (of words no list uses) before the review: after a bare
+    # "Sentiment:" SmolLM2-135M-Instruct puts 4% of its mass on " positive" / " negative" and the
+    # corruption moves its next-token distribution by a KL of 0.7 only, too little for circuit
+    # faithfulness to be measured against; with it, 95% and 4.3 (docs/real-model.md). One
+    # demonstration, not two: every circuit step costs in proportion to the prompt's tokens.
+    DEMO = "Review: The coffee was tasty. Sentiment: positive\n"
+
     def _render(self, noun, adj):
-        return f"Review: The {noun} was {adj}.\nSentiment:"
+        return f"{self.DEMO}Review: The {noun} was {adj}. Sentiment:"
 
     def example(self, rng, held_out=False):
         good_words, bad_words = (self.HELD_GOOD, self.HELD_BAD) if held_out else (self.GOOD, self.BAD)
