@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clue.circuits import discover as D
-from clue.circuits.masked_forward import build_graph, candidate_edges, forward, live_nodes
+from clue.circuits.masked_forward import build_graph, candidate_edges, forward, live_nodes, reader_owners
 from clue.errors import ClueError
 from conftest import make_model, make_tokenizer
 
@@ -561,7 +561,7 @@ def test_with_if_unfaithful_most_faithful_the_best_candidate_is_kept(tmp_path):
 def reference_candidates(graph, live):
     """The edges a run with these live writers can open, from the reader owners (test's own
     derivation): from a live writer into ``out`` or into a reader of a live writer."""
-    owners = D._reader_owners(graph)
+    owners = reader_owners(graph)
     return torch.tensor([1.0 if live[w] and (not owners[r] or any(live[o] for o in owners[r])) else 0.0
                          for w, r in graph.edges])
 

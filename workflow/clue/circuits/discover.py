@@ -59,7 +59,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from clue.circuits.masked_forward import build_graph, candidate_edges, check_supported, forward, live_nodes
+from clue.circuits.masked_forward import (build_graph, candidate_edges, check_supported, forward, live_nodes,
+                                         reader_owners)
 from clue.data import check_context
 from clue.errors import ClueError
 from clue.io import json_params, read_jsonl, write_json
@@ -228,7 +229,7 @@ def remove_dead_ends(graph, kept):
     A writer is *reached* when it is ``embed`` or one of its readers has a kept edge from a
     reached writer; a reader is *live* when it is ``out`` or feeds a writer that has a kept edge
     to a live reader. A k/v reader belongs to every query head of its key/value group."""
-    owners = _reader_owners(graph)            # reader index -> writer indices it feeds
+    owners = reader_owners(graph)            # reader index -> writer indices it feeds
     edges = [(w, r) for (w, r), k in zip(graph.edges, kept.tolist()) if k]
     reached = {0}                             # writer 0 is embed
     changed = True
@@ -254,26 +255,6 @@ def remove_dead_ends(graph, kept):
                 changed = True
     return torch.tensor([1.0 if k and w in reached and r in live_readers else 0.0
                          for (w, r), k in zip(graph.edges, kept.tolist())])
-
-
-def _reader_owners(graph):
-    """For every reader, the writers it is an input of: a head's q reader feeds that head, a k/v
-    reader every head of its key/value group, ``m{L}`` the MLP; ``out`` feeds no writer."""
-    index = {name: i for i, name in enumerate(graph.writers)}
-    group = graph.n_heads // graph.n_kv
-    owners = {}
-    for r, name in enumerate(graph.readers):
-        parts = name.split(".")
-        if name == "out":
-            owners[r] = []
-        elif len(parts) == 1:                 # m{L}
-            owners[r] = [index[name]]
-        elif parts[2] == "q":
-            owners[r] = [index[f"{parts[0]}.{parts[1]}"]]
-        else:                                 # k/v of key/value head G
-            g = int(parts[1][1:])
-            owners[r] = [index[f"{parts[0]}.h{h}"] for h in range(g * group, (g + 1) * group)]
-    return owners
 
 
 def kl_full_circuit(full_logits, circuit_logits):
@@ -570,7 +551,7 @@ def node_edges(record, graph):
     """The kept reader-level edges of a circuit JSON as node-level edges (writer -> the writer its
     reader feeds): a q reader feeds its head, a k/v reader every head of its key/value group, an
     MLP reader its MLP, ``out`` the output. ``embed`` stays as a source."""
-    owners = _reader_owners(graph)
+    owners = reader_owners(graph)
     reader_index = {name: i for i, name in enumerate(graph.readers)}
     edges = set()
     for e in record["edges"]:

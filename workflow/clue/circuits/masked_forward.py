@@ -116,9 +116,9 @@ class LiveNodes:
     computed, a mix over fewer stored writers).
 
     Per layer: ``heads`` (live heads), ``groups`` (their key/value heads), ``kv_of_head`` (position
-    of each live head's group in ``groups``), ``mlp`` (bool), ``n_up`` (live writers upstream of
-    the layer: a prefix of the stored rows), ``attn_gates`` [n_up, q + k + v readers, + 1 for the
-    MLP reader when live] and ``mlp_head_gates`` [live heads] (indices into the gate vector);
+    of each live head's group in ``groups``), ``mlp`` (bool), ``attn_gates`` [live writers upstream
+    of the layer (a prefix of the stored rows), q + k + v readers, + 1 for the MLP reader when
+    live] and ``mlp_head_gates`` [live heads] (indices into the gate vector);
     ``out_gates`` [live writers]."""
 
     live: torch.Tensor
@@ -148,30 +148,38 @@ def live_nodes(graph, live=None):
         if mlp:
             gates = torch.cat([gates, graph.mlp_index[l][up, None]], 1)
         layers.append({"heads": heads, "groups": groups, "kv_of_head": torch.searchsorted(groups, heads // (H // G)),
-                       "mlp": mlp, "n_up": len(up), "attn_gates": gates,
+                       "mlp": mlp, "attn_gates": gates,
                        "mlp_head_gates": graph.mlp_index[l][first + heads], "head_writers": first + heads})
     return LiveNodes(live, layers, graph.out_index[rows])
 
 
 def candidate_edges(graph, live):
-    """0/1 [E]: the edges a gated run with these live nodes can open (from a live writer into a
-    reader of a live writer, or into ``out``)."""
+    """0/1 [E]: the edges a gated run with these live nodes can open (from a live writer into
+    ``out`` or into a reader of a live writer)."""
     live = torch.as_tensor(live).bool()
-    H, G = graph.n_heads, graph.n_kv
-    group = H // G
-    reader_live = torch.zeros(len(graph.readers), dtype=torch.bool)
+    reader_live = torch.tensor([not owners or bool(live[owners].any()) for owners in reader_owners(graph).values()])
+    w, r = torch.tensor(graph.edges).unbind(1)
+    return (live[w] & reader_live[r]).float()
+
+
+def reader_owners(graph):
+    """For every reader, the writers it is an input of: a head's q reader feeds that head, a k/v
+    reader every head of its key/value group, ``m{L}`` the MLP; ``out`` feeds no writer."""
+    index = {name: i for i, name in enumerate(graph.writers)}
+    group = graph.n_heads // graph.n_kv
+    owners = {}
     for r, name in enumerate(graph.readers):
         parts = name.split(".")
         if name == "out":
-            reader_live[r] = True
-        elif len(parts) == 1:                             # m{L}
-            reader_live[r] = live[1 + int(name[1:]) * (H + 1) + H]
-        else:
-            first = 1 + int(parts[0][1:]) * (H + 1)
-            h = int(parts[1][1:])
-            reader_live[r] = live[first + h] if parts[2] == "q" else live[first + h * group:first + (h + 1) * group].any()
-    w, r = torch.tensor(graph.edges).unbind(1)
-    return (live[w] & reader_live[r]).float()
+            owners[r] = []
+        elif len(parts) == 1:                 # m{L}
+            owners[r] = [index[name]]
+        elif parts[2] == "q":
+            owners[r] = [index[f"{parts[0]}.{parts[1]}"]]
+        else:                                 # k/v of key/value head G
+            g = int(parts[1][1:])
+            owners[r] = [index[f"{parts[0]}.h{h}"] for h in range(g * group, (g + 1) * group)]
+    return owners
 
 
 class _DiffStore:
@@ -282,16 +290,16 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         tokens = [store.add(0, embed.unsqueeze(0) - other[:1])]
         stored = 1                            # rows of the store filled so far
 
-    def add_writers(block, writers, out):
+    def add_writers(block, writers=None, out=None):
         # out [n, B, T, D]: this run's outputs of the live writers ``writers`` of a block of
-        # writers (a slice); updates the residual stream and returns what the block added to it
-        # (this run's writers ungated, the other run's gated)
+        # writers (a slice), None when none of them is live; updates the residual stream and
+        # returns what the block added to it (this run's writers ungated, the other run's gated)
         nonlocal residual, stored
         if gates is None:
             outputs.append(out)
             added = out.sum(0)
         else:
-            if out.shape[0]:
+            if out is not None:
                 tokens.append(store.add(stored, out - other[writers]))
                 stored += out.shape[0]
             added = other[block].sum(0)
@@ -322,7 +330,7 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         # (one pass over the stored differences per layer, not two); its own layer's heads are
         # added below. Split, not sliced: a slice's backward writes a zero-filled copy of x.
         if not (nh or plan["mlp"]):                          # nothing of this layer is computed
-            add_writers(slice(first, first + H + 1), None, residual.new_empty((0, *residual.shape)))
+            add_writers(slice(first, first + H + 1))
             continue
         x = reader_inputs(plan["attn_gates"])
         x_q, x_k, x_v, mlp_upstream = x.split([nh, ng, ng, x.shape[0] - nh - 2 * ng])
@@ -344,13 +352,13 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
             out = torch.einsum("bhte,dhe->hbtd", result, w_o)
             if attn.o_proj.bias is not None:
                 out = out + attn.o_proj.bias / H
+            other_heads = add_writers(slice(first, first + H), plan["head_writers"], out)
         else:
-            out = residual.new_empty((0, *residual.shape))
-        other_heads = add_writers(slice(first, first + H), plan["head_writers"], out)
+            other_heads = add_writers(slice(first, first + H))
 
         # Reader m{l} (sees this layer's heads too) and writer m{l}.
         if not plan["mlp"]:
-            add_writers(slice(first + H, first + H + 1), None, residual.new_empty((0, *residual.shape)))
+            add_writers(slice(first + H, first + H + 1))
             continue
         if gates is None:
             x = residual
