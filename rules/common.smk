@@ -94,8 +94,8 @@ def circuit_section(run):
     c = dict(config["circuit"])
     if run.startswith("sparsity"):
         c.update(target_sparsity=float(run[len("sparsity") : -1]), target_sparsity_per_task={})
-    if run:
-        c.update(min_faithfulness=0.0)
+    if run:  # a run's circuit is Edge Pruning's at its target (a node-level one has its own sparsity)
+        c.update(min_faithfulness=0.0, node_level_fallback=False)
     return json.dumps(c, sort_keys=True)
 
 

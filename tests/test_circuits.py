@@ -335,7 +335,8 @@ def test_cli_record_matches_recomputation(tmp_path):
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
     assert {k for k in rec} == {"model", "task", "mode", "writers", "readers", "edges", "target_sparsity",
                                 "expected_sparsity", "achieved_sparsity", "threshold", "dead_end_edges_removed",
-                                "kl", "validation", "faithfulness", "selection", "candidates", "steps", "config"}
+                                "kl", "validation", "faithfulness", "selection", "candidates", "node_level", "steps",
+                                "config"}
     assert rec["mode"] == "denoising" and rec["task"] == "toy_demo" and rec["steps"] == 150
     assert rec["candidates"] == {"writers": len(rec["writers"]) - 1, "edges": len(rec["edges"]), "rule": "every writer"}
     n_kept = sum(e["kept"] for e in rec["edges"])
@@ -497,7 +498,8 @@ def test_unsupported_model_fails_naming_the_class():
     ({"target_sparsity_per_task": {"t": [0.5, True]}}, "target_sparsity_per_task.t"),
     ({"steps": 0}, "steps"), ({"sparsity": 0.5}, "unknown key"), ({"lr": -1}, "lr"),
     ({"candidate_nodes": 0}, "candidate_nodes must be in"), ({"candidate_nodes": 1.5}, "candidate_nodes must be in"),
-    ({"candidate_nodes": True}, "candidate_nodes must be in"), ({"attribution_steps": 0}, "attribution_steps")])
+    ({"candidate_nodes": True}, "candidate_nodes must be in"), ({"attribution_steps": 0}, "attribution_steps"),
+    ({"node_level_fallback": "yes"}, "node_level_fallback must be true or false")])
 def test_bad_params(params, message):
     with pytest.raises(ClueError, match=message):
         D.resolve_params(params)
@@ -650,6 +652,58 @@ def test_discovery_from_candidate_nodes_keeps_only_candidate_edges(tmp_path):
     assert record["candidates"]["writers"] == round(0.5 * (len(graph.writers) - 1))
     assert record["candidates"]["edges"] == int(allowed.sum())
     assert abs(record["expected_sparsity"] - 0.9) <= D.SPARSITY_TOLERANCE
+
+
+def test_node_level_fallback_is_the_last_candidate(tmp_path):
+    """With node_level_fallback, a floor the Edge Pruning candidate misses but the candidate
+    writers with all their edges reach gives the node-level circuit: every edge between the
+    candidates (less dead ends, which change no logit), no training, its faithfulness the one of
+    those edges all open; the selection lists both. Without the fallback the same floor keeps the
+    Edge Pruning circuit (most_faithful)."""
+    model_dir, data_dir = write_task(tmp_path)
+    base = {**CLI_PARAMS, "candidate_nodes": 0.7, "target_sparsity": 0.8, "if_unfaithful": "most_faithful"}
+    assert run_cli(model_dir, data_dir, tmp_path / "ep.json", params=base) == 0
+    edge_pruned = json.loads((tmp_path / "ep.json").read_text())
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval().requires_grad_(False)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    graph = build_graph(model.config)
+    pairs = D.load_pairs(data_dir, "toy_demo", tok, 64)
+    batches = D._prepare_batches(model, graph, pairs, "noising", CLI_PARAMS["batch_size"], torch.device("cpu"))
+    allowed = reference_candidates(graph, D.candidate_writers(graph, D.attribute(model, graph, batches, 4)[1], 0.7))
+    validation = D.load_pairs(data_dir, "toy_demo", tok, 64, "validation_pairs.jsonl")
+    nodes = D.faithfulness(model, graph, validation, "noising", allowed, CLI_PARAMS, "cpu")["faithfulness"]
+    ep = edge_pruned["validation"]["faithfulness"]
+    assert nodes > ep + 0.002, (nodes, ep)   # the toy task separates them, else the test proves nothing
+    floor = round((nodes + ep) / 2, 4)
+
+    params = {**base, "min_faithfulness": floor, "node_level_fallback": True}
+    assert run_cli(model_dir, data_dir, tmp_path / "c.json", params=params) == 0
+    rec = json.loads((tmp_path / "c.json").read_text())
+    kept = D.gates_from_record(graph, rec)
+    assert rec["node_level"] is True and rec["steps"] == 0 and rec["threshold"] is None
+    assert (kept <= allowed).all() and kept.sum() > 0
+    assert rec["target_sparsity"] == pytest.approx(1 - allowed.mean().item())
+    assert rec["dead_end_edges_removed"] == int(allowed.sum() - kept.sum())
+    assert rec["validation"]["faithfulness"] == pytest.approx(nodes, abs=1e-6)
+    sel = rec["selection"]
+    assert [(t["target_sparsity"], t["node_level"]) for t in sel["tried"]] == [
+        (0.8, False), (pytest.approx(rec["target_sparsity"]), True)]
+    assert sel["node_level"] is True and sel["reached_min_faithfulness"] is True
+    assert sel["tried"][0]["validation_faithfulness"] == pytest.approx(ep)
+
+    assert run_cli(model_dir, data_dir, tmp_path / "no.json", params={**params, "node_level_fallback": False}) == 0
+    without = json.loads((tmp_path / "no.json").read_text())
+    assert without["node_level"] is False and without["edges"] == edge_pruned["edges"]
+
+
+def test_node_level_fallback_needs_candidate_nodes(tmp_path, capsys):
+    model_dir, data_dir = write_task(tmp_path)
+    params = {**CLI_PARAMS, "node_level_fallback": True}
+    assert run_cli(model_dir, data_dir, tmp_path / "x.json", params=params) == 2
+    assert ("circuit config: node_level_fallback needs candidate_nodes below 1 (with every writer the node-level "
+            "circuit is the whole model)") in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_too_few_candidate_edges_for_the_target_fail_naming_the_key(tmp_path, capsys):

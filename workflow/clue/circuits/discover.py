@@ -76,6 +76,9 @@ DEFAULTS = {
     # (EAP-IG on the discovery pairs); 1: every writer
     "candidate_nodes": 1.0,
     "attribution_steps": 4,   # integration steps of that attribution
+    # when no target_sparsity candidate reaches min_faithfulness on validation, try the node-level
+    # circuit too (every candidate edge kept, no Edge Pruning), the least sparse candidate
+    "node_level_fallback": False,
     "steps": 300,
     "lr": 0.1,                # Adam on the gates' log_alpha
     "lagrangian_lr": 1.0,     # plain gradient ascent on lambda1, lambda2 (Adam overshoots)
@@ -123,6 +126,11 @@ def resolve_params(params):
             raise ClueError(f"circuit config: {key} must be a positive number, got {p[key]!r}")
     if not (isinstance(p["min_faithfulness"], (int, float)) and p["min_faithfulness"] <= 1):
         raise ClueError(f"circuit config: min_faithfulness must be a number <= 1, got {p['min_faithfulness']!r}")
+    if not isinstance(p["node_level_fallback"], bool):
+        raise ClueError(f"circuit config: node_level_fallback must be true or false, got {p['node_level_fallback']!r}")
+    if p["node_level_fallback"] and p["candidate_nodes"] == 1:
+        raise ClueError("circuit config: node_level_fallback needs candidate_nodes below 1 (with every writer the "
+                        "node-level circuit is the whole model)")
     if p["if_unfaithful"] not in ("fail", "most_faithful"):
         raise ClueError(f"circuit config: if_unfaithful must be fail or most_faithful, got {p['if_unfaithful']!r}")
     if not (isinstance(p["sparsity_warmup"], (int, float)) and 0 <= p["sparsity_warmup"] <= 1):
@@ -335,6 +343,59 @@ def candidate_writers(graph, writer_scores, fraction):
     return live
 
 
+def _candidate_nodes(model, graph, batches, p, attribution):
+    """Node-level pruning: (LiveNodes of the candidate writers, [E] bool of the edges between
+    them). Every writer when ``candidate_nodes`` is 1; else ``embed`` and the writers of the
+    largest attribution (``attribution``, or computed here on ``batches``)."""
+    if p["candidate_nodes"] < 1:
+        if attribution is None:
+            attribution = attribute(model, graph, batches, p["attribution_steps"])
+        live = live_nodes(graph, candidate_writers(graph, attribution[1], p["candidate_nodes"]))
+    else:
+        live = live_nodes(graph)
+    return live, candidate_edges(graph, live.live).bool()
+
+
+def _candidates_record(live, candidate, p):
+    return {"writers": live.n_live - 1, "edges": int(candidate.sum()),
+            "rule": ("every writer" if p["candidate_nodes"] == 1 else
+                     f"the {p['candidate_nodes']} of writers of the largest |EAP-IG attribution| on the "
+                     f"discovery pairs ({p['attribution_steps']} integration steps)")}
+
+
+def _setup(model, pairs, mode, p):
+    """The model on the device, frozen, in eval mode; its graph; the discovery batches."""
+    check_supported(model)
+    _roles(pairs, mode)
+    device = torch.device(p["device"])
+    model = model.to(device).eval().requires_grad_(False)
+    graph = build_graph(model.config)
+    return model, graph, _prepare_batches(model, graph, pairs, mode, p["batch_size"], device), device
+
+
+def node_circuit(model, pairs, mode, params, validation=None, attribution=None):
+    """The node-level circuit (``node_level_fallback``): every edge between the candidate writers
+    kept, no Edge Pruning; its sparsity is the candidates' own. Returns discover's dict (no
+    history, no threshold, ``node_level`` true)."""
+    p = resolve_params(params)
+    model, graph, batches, device = _setup(model, pairs, mode, p)
+    live, candidate = _candidate_nodes(model, graph, batches, p, attribution)
+    scores = candidate.float()
+    kept = remove_dead_ends(graph, scores)
+    sparsity = 1 - scores.mean().item()
+    result = {
+        "graph": graph, "scores": scores, "kept": kept, "threshold": None,
+        "expected_sparsity": sparsity, "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
+        "dead_end_edges_removed": int(scores.sum().item() - kept.sum().item()),
+        "kl": circuit_kl(model, graph, batches, kept.to(device)), "history": [],
+        "params": {**p, "target_sparsity": sparsity, "steps": 0},
+        "candidates": _candidates_record(live, candidate, p), "node_level": True,
+    }
+    if validation is not None:
+        result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device)
+    return result
+
+
 def discover(model, pairs, mode, params, progress=True, heldout=None, validation=None, attribution=None):
     """Learn a circuit of ``model`` on ``pairs`` (see ``load_pairs``) with intervention ``mode``,
     at ``params["target_sparsity"]`` (one value).
@@ -347,28 +408,13 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     ``history`` (per step: kl, expected sparsity, target). ``attribution``: ``attribute``'s result on
     these pairs, when the caller has it (select_circuit computes it once for all candidates).
     """
-    check_supported(model)
     p = resolve_params(params)
     if isinstance(p["target_sparsity"], list):
         raise ClueError("discover trains at one target sparsity; choose among candidates with select_circuit")
-    _roles(pairs, mode)
     torch.manual_seed(p["seed"])
-    device = torch.device(p["device"])
-    model = model.to(device).eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    graph = build_graph(model.config)
-    batches = _prepare_batches(model, graph, pairs, mode, p["batch_size"], device)
+    model, graph, batches, device = _setup(model, pairs, mode, p)
 
-    # Node-level pruning first: Edge Pruning learns gates only on the edges between the writers of
-    # the largest attribution; the rest stay closed, and their writers are not computed.
-    if p["candidate_nodes"] < 1:
-        if attribution is None:
-            attribution = attribute(model, graph, batches, p["attribution_steps"])
-        live = live_nodes(graph, candidate_writers(graph, attribution[1], p["candidate_nodes"]))
-    else:
-        live = live_nodes(graph)
-    candidate = candidate_edges(graph, live.live).bool()
+    live, candidate = _candidate_nodes(model, graph, batches, p, attribution)
     gate_index = candidate.nonzero().flatten().to(device)
     want = round((1 - p["target_sparsity"]) * graph.n_edges)
     if len(gate_index) < want:
@@ -422,10 +468,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
         "kl": circuit_kl(model, graph, batches, kept.to(device)),
         "history": history, "params": p,
-        "candidates": {"writers": live.n_live - 1, "edges": len(gate_index),
-                       "rule": ("every writer" if p["candidate_nodes"] == 1 else
-                                f"the {p['candidate_nodes']} of writers of the largest |EAP-IG attribution| on the "
-                                f"discovery pairs ({p['attribution_steps']} integration steps)")},
+        "candidates": _candidates_record(live, candidate, p), "node_level": False,
     }
     if validation is not None:
         result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device)
@@ -437,60 +480,72 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
 def select_circuit(model, pairs, mode, params, validation, heldout=None, progress=True, task="?", log=None):
     """The circuit at the sparsest candidate of ``params["target_sparsity"]`` whose normalized
     faithfulness on the ``validation`` pairs reaches ``min_faithfulness``, candidates trained
-    from the sparsest down (the rule is fixed before any number is seen, and the held-out pairs
-    take no part in it). Returns discover's dict for that candidate, with ``selection``: every
-    candidate tried and its validation figures. ClueError when none reaches the floor."""
+    from the sparsest down, and with ``node_level_fallback`` the node-level circuit last (the
+    rule is fixed before any number is seen, and the held-out pairs take no part in it). Returns
+    discover's dict for that candidate, with ``selection``: every candidate tried and its
+    validation figures. ClueError when none reaches the floor (``if_unfaithful: fail``)."""
     p = resolve_params(params)
     tried, results = [], []
     attribution = None
     if p["candidate_nodes"] < 1:   # the same candidate nodes for every target sparsity
-        check_supported(model)
-        device = torch.device(p["device"])
-        model = model.to(device).eval().requires_grad_(False)
-        graph = build_graph(model.config)
-        batches = _prepare_batches(model, graph, pairs, mode, p["batch_size"], device)
+        model, graph, batches, _ = _setup(model, pairs, mode, p)
         attribution = attribute(model, graph, batches, p["attribution_steps"])
-    for target in candidates(p["target_sparsity"]):
-        result = discover(model, pairs, mode, {**p, "target_sparsity": target}, progress, validation=validation,
-                          attribution=attribution)
-        check_circuit(result, task, mode)
+    options = [(target, False) for target in candidates(p["target_sparsity"])]
+    if p["node_level_fallback"]:
+        options.append((None, True))
+    for target, node_level in options:
+        if node_level:
+            result = node_circuit(model, pairs, mode, p, validation=validation, attribution=attribution)
+        else:
+            result = discover(model, pairs, mode, {**p, "target_sparsity": target}, progress,
+                              validation=validation, attribution=attribution)
+            check_circuit(result, task, mode)
         results.append(result)
         v = result["validation"]
-        tried.append({"target_sparsity": target, "kept": int(result["kept"].sum().item()),
-                      "validation_faithfulness": v["faithfulness"], "validation_kl_circuit": v["kl_circuit"],
-                      "validation_kl_empty": v["kl_empty"]})
+        tried.append({"target_sparsity": result["params"]["target_sparsity"], "node_level": node_level,
+                      "kept": int(result["kept"].sum().item()), "validation_faithfulness": v["faithfulness"],
+                      "validation_kl_circuit": v["kl_circuit"], "validation_kl_empty": v["kl_empty"]})
         if log is not None:
-            log(f"{mode} at target sparsity {target}: {tried[-1]['kept']} edges kept, validation "
-                f"faithfulness {_fmt(v['faithfulness'])} ({v['pairs']} pairs)")
+            what = ("the node-level circuit (every candidate edge)" if node_level else f"target sparsity {target}")
+            log(f"{mode} at {what}: {tried[-1]['kept']} edges kept, validation faithfulness "
+                f"{_fmt(v['faithfulness'])} ({v['pairs']} pairs)")
         if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
+            chosen, met = len(tried) - 1, True
             break
     else:
-        summary = ", ".join(f"{t['target_sparsity']}: {_fmt(t['validation_faithfulness'])}" for t in tried)
+        summary = ", ".join(f"{_name(t)}: {_fmt(t['validation_faithfulness'])}" for t in tried)
         if p["if_unfaithful"] == "fail":
             raise ClueError(
                 f"circuit {task} {mode}: no candidate sparsity reaches circuit.min_faithfulness "
                 f"{p['min_faithfulness']} on the {validation['clean'].shape[0]} validation pairs ({summary}); add "
-                "lower candidates to circuit.target_sparsity (or set circuit.if_unfaithful: most_faithful)")
+                "lower candidates to circuit.target_sparsity"
+                + ("" if p["node_level_fallback"] or p["candidate_nodes"] == 1 else
+                   ", set circuit.node_level_fallback: true")
+                + " (or set circuit.if_unfaithful: most_faithful)")
         # circuit.if_unfaithful: most_faithful keeps the candidate most faithful on validation
-        best = max(range(len(tried)), key=lambda i: (tried[i]["validation_faithfulness"] or float("-inf"),
-                                                     tried[i]["target_sparsity"]))
-        result = results[best]
+        chosen = max(range(len(tried)), key=lambda i: (tried[i]["validation_faithfulness"] or float("-inf"),
+                                                       tried[i]["target_sparsity"]))
+        met = False
         if log is not None:
             log(f"{mode}: no candidate reaches {p['min_faithfulness']} on validation ({summary}); keeping the most "
-                f"faithful, {tried[best]['target_sparsity']}")
+                f"faithful, {_name(tried[chosen])}")
+    result = results[chosen]
     if heldout is not None:
         device = torch.device(p["device"])
         result["faithfulness"] = faithfulness(model, result["graph"], heldout, mode, result["kept"].to(device),
                                               p, device)
-    chosen = result["params"]["target_sparsity"]
-    met = any(t["target_sparsity"] == chosen and t["validation_faithfulness"] is not None
-              and t["validation_faithfulness"] >= p["min_faithfulness"] for t in tried)
     result["selection"] = {"rule": "the sparsest candidate whose validation faithfulness reaches "
                                    f"circuit.min_faithfulness ({p['min_faithfulness']})"
+                                   + (", the node-level circuit last" if p["node_level_fallback"] else "")
                                    + ("" if met else "; none did: the most faithful on validation"),
-                           "candidates": candidates(p["target_sparsity"]), "tried": tried, "chosen": chosen,
+                           "candidates": candidates(p["target_sparsity"]), "tried": tried,
+                           "chosen": tried[chosen]["target_sparsity"], "node_level": tried[chosen]["node_level"],
                            "reached_min_faithfulness": met}
     return result
+
+
+def _name(tried):
+    return "node-level" if tried["node_level"] else str(tried["target_sparsity"])
 
 
 def _fmt(value):
@@ -530,7 +585,8 @@ def circuit_record(result, model_name, task, mode):
         "achieved_sparsity": result["achieved_sparsity"], "threshold": result["threshold"],
         "dead_end_edges_removed": result["dead_end_edges_removed"],
         "kl": result["kl"], "validation": result.get("validation"), "faithfulness": result.get("faithfulness"),
-        "selection": result.get("selection"), "candidates": result["candidates"], "steps": p["steps"],
+        "selection": result.get("selection"), "candidates": result["candidates"],
+        "node_level": result["node_level"], "steps": p["steps"],
         "config": {k: v for k, v in p.items() if k != "jobs"},  # how jobs are split changes no circuit
     }
 
@@ -641,8 +697,9 @@ def main(args):
         seconds = time.perf_counter() - start  # in the log, not the artifact: same config, same bytes
         f = result["faithfulness"]
         kept = int(result["kept"].sum().item())
-        log(f"{mode}: kept {kept} of {result['graph'].n_edges} edges at target sparsity "
-            f"{result['params']['target_sparsity']} (threshold {result['threshold']:.4f}, "
+        how = ("as the node-level circuit (every candidate edge" if result["node_level"] else
+               f"at target sparsity {result['params']['target_sparsity']} (threshold {result['threshold']:.4f}")
+        log(f"{mode}: kept {kept} of {result['graph'].n_edges} edges {how}, "
             f"{result['dead_end_edges_removed']} dead-end edges removed), expected sparsity "
             f"{result['expected_sparsity']:.4f}, achieved {result['achieved_sparsity']:.4f}, KL {result['kl']:.4g}; "
             f"held-out ({f['pairs']} pairs): KL circuit {f['kl_circuit']:.4g}, empty {f['kl_empty']:.4g}, "
