@@ -241,6 +241,36 @@ def _reference_ig(model, batch, layer, steps, objective):
     return a * total / steps
 
 
+@pytest.mark.parametrize("layer", [0, 1])
+def test_depn_from_the_layer_up_equals_the_whole_model_bit_for_bit(ctx, layer):
+    """DEPN runs each integration step from ``layer`` up only and reads logits at the answer
+    positions; the attributions are those of whole-model runs bit for bit (same arithmetic as the
+    reference written here, which runs every layer and every position)."""
+    batch = prompt_batch(ctx.prompt_examples(), ctx.pad_id, torch.device("cpu"))
+    assert len(set(batch["last"].tolist())) > 1   # rows answer at different positions
+    rows, steps = torch.arange(batch["input_ids"].shape[0]), 4
+    captured = {}
+    _answer_prob(ctx.model, batch, layer, lambda m, args: captured.update(a=args[0][rows, batch["last"]].detach()))
+    a, total = captured["a"], torch.zeros_like(captured["a"])
+    for k in range(steps):
+        x = (a.float() * ((k + 0.5) / steps)).requires_grad_(True)
+
+        def patch(module, args):
+            h = args[0].clone()
+            h[rows, batch["last"]] = x
+            return (h,)
+
+        handle = ctx.model.model.layers[layer].mlp.down_proj.register_forward_pre_hook(patch)
+        try:
+            logits = ctx.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        finally:
+            handle.remove()
+        p = logits[rows, batch["last"]].float().softmax(-1)[rows, batch["answer"]]
+        total += torch.autograd.grad(p.sum(), x)[0]
+    assert torch.equal(integrated_gradients(ctx.model, batch, layer, steps), a.float() * total / steps)
+    assert len(ctx.model.model.layers) == LAYERS   # the layers are put back
+
+
 def test_depn_ranks_by_probability_where_log_probability_ranks_otherwise(ctx):
     """On these forget prompts the two attributions rank the neurons differently (the
     log-probability weights each prompt by 1 / p); DEPN's scores follow the probability's."""

@@ -17,36 +17,67 @@ attributions averaged over the sampled forget prompts (pairs.jsonl clean -> clea
 its gate_proj and up_proj rows and its down_proj column.
 """
 
-from clue.localizers import (answer_logits, decoder_layers, mlp_activations, n_select, neuron_axis_masks,
+from clue.localizers import (decoder_layers, n_select, neuron_axis_masks,
                              prompt_batch, register_localizer)
 
 
 def integrated_gradients(model, batch, layer, steps):
     """Per-example attributions ``[B, intermediate]`` (float32) of layer ``layer``'s MLP neurons
-    to the answer's probability."""
+    to the answer's probability.
+
+    Scaling layer ``layer``'s activations changes nothing below it, so one pass records the
+    residual stream entering the layer and each integration step runs only the layers from it up
+    (the logits, and so the attributions, are the whole model's bit for bit), and computes the
+    logits only at the answer positions."""
     import torch
 
-    down = decoder_layers(model)[layer].mlp.down_proj
+    decoder_layers(model)       # a Llama-family model, else a clear error
+    layers = model.model.layers
+    down = layers[layer].mlp.down_proj
     rows = torch.arange(batch["input_ids"].shape[0], device=batch["input_ids"].device)
-    a = mlp_activations(model, layer, batch)[rows, batch["last"]]
+    captured = {}
+
+    def capture_stream(module, args, kwargs):
+        captured["stream"] = (args[0] if args else kwargs["hidden_states"]).detach()
+
+    def capture_activations(module, args):
+        captured["a"] = args[0].detach()[rows, batch["last"]]
+
+    handles = [layers[layer].register_forward_pre_hook(capture_stream, with_kwargs=True),
+               down.register_forward_pre_hook(capture_activations)]
+    try:
+        with torch.no_grad():
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                  logits_to_keep=1)
+    finally:
+        for h in handles:
+            h.remove()
+    a = captured["a"]
+    positions = torch.unique(batch["last"])          # logits only where some row's answer is read
+    column = torch.searchsorted(positions, batch["last"])
     total = torch.zeros(a.shape, dtype=torch.float32, device=a.device)
-    for k in range(steps):
-        scaled = (a.float() * ((k + 0.5) / steps)).requires_grad_(True)
+    model.model.layers = torch.nn.ModuleList(list(layers)[layer:])
+    try:
+        for k in range(steps):
+            scaled = (a.float() * ((k + 0.5) / steps)).requires_grad_(True)
 
-        def patch(module, args):
-            x = args[0].clone()
-            x[rows, batch["last"]] = scaled.to(x.dtype)
-            return (x,) + tuple(args[1:])
+            def patch(module, args):
+                x = args[0].clone()
+                x[rows, batch["last"]] = scaled.to(x.dtype)
+                return (x,) + tuple(args[1:])
 
-        handle = down.register_forward_pre_hook(patch)
-        try:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        finally:
-            handle.remove()
-        prob = answer_logits(logits, batch).softmax(-1)
-        f = prob.gather(1, batch["answer"][:, None]).sum()  # rows are independent: the sum's grad is per row
-        (grad,) = torch.autograd.grad(f, scaled)
-        total += grad
+            handle = down.register_forward_pre_hook(patch)
+            try:
+                logits = model(inputs_embeds=captured["stream"], attention_mask=batch["attention_mask"],
+                               use_cache=False, logits_to_keep=positions).logits
+            finally:
+                handle.remove()
+            prob = logits[rows, column].float().softmax(-1)
+            f = prob.gather(1, batch["answer"][:, None]).sum()  # rows are independent: the sum's grad is per row
+            (grad,) = torch.autograd.grad(f, scaled)
+            total += grad
+    finally:
+        model.model.layers = layers
     return a.float() * total / steps
 
 
