@@ -59,7 +59,7 @@ def measure(args):
 
 
 def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=14336, vocab=32000,
-                candidate_nodes=0.4):
+                candidate_nodes=0.5):
     """GPU memory estimate for discovery on zephyr-7b-beta in bf16 (2 bytes), for the masked
     forward as it is (clue.circuits.masked_forward: each writer's difference stored once) and as
     it was (every reader group concatenating all its upstream writers, a copy kept for backward)."""
