@@ -103,11 +103,19 @@ def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=
     # stored, and only the readers of live writers are computed (counted here as a fraction f)
     f = candidate_nodes
     live_total = w + corr + 2 * f * corr + f * mixed + attn + gates
-    live_fits = max(0, int((80e9 - w - gates) // ((live_total - w - gates) / batch)))
+    live_per_sample = (live_total - w - gates) / batch
+    # the EAP-IG pass that ranks the writers gates every edge (a step of `total`), on half a batch
+    # at a time (clue.circuits.discover.attribute)
+    half = (batch + 1) // 2
+    attribution = w + gates + half * per_sample
+    live_fits = max(b for b in range(batch * 8 + 1)
+                    if b == 0 or (w + gates + b * live_per_sample <= 80e9
+                                  and w + gates + (b + 1) // 2 * per_sample <= 80e9))
     lines.append(f"  with circuit.candidate_nodes {f}: other input's outputs {corr / gib:.1f} GiB (all writers) + "
                  f"differences and gradients {2 * f * corr / gib:.1f} GiB + reader inputs {f * mixed / gib:.1f} GiB + "
                  f"attention and MLPs as above (attribution kept every MLP of SmolLM2) = about "
-                 f"{live_total / gib:.0f} GiB; one 80 GB GPU: batch "
+                 f"{live_total / gib:.0f} GiB; the attribution pass before it (every edge gated, "
+                 f"{half} of the {batch} pairs at a time) about {attribution / gib:.0f} GiB; one 80 GB GPU: batch "
                  f"{live_fits} x {seq}")
     n_up = [1 + l * (heads + 1) for l in range(layers)]
     copies = sum(2 * n + heads for n in n_up)   # attention group: n_up writers, MLP group: n_up + heads

@@ -23,7 +23,7 @@ if config["circuit"]["jobs"] == "per_mode":
             run=CIRCUIT_RUN,
         conda:
             "../envs/clue.yaml"
-        threads: 1
+        threads: config["circuit"]["threads"]
         resources:
             mem_mb=8000,
             runtime=120,
@@ -59,7 +59,7 @@ else:
             run=CIRCUIT_RUN,
         conda:
             "../envs/clue.yaml"
-        threads: 1
+        threads: config["circuit"]["threads"]
         resources:
             mem_mb=8000,
             runtime=240,

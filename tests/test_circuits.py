@@ -499,7 +499,8 @@ def test_unsupported_model_fails_naming_the_class():
     ({"steps": 0}, "steps"), ({"sparsity": 0.5}, "unknown key"), ({"lr": -1}, "lr"),
     ({"candidate_nodes": 0}, "candidate_nodes must be in"), ({"candidate_nodes": 1.5}, "candidate_nodes must be in"),
     ({"candidate_nodes": True}, "candidate_nodes must be in"), ({"attribution_steps": 0}, "attribution_steps"),
-    ({"node_level_fallback": "yes"}, "node_level_fallback must be true or false")])
+    ({"node_level_fallback": "yes"}, "node_level_fallback must be true or false"),
+    ({"threads": 0}, "threads must be a positive integer, got 0")])
 def test_bad_params(params, message):
     with pytest.raises(ClueError, match=message):
         D.resolve_params(params)
@@ -601,26 +602,47 @@ def test_a_run_on_live_nodes_equals_the_whole_graph_with_their_edges_closed(kind
     assert torch.equal(every, plain)
 
 
-def test_attributions_sum_to_the_kl_of_the_empty_circuit():
-    """EAP-IG completeness: the edge attributions sum to KL(empty) - KL(full) = KL(empty), up to
-    the midpoint rule's error; writer scores are the sums over each writer's out-edges."""
+def attribution_batch(seed, last):
+    """A float64 two-layer model, its graph and one discovery batch of three pairs."""
     model = sharpen(make_model("gqa", layers=2)).double()
     graph = build_graph(model.config)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     x, x_other = torch.randint(0, 64, (2, 3, 6))
-    last = torch.tensor([5, 5, 5])
+    last = torch.tensor(last)
     with torch.no_grad():
         _, other = forward(model, graph, x_other)
         full, _ = forward(model, graph, x, positions=last)
-        empty, _ = forward(model, graph, x, torch.zeros(graph.n_edges, dtype=torch.float64), other, last)
-    kl_empty = D.kl_full_circuit(full, empty).item()
-    batch = [{"ids": x, "last": last, "other": other, "full": full}]
+    return model, graph, {"ids": x, "last": last, "other": other, "full": full}
+
+
+def test_attributions_sum_to_the_kl_of_the_empty_circuit():
+    """EAP-IG completeness: the edge attributions sum to KL(empty) - KL(full) = KL(empty), up to
+    the midpoint rule's error; writer scores are the sums over each writer's out-edges."""
+    model, graph, b = attribution_batch(0, [5, 5, 5])
+    with torch.no_grad():
+        empty, _ = forward(model, graph, b["ids"], torch.zeros(graph.n_edges, dtype=torch.float64), b["other"], b["last"])
+    kl_empty = D.kl_full_circuit(b["full"], empty).item()
+    batch = [b]
     coarse = D.attribute(model, graph, batch, 2)[0].sum().item()
     edges, writers = D.attribute(model, graph, batch, 64)
     assert kl_empty > 0.5
     assert abs(edges.sum().item() - kl_empty) < 0.01 * kl_empty < abs(coarse - kl_empty)
     by_writer = [sum(edges[i].item() for i, (w, _) in enumerate(graph.edges) if w == k) for k in range(len(graph.writers))]
     torch.testing.assert_close(writers, torch.tensor(by_writer, dtype=writers.dtype), atol=1e-6, rtol=0)
+
+
+def test_attribution_of_a_batch_is_the_mean_of_its_pairs():
+    """The attribution pass runs a batch in two halves (3 pairs: 2 and 1); weighted by their
+    pairs, the halves give the batch's mean, the same as attributing every pair on its own."""
+    model, graph, b = attribution_batch(1, [5, 4, 5])
+    whole = [b]
+    single = [{"ids": b["ids"][i:i + 1], "last": b["last"][i:i + 1], "other": b["other"][:, i:i + 1],
+               "full": b["full"][i:i + 1]} for i in range(3)]
+    edges, writers = D.attribute(model, graph, whole, 3)
+    one_by_one = D.attribute(model, graph, single, 3)
+    assert edges.abs().max() > 1e-3
+    torch.testing.assert_close(edges, one_by_one[0], atol=1e-6, rtol=1e-5)   # float32 sums
+    torch.testing.assert_close(writers, one_by_one[1], atol=1e-6, rtol=1e-5)
 
 
 def test_candidate_writers_are_embed_and_the_largest_attributions():

@@ -462,6 +462,19 @@ def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):
     assert not {"unlearn_pair", "evaluate_pair", "localize_pair"} & set(jobs)
 
 
+def test_circuit_jobs_declare_circuit_threads(tmp_path):
+    """circuit.threads is what a circuit job declares to the scheduler (and hands to torch in its
+    parameters), for either circuit.jobs (the default config: 6 tasks)."""
+    for jobs in ("per_task", "per_mode"):
+        overlay = tmp_path / "threads.yaml"
+        overlay.write_text(f"circuit: {{threads: 2, jobs: {jobs}}}\n")
+        # a config named on the command line keeps its tables apart: results/<stem of its last file>/
+        out = snakemake(ROOT, "-n", "results/threads/table1.csv", "--configfile", "config.yaml", str(overlay))
+        blocks = [b for b in out.stdout.split("\n\n") if re.search(r"^rule circuit(_task)?:", b, re.M)]
+        assert len(blocks) == (6 if jobs == "per_task" else 12)
+        assert all("threads: 2\n" in b and '"threads": 2' in b for b in blocks)
+
+
 def test_slurm_profile_dry_run():
     pytest.importorskip("snakemake_executor_plugin_slurm")
     out = snakemake(ROOT, "-n", "results/test/table1.csv", "--workflow-profile", "profiles/slurm",

@@ -88,6 +88,7 @@ DEFAULTS = {
     "max_pairs": 64,
     "seed": 0,
     "device": "cpu",
+    "threads": 1,             # CPU threads of one job (a fixed count keeps CPU runs bit-identical)
     "jobs": "per_mode",       # read by the workflow only: one job per task and mode, or per task
 }
 
@@ -116,7 +117,7 @@ def resolve_params(params):
     if not (isinstance(p["candidate_nodes"], (int, float)) and not isinstance(p["candidate_nodes"], bool)
             and 0 < p["candidate_nodes"] <= 1):
         raise ClueError(f"circuit config: candidate_nodes must be in (0, 1], got {p['candidate_nodes']!r}")
-    for key in ("steps", "batch_size", "max_pairs", "attribution_steps"):
+    for key in ("steps", "batch_size", "max_pairs", "attribution_steps", "threads"):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
             raise ClueError(f"circuit config: {key} must be a positive integer, got {p[key]!r}")
     if not isinstance(p["sparsity_penalty"], (int, float)) or p["sparsity_penalty"] < 0:
@@ -317,16 +318,23 @@ def attribute(model, graph, batches, steps):
     ``steps`` points, averaged over the pairs of ``batches``. The attributions sum to about
     KL(empty) - KL(full) = KL(empty) (completeness). Returns (edge scores [E], writer scores
     [n_writers]: the sum over each writer's out-edges, the attribution of one gate on the
-    writer's whole output)."""
+    writer's whole output).
+
+    Each batch runs in two halves: this pass gates every edge of the model, and a whole batch of
+    it would need more memory than the discovery steps that follow, which gate only the edges
+    between the candidate writers (the sum of the halves' gradients, each weighted by its pairs,
+    is the batch's)."""
     total, count = torch.zeros(graph.n_edges), 0
     for b in batches:
         n = b["ids"].shape[0]
-        for k in range(steps):
-            z = torch.full((graph.n_edges,), (k + 0.5) / steps, dtype=b["other"].dtype, device=b["ids"].device,
-                           requires_grad=True)
-            logits, _ = forward(model, graph, b["ids"], z, b["other"], b["last"])
-            grad, = torch.autograd.grad(kl_full_circuit(b["full"], logits), z)
-            total -= grad.cpu() * n
+        for part in torch.arange(n).chunk(min(2, n)):
+            ids, last, other, full = b["ids"][part], b["last"][part], b["other"][:, part], b["full"][part]
+            for k in range(steps):
+                z = torch.full((graph.n_edges,), (k + 0.5) / steps, dtype=other.dtype, device=ids.device,
+                               requires_grad=True)
+                logits, _ = forward(model, graph, ids, z, other, last)
+                grad, = torch.autograd.grad(kl_full_circuit(full, logits), z)
+                total -= grad.cpu() * len(part)
         count += n
     edges = total / (steps * count)
     writers = torch.zeros(len(graph.writers)).index_add_(0, torch.tensor([w for w, _ in graph.edges]), edges)
@@ -674,9 +682,9 @@ def main(args):
         raise ClueError(f"{args.model_dir}: model directory not found")
     # A base directory of a pretrained model records where the weights live (clue_base.json).
     path = base_model_path(args.model_dir) if (Path(args.model_dir) / "clue_base.json").exists() else args.model_dir
-    # One CPU thread: the rule declares one, and a fixed count keeps CPU runs bit-identical.
+    # The rule declares circuit.threads; a fixed count keeps CPU runs bit-identical.
     if p["device"] == "cpu":
-        torch.set_num_threads(1)
+        torch.set_num_threads(p["threads"])
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     check_supported(model)
