@@ -327,14 +327,16 @@ def attribute(model, graph, batches, steps):
     total, count = torch.zeros(graph.n_edges), 0
     for b in batches:
         n = b["ids"].shape[0]
-        for part in torch.arange(n).chunk(min(2, n)):
+        half = (n + 1) // 2
+        for start in range(0, n, half):   # slices are views: no copy of the stored writer outputs
+            part = slice(start, start + half)
             ids, last, other, full = b["ids"][part], b["last"][part], b["other"][:, part], b["full"][part]
             for k in range(steps):
                 z = torch.full((graph.n_edges,), (k + 0.5) / steps, dtype=other.dtype, device=ids.device,
                                requires_grad=True)
                 logits, _ = forward(model, graph, ids, z, other, last)
                 grad, = torch.autograd.grad(kl_full_circuit(full, logits), z)
-                total -= grad.cpu() * len(part)
+                total -= grad.cpu() * ids.shape[0]
         count += n
     edges = total / (steps * count)
     writers = torch.zeros(len(graph.writers)).index_add_(0, torch.tensor([w for w, _ in graph.edges]), edges)
