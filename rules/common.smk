@@ -65,10 +65,16 @@ wildcard_constraints:
     run=r"(seed-?[0-9]+/|sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?",
 
 
+def job_params(params):
+    """A section as a job's `--params`: without `jobs`, which only groups the work into jobs, so
+    regrouping it (per pair to per checkpoint, say) reruns nothing that is already made."""
+    return json.dumps({k: v for k, v in params.items() if k != "jobs"}, sort_keys=True)
+
+
 def section(name):
     """A config section as a JSON string for `--params`: a rule's params hold only the section
     it reads, so editing another section does not rerun it."""
-    return json.dumps(config[name], sort_keys=True)
+    return job_params(config[name])
 
 
 def data_dir(task):
@@ -84,7 +90,7 @@ def unlearn_section(run, method=None):
     """The unlearn section as a checkpoint of one run sees it: the run's seed and, for a CLUE
     variant (Table 2), its ablation or stage losses."""
     overrides = method_variant(method)[1] if method else {}
-    return json.dumps({**config["unlearn"], "seed": run_seed(run), **overrides}, sort_keys=True)
+    return job_params({**config["unlearn"], "seed": run_seed(run), **overrides})
 
 
 def circuit_section(run):
@@ -95,8 +101,8 @@ def circuit_section(run):
     if run.startswith("sparsity"):
         c.update(target_sparsity=float(run[len("sparsity") : -1]), target_sparsity_per_task={})
     if run:  # a run's circuit is Edge Pruning's at its target (a node-level one has its own sparsity)
-        c.update(min_faithfulness=0.0, node_level_fallback=False)
-    return json.dumps(c, sort_keys=True)
+        c.update(min_faithfulness=0.0, node_level_fallback=False, early_stop_every=0)
+    return job_params(c)
 
 
 def circuit_model(w):

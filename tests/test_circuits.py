@@ -500,7 +500,8 @@ def test_unsupported_model_fails_naming_the_class():
     ({"candidate_nodes": 0}, "candidate_nodes must be in"), ({"candidate_nodes": 1.5}, "candidate_nodes must be in"),
     ({"candidate_nodes": True}, "candidate_nodes must be in"), ({"attribution_steps": 0}, "attribution_steps"),
     ({"node_level_fallback": "yes"}, "node_level_fallback must be true or false"),
-    ({"threads": 0}, "threads must be a positive integer, got 0")])
+    ({"threads": 0}, "threads must be a positive integer, got 0"),
+    ({"early_stop_every": -1}, "early_stop_every must be 0 \\(off\\) or a positive integer, got -1")])
 def test_bad_params(params, message):
     with pytest.raises(ClueError, match=message):
         D.resolve_params(params)
@@ -736,3 +737,36 @@ def test_too_few_candidate_edges_for_the_target_fail_naming_the_key(tmp_path, ca
     assert re.search(r"candidate_nodes 0.1 leaves \d+ candidate edges, fewer than the \d+ that target sparsity "
                      r"0.5 keeps; raise circuit.candidate_nodes", err)
     assert not (tmp_path / "x.json").exists()
+
+
+def test_early_stop_ends_on_the_first_check_that_reaches_the_floor(tmp_path):
+    """early_stop_every 25, no warmup (so a run of s steps is the first s steps of a longer one):
+    with a floor every circuit reaches, training stops at the first multiple of 25 at which the
+    expected sparsity is within tolerance of the target, and the circuit is the one a run of just
+    that many steps gives (scores, kept edges, history, validation figures). With a floor no
+    circuit reaches, it trains every step and equals a run without checks."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, data_dir = write_task(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval().requires_grad_(False)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs = D.load_pairs(data_dir, "toy_demo", tok, 64)
+    validation = D.load_pairs(data_dir, "toy_demo", tok, 64, "validation_pairs.jsonl")
+    base = {**CLI_PARAMS, "sparsity_warmup": 0.0}
+
+    def run(**overrides):
+        return D.discover(model, pairs, "noising", {**base, **overrides}, progress=False, validation=validation)
+
+    stopped = run(early_stop_every=25, min_faithfulness=-1e9)
+    s = stopped["steps_run"]
+    assert s % 25 == 0 and s < base["steps"] and len(stopped["history"]) == s
+    plain = run(steps=s)
+    assert torch.equal(stopped["scores"], plain["scores"]) and torch.equal(stopped["kept"], plain["kept"])
+    assert stopped["history"] == plain["history"] and stopped["validation"] == plain["validation"]
+    assert abs(stopped["expected_sparsity"] - base["target_sparsity"]) <= D.SPARSITY_TOLERANCE
+    for earlier in range(25, s, 25):   # no earlier check had reached the target sparsity
+        assert abs(run(steps=earlier)["expected_sparsity"] - base["target_sparsity"]) > D.SPARSITY_TOLERANCE
+    never = run(early_stop_every=25, min_faithfulness=1.0)
+    full = run()
+    assert never["steps_run"] == full["steps_run"] == base["steps"]
+    assert torch.equal(never["scores"], full["scores"]) and never["validation"] == full["validation"]

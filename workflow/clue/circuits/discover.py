@@ -80,6 +80,9 @@ DEFAULTS = {
     # circuit too (every candidate edge kept, no Edge Pruning), the least sparse candidate
     "node_level_fallback": False,
     "steps": 300,
+    # 0: train every step. N: after the sparsity warmup, every N steps cut the circuit and stop
+    # once its validation faithfulness reaches min_faithfulness at the target sparsity
+    "early_stop_every": 0,
     "lr": 0.1,                # Adam on the gates' log_alpha
     "lagrangian_lr": 1.0,     # plain gradient ascent on lambda1, lambda2 (Adam overshoots)
     "sparsity_penalty": 16.0,  # c of a fixed c * n_edges * gap^2 beside the multipliers (see below)
@@ -120,6 +123,9 @@ def resolve_params(params):
     for key in ("steps", "batch_size", "max_pairs", "attribution_steps", "threads"):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
             raise ClueError(f"circuit config: {key} must be a positive integer, got {p[key]!r}")
+    if not isinstance(p["early_stop_every"], int) or isinstance(p["early_stop_every"], bool) or p["early_stop_every"] < 0:
+        raise ClueError(f"circuit config: early_stop_every must be 0 (off) or a positive integer, "
+                        f"got {p['early_stop_every']!r}")
     if not isinstance(p["sparsity_penalty"], (int, float)) or p["sparsity_penalty"] < 0:
         raise ClueError(f"circuit config: sparsity_penalty must be a non-negative number, got {p['sparsity_penalty']!r}")
     for key in ("lr", "lagrangian_lr"):
@@ -398,7 +404,7 @@ def node_circuit(model, pairs, mode, params, validation=None, attribution=None):
         "expected_sparsity": sparsity, "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
         "dead_end_edges_removed": int(scores.sum().item() - kept.sum().item()),
         "kl": circuit_kl(model, graph, batches, kept.to(device)), "history": [],
-        "params": {**p, "target_sparsity": sparsity, "steps": 0},
+        "params": {**p, "target_sparsity": sparsity, "steps": 0}, "steps_run": 0,
         "candidates": _candidates_record(live, candidate, p), "node_level": True,
     }
     if validation is not None:
@@ -415,8 +421,15 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     training), ``achieved_sparsity`` (of ``kept``), ``dead_end_edges_removed``, ``kl`` (of
     ``kept`` on the training pairs), ``validation`` and ``faithfulness`` (on the ``validation``
     and ``heldout`` pairs, when given), ``candidates`` (the nodes Edge Pruning started from) and
-    ``history`` (per step: kl, expected sparsity, target). ``attribution``: ``attribute``'s result on
+    ``history`` (per step run: kl, expected sparsity, target). ``attribution``: ``attribute``'s result on
     these pairs, when the caller has it (select_circuit computes it once for all candidates).
+
+    With ``early_stop_every`` N and ``validation`` pairs, training stops at the first multiple of N
+    steps, once the sparsity warmup is over, at which the expected sparsity is within
+    ``SPARSITY_TOLERANCE`` of the target and the circuit cut there reaches ``min_faithfulness`` on
+    the validation pairs: the number of steps is chosen on validation pairs, by a rule fixed in
+    advance. The checks draw no random numbers, so the steps before the stop are those of a run
+    without checks.
     """
     p = resolve_params(params)
     if isinstance(p["target_sparsity"], list):
@@ -446,6 +459,13 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     # target below it would wind the multiplier up and push the gates open until they saturate
     start = 1 - len(gate_index) / graph.n_edges
     history = []
+    every = p["early_stop_every"] if validation is not None else 0
+    checked = None   # (kept, validation figures) of the circuit an early stop ends on
+
+    def cut():
+        scores = gates_of(keep_probability(log_alpha.detach())).cpu()
+        learned, threshold = threshold_cut(scores, p["target_sparsity"])
+        return scores, learned, threshold, remove_dead_ends(graph, learned)
 
     for step in tqdm(range(p["steps"]), desc=f"circuit {mode}", disable=None if progress else True,
                      file=sys.stderr):
@@ -467,21 +487,28 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         gate_opt.step()
         lagrange_opt.step()
         history.append({"kl": kl.item(), "expected_sparsity": expected_sparsity.item(), "target": target})
+        done = step + 1
+        if every and done >= warmup_steps and done % every == 0 and done < p["steps"]:
+            reached = 1 - keep_probability(log_alpha.detach()).sum().item() / graph.n_edges
+            if abs(reached - p["target_sparsity"]) <= SPARSITY_TOLERANCE:
+                kept_now = cut()[3]
+                v = faithfulness(model, graph, validation, mode, kept_now.to(device), p, device)
+                if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
+                    checked = v
+                    break
 
-    scores = gates_of(keep_probability(log_alpha.detach())).cpu()
-    learned, threshold = threshold_cut(scores, p["target_sparsity"])
-    kept = remove_dead_ends(graph, learned)
+    scores, learned, threshold, kept = cut()
     result = {
         "graph": graph, "scores": scores, "kept": kept, "threshold": threshold,
         "expected_sparsity": 1 - scores.mean().item(),
         "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
         "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
         "kl": circuit_kl(model, graph, batches, kept.to(device)),
-        "history": history, "params": p,
+        "history": history, "params": p, "steps_run": len(history),
         "candidates": _candidates_record(live, candidate, p), "node_level": False,
     }
     if validation is not None:
-        result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device)
+        result["validation"] = checked or faithfulness(model, graph, validation, mode, kept.to(device), p, device)
     if heldout is not None:
         result["faithfulness"] = faithfulness(model, graph, heldout, mode, kept.to(device), p, device)
     return result
@@ -513,10 +540,12 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
         results.append(result)
         v = result["validation"]
         tried.append({"target_sparsity": result["params"]["target_sparsity"], "node_level": node_level,
-                      "kept": int(result["kept"].sum().item()), "validation_faithfulness": v["faithfulness"],
+                      "kept": int(result["kept"].sum().item()), "steps_run": result["steps_run"],
+                      "validation_faithfulness": v["faithfulness"],
                       "validation_kl_circuit": v["kl_circuit"], "validation_kl_empty": v["kl_empty"]})
         if log is not None:
-            what = ("the node-level circuit (every candidate edge)" if node_level else f"target sparsity {target}")
+            what = ("the node-level circuit (every candidate edge)" if node_level else
+                    f"target sparsity {target} after {result['steps_run']} of {p['steps']} steps")
             log(f"{mode} at {what}: {tried[-1]['kept']} edges kept, validation faithfulness "
                 f"{_fmt(v['faithfulness'])} ({v['pairs']} pairs)")
         if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
@@ -596,7 +625,7 @@ def circuit_record(result, model_name, task, mode):
         "dead_end_edges_removed": result["dead_end_edges_removed"],
         "kl": result["kl"], "validation": result.get("validation"), "faithfulness": result.get("faithfulness"),
         "selection": result.get("selection"), "candidates": result["candidates"],
-        "node_level": result["node_level"], "steps": p["steps"],
+        "node_level": result["node_level"], "steps": p["steps"], "steps_run": result["steps_run"],
         "config": {k: v for k, v in p.items() if k != "jobs"},  # how jobs are split changes no circuit
     }
 
