@@ -336,8 +336,8 @@ def test_cli_record_matches_recomputation(tmp_path):
     assert {k for k in rec} == {"model", "task", "mode", "writers", "readers", "edges", "target_sparsity",
                                 "expected_sparsity", "achieved_sparsity", "threshold", "dead_end_edges_removed",
                                 "kl", "validation", "faithfulness", "selection", "candidates", "node_level", "steps",
-                                "config"}
-    assert rec["mode"] == "denoising" and rec["task"] == "toy_demo" and rec["steps"] == 150
+                                "steps_run", "config"}
+    assert rec["mode"] == "denoising" and rec["task"] == "toy_demo" and rec["steps"] == rec["steps_run"] == 150
     assert rec["candidates"] == {"writers": len(rec["writers"]) - 1, "edges": len(rec["edges"]), "rule": "every writer"}
     n_kept = sum(e["kept"] for e in rec["edges"])
     assert rec["achieved_sparsity"] == pytest.approx(1 - n_kept / len(rec["edges"]))
