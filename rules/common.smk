@@ -67,7 +67,7 @@ wildcard_constraints:
 
 def job_params(params):
     """A section as a job's `--params`: without `jobs`, which only groups the work into jobs, so
-    regrouping it (per pair to per checkpoint, say) reruns nothing that is already made."""
+    regrouping (per pair to per checkpoint, say) reruns no rule that merely reads the section."""
     return json.dumps({k: v for k, v in params.items() if k != "jobs"}, sort_keys=True)
 
 

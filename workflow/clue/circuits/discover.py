@@ -460,7 +460,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     start = 1 - len(gate_index) / graph.n_edges
     history = []
     every = p["early_stop_every"] if validation is not None else 0
-    checked = None   # (kept, validation figures) of the circuit an early stop ends on
+    stop = None   # (cut, validation figures) of the check an early stop ends on
 
     def cut():
         scores = gates_of(keep_probability(log_alpha.detach())).cpu()
@@ -491,13 +491,13 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         if every and done >= warmup_steps and done % every == 0 and done < p["steps"]:
             reached = 1 - keep_probability(log_alpha.detach()).sum().item() / graph.n_edges
             if abs(reached - p["target_sparsity"]) <= SPARSITY_TOLERANCE:
-                kept_now = cut()[3]
-                v = faithfulness(model, graph, validation, mode, kept_now.to(device), p, device)
+                now = cut()
+                v = faithfulness(model, graph, validation, mode, now[3].to(device), p, device)
                 if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
-                    checked = v
+                    stop = now, v
                     break
 
-    scores, learned, threshold, kept = cut()
+    scores, learned, threshold, kept = stop[0] if stop else cut()
     result = {
         "graph": graph, "scores": scores, "kept": kept, "threshold": threshold,
         "expected_sparsity": 1 - scores.mean().item(),
@@ -508,7 +508,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         "candidates": _candidates_record(live, candidate, p), "node_level": False,
     }
     if validation is not None:
-        result["validation"] = checked or faithfulness(model, graph, validation, mode, kept.to(device), p, device)
+        result["validation"] = stop[1] if stop else faithfulness(model, graph, validation, mode, kept.to(device), p, device)
     if heldout is not None:
         result["faithfulness"] = faithfulness(model, graph, heldout, mode, kept.to(device), p, device)
     return result
