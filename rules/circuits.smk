@@ -21,6 +21,7 @@ if config["circuit"]["jobs"] == "per_mode":
         wildcard_constraints:
             mode="noising|denoising",
             run=CIRCUIT_RUN,
+        priority: PRIORITY["circuit"]
         conda:
             "../envs/clue.yaml"
         threads: config["circuit"]["threads"]
@@ -57,6 +58,7 @@ else:
             "benchmarks/{model}/circuit_task/{run}{task}.tsv"
         wildcard_constraints:
             run=CIRCUIT_RUN,
+        priority: PRIORITY["circuit"]
         conda:
             "../envs/clue.yaml"
         threads: config["circuit"]["threads"]

@@ -10,6 +10,7 @@ rule evaluate_base:
         "logs/{model}/evaluate_base.log",
     benchmark:
         "benchmarks/{model}/evaluate_base.tsv"
+    priority: PRIORITY["evaluate_base"]
     conda:
         "../envs/clue.yaml"
     threads: 2
@@ -72,6 +73,7 @@ rule evaluate:
     wildcard_constraints:
         method=r"(?!origin$)[a-z0-9_]+(-[a-z0-9_+.]+)?",
         run=r"(seed-?[0-9]+/|sparsity[0-9.]+/)?",
+    priority: PRIORITY["evaluate"]
     conda:
         "../envs/clue.yaml"
     threads: 1
@@ -108,6 +110,7 @@ if not EVAL_PER_CHECKPOINT and TRAINED:
         wildcard_constraints:
             run=SEED_RUN,
             retain=r"[A-Za-z0-9_]+",  # a retain set of several tasks runs CLUE alone (rule unlearn)
+        priority: PRIORITY["evaluate"]
         conda:
             "../envs/clue.yaml"
         threads: 1

@@ -17,6 +17,7 @@ rule gates:
         "benchmarks/{model}/gates/{run}{task}.tsv"
     wildcard_constraints:
         run=CIRCUIT_RUN,
+    priority: PRIORITY["logic"]
     conda:
         "../envs/clue.yaml"
     resources:
@@ -41,6 +42,7 @@ rule cnf:
         "benchmarks/{model}/cnf/{run}{forget}__{retain}.tsv"
     wildcard_constraints:
         run=CIRCUIT_RUN,
+    priority: PRIORITY["logic"]
     conda:
         "../envs/clue.yaml"
     resources:
@@ -74,6 +76,7 @@ rule solve:
         "benchmarks/{model}/solve/{run}{forget}__{retain}.tsv"
     wildcard_constraints:
         run=CIRCUIT_RUN,
+    priority: PRIORITY["logic"]
     conda:
         "../envs/clue.yaml"
     resources:

@@ -17,6 +17,7 @@ rule tune_origin:
         "logs/{model}/tune/{forget}__{retain}/origin.log",
     benchmark:
         "benchmarks/{model}/tune/{forget}__{retain}/origin.tsv"
+    priority: PRIORITY["tune"]
     conda:
         "../envs/clue.yaml"
     threads: 1
@@ -48,6 +49,7 @@ rule tune_method:
         "benchmarks/{model}/tune/{forget}__{retain}/{method}.tsv"
     wildcard_constraints:
         method="(?!origin$)[a-z0-9_]+",
+    priority: PRIORITY["tune"]
     conda:
         "../envs/clue.yaml"
     threads: 1

@@ -11,6 +11,7 @@ rule masks:
         "benchmarks/{model}/masks/{run}{forget}__{retain}/clue.tsv"
     wildcard_constraints:
         run=CIRCUIT_RUN,
+    priority: PRIORITY["logic"]
     conda:
         "../envs/clue.yaml"
     resources:
@@ -45,6 +46,7 @@ rule unlearn:
     wildcard_constraints:
         method=r"(?!origin$)[a-z0-9_]+(-[a-z0-9_+.]+)?",
         run=r"(seed-?[0-9]+/|sparsity[0-9.]+/)?",
+    priority: PRIORITY["unlearn"]
     conda:
         "../envs/clue.yaml"
     threads: 1
@@ -85,6 +87,7 @@ if not PER_CHECKPOINT and TRAINED:
         wildcard_constraints:
             run=SEED_RUN,
             retain=r"[A-Za-z0-9_]+",  # a retain set of several tasks runs CLUE alone (rule unlearn)
+        priority: PRIORITY["unlearn"]
         conda:
             "../envs/clue.yaml"
         threads: 1
@@ -126,6 +129,7 @@ rule localize:
         "benchmarks/{model}/localize/{forget}__{retain}/{localizer}.tsv"
     wildcard_constraints:
         localizer="|".join(LOCALIZERS),
+    priority: PRIORITY["localize"]
     conda:
         "../envs/clue.yaml"
     threads: 1
@@ -157,6 +161,7 @@ if config["localize"]["jobs"] == "per_pair" and LOCALIZERS_RUN:
             "benchmarks/{model}/localize_pair/{forget}__{retain}.tsv"
         wildcard_constraints:
             retain=r"[A-Za-z0-9_]+",
+        priority: PRIORITY["localize"]
         conda:
             "../envs/clue.yaml"
         threads: 1
@@ -190,6 +195,7 @@ rule localize_ratio:
     wildcard_constraints:
         localizer="|".join(LOCALIZERS),
         ratio=r"[0-9.]+",
+    priority: PRIORITY["localize"]
     conda:
         "../envs/clue.yaml"
     threads: 1
