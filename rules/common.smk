@@ -22,12 +22,13 @@ from clue.config import (
 from clue.localizers import LOCALIZERS
 from clue.losses import FORGET_LOSSES
 
-# Scheduling: among the jobs ready to run, Snakemake starts the one of highest priority first.
-# Jobs at the head of long chains go first: the base model's evaluation (two threads) while both
-# cores are free, tuning (every training waits for its selection), circuits and the CNF chain the
-# masks wait for, localizers; then trainings before evaluations, so that a run does not end with
-# one core idle beside a late pair's training and evaluation.
-PRIORITY = dict(evaluate_base=60, tune=55, circuit=50, logic=40, localize=30, unlearn=20, evaluate=10)
+# Scheduling: among the jobs ready to run, Snakemake starts those of highest summed priority first.
+# Jobs at the head of long chains go first: tuning (every training waits for its selection),
+# circuits and the gate/CNF/solve/mask chain the masks wait for, localizers; then trainings before
+# evaluations, so that a run does not end with one core idle beside a late pair's training and
+# evaluation (docs/performance.md). The base model's evaluation (two threads, priority 0) runs
+# when both cores are free and nothing else is ready.
+PRIORITY = dict(tune=55, circuit=50, logic=40, localize=30, unlearn=20, evaluate=10)
 MODEL = config["model"]["name"]
 # Where this config's tables and figures go: results/ for the embedded config.yaml, results/<name>/
 # for another (config key run_name, else the last --configfile's stem), so that a second config

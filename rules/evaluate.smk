@@ -10,7 +10,6 @@ rule evaluate_base:
         "logs/{model}/evaluate_base.log",
     benchmark:
         "benchmarks/{model}/evaluate_base.tsv"
-    priority: PRIORITY["evaluate_base"]
     conda:
         "../envs/clue.yaml"
     threads: 2

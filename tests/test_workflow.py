@@ -466,6 +466,39 @@ def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):
     assert not {"unlearn_pair", "evaluate_pair", "localize_pair"} & set(jobs)
 
 
+def planned_priorities(out):
+    """{rule: priority} of a dry run's jobs (a job without a priority line has Snakemake's 0)."""
+    text = out.stdout + out.stderr
+    found = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            p = re.search(r"^\s+priority: (\d+)$", block, re.M)
+            found.setdefault(m.group(1), set()).add(int(p.group(1)) if p else 0)
+    return found
+
+
+def test_jobs_at_the_head_of_long_chains_are_scheduled_first(tmp_path):
+    """Priorities follow the chain each job heads (rules/common.smk PRIORITY): circuits, then the
+    gate/CNF/solve/mask chain, localizers, trainings, evaluations; both job layouts (per pair,
+    per checkpoint) and tuning get them. A rule left without its priority would run late and
+    leave a core idle at the end of the run (docs/performance.md)."""
+    found = planned_priorities(snakemake(ROOT, "-n", "results/table1.csv"))
+    assert all(len(v) == 1 for v in found.values()), found
+    p = {rule: v.pop() for rule, v in found.items()}
+    assert p["circuit_task"] > p["gates"] == p["cnf"] == p["solve"] == p["masks"] > p["localize_pair"] \
+        > p["unlearn_pair"] > p["evaluate_pair"] > p["evaluate_base"] == p["table1"] == 0
+    overlay = tmp_path / "layout.yaml"
+    overlay.write_text("unlearn: {jobs: per_checkpoint}\nevaluate: {jobs: per_checkpoint}\n"
+                       "localize: {jobs: per_localizer}\ncircuit: {jobs: per_mode}\n"
+                       "tune: {grid: {lr: [0.001], epochs: [1]}}\n")
+    found = planned_priorities(snakemake(ROOT, "-n", "results/layout/table1.csv", "--configfile", "config.yaml",
+                                         str(overlay)))
+    p = {rule: max(v) for rule, v in found.items()}
+    assert p["tune_method"] == p["tune_origin"] > p["circuit"] > p["masks"] > p["localize"] > p["unlearn"] \
+        > p["evaluate"] > 0
+
+
 def test_circuit_jobs_declare_circuit_threads(tmp_path):
     """circuit.threads is what a circuit job declares to the scheduler (and hands to torch in its
     parameters), for either circuit.jobs (the default config: 6 tasks)."""
