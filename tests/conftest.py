@@ -2,6 +2,7 @@
 so unit tests need no trained checkpoint and no network."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,3 +88,22 @@ def snakemake(cwd, *args, check=True):
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
     return out
+
+
+def planned_jobs(out):
+    """{rule: count} from a dry run's job stats table."""
+    text = out.stdout + out.stderr
+    stats = text.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in text else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
+def planned_priorities(out):
+    """{rule: priority} of a dry run's jobs (a job without a priority line has Snakemake's 0)."""
+    text = out.stdout + out.stderr
+    found = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            p = re.search(r"^\s+priority: (\d+)$", block, re.M)
+            found.setdefault(m.group(1), set()).add(int(p.group(1)) if p else 0)
+    return found

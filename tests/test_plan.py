@@ -1,0 +1,149 @@
+"""Plan tests: dry runs of the embedded config, the benchmark and paper configs and the SLURM
+profile (which jobs, how many, with which priorities and threads), `snakemake --lint` and
+snakefmt. Nothing here runs a job, so this file can go to its own pytest-xdist worker beside the
+end-to-end runs of test_workflow.py."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, planned_jobs, planned_priorities, snakemake
+
+
+def test_smollm2_config_dry_run():
+    out = snakemake(ROOT, "-n", "results/smollm2/table1.csv", "--configfile", "configs/smollm2.yaml")
+    jobs = planned_jobs(out)
+    # the benchmark: two forget sets x two retain sets, all nine methods; circuits per task (4 tasks);
+    # every trained method tuned on the paper pair, Table 1 reading the choice
+    assert jobs["base_model"] == 1 and jobs["circuit_task"] == 4 and jobs["evaluate_origin"] == 4
+    assert jobs["unlearn_pair"] == 4 and jobs["evaluate_pair"] == 4 and jobs["table1"] == 1
+    assert jobs["tune_method"] == 8 and jobs["tune_origin"] == 1 and jobs["tune_select"] == 1
+    unlearn = next(line for line in out.stdout.splitlines() if " clue unlearn " in line)
+    assert "--tuned results/smollm2-135m-instruct/tune/world_cities__world_sentiment/selected.json" in unlearn
+
+
+@pytest.mark.parametrize("configfile,pairs", [("configs/paper-wmdp.yaml", 8), ("configs/paper-pku.yaml", 4)])
+def test_paper_configs_dry_run(configfile, pairs):
+    """`snakemake -n paper` on the paper configs plans every table and figure with all nine methods
+    and the paper's settings. A config named on the command line stands alone: the paper configs
+    must not inherit config.yaml's toy settings (its unlearn.lr 1e-3, its per-task sparsities)."""
+    out = snakemake(ROOT, "-n", "-p", "paper", "--configfile", configfile)
+    jobs = planned_jobs(out)
+    assert jobs["table1"] == jobs["table2"] == jobs["tables_5_6"] == jobs["fig7"] == jobs["paper"] == 1
+    assert jobs["table3"] == jobs["fig3"] == jobs["fig4"] == jobs["fig6"] == 1
+    # four retain tasks: Figure 3's sets of 2, 3 and 4 tasks (3 + 3 + 1); Figure 4's 4 sparsities
+    sets, sparsities = 7, 4
+    assert jobs["evaluate_origin"] == pairs and jobs["localize"] == 4 * pairs and jobs["localize_ratio"] == 4 * 5
+    # a retain set of several tasks keeps each task's gate graph (no merged graph); no general corpus
+    assert jobs["masks"] == pairs + sparsities + sets and "gates_union" not in jobs
+    # eight trained methods per pair; Table 2's nine CLUE ablations, the sparsity runs, the four
+    # localizers at five ratios and CLUE on each retain set, on the paper pair
+    assert jobs["unlearn"] == jobs["evaluate"] == 8 * pairs + 9 + sparsities + 20 + sets
+    unlearn = next(line for line in out.stdout.splitlines() if " clue unlearn " in line)
+    for setting in ('"lr": 1e-05', '"epochs_forget": 1', '"epochs_conflict": 5', '"lambda": 1.0',
+                    '"dtype": "bfloat16"'):
+        assert setting in unlearn
+    plain = [line for line in out.stdout.splitlines() if " clue unlearn " in line and "--method clue " in line
+             and "/clue --no-progress" in line]
+    assert plain and all('"stage_losses": ["po", "po"]' in line and '"ablation": "none"' in line for line in plain)
+    circuit = next(line for line in out.stdout.splitlines()
+                   if " clue circuit " in line and "/sparsity" not in line and "/after-" not in line)
+    for setting in ('"steps": 3000', '"lr": 0.8', '"lagrangian_lr": 0.8', '"max_pairs": 100',
+                    '"target_sparsity": 0.9', '"target_sparsity_per_task": {}'):
+        assert setting in circuit
+
+
+def test_paper_target_plan_on_the_default_config():
+    """`paper` on config.yaml: Figure 3's retain sets of 2-4 tasks run CLUE alone (no pair rule
+    trains the other methods on them), their CNFs read every task's own gate graph; the size-1 sets
+    are Table 1's pairs. The general corpus (toy_software + toy_medicine) gets its two circuits and
+    the reference runs: CLUE, and WAGLE through its own localize job."""
+    from clue.config import retain_sets
+    import yaml
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    sets = retain_sets(config)
+    assert [len(s.split("+")) for s in sets] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+    assert sets[-1] == "toy_winogrande+toy_sst2+toy_rte+toy_bool" and retain_sets(config) == sets
+    jobs = planned_jobs(snakemake(ROOT, "-n", "paper"))
+    multi = sum(len(s.split("+")) > 1 for s in sets)
+    assert "gates_union" not in jobs and jobs["unlearn_pair"] == jobs["evaluate_pair"] == 8
+    assert jobs["cnf"] == jobs["solve"] == 8 + 2 * 4 + 4 + multi + 1   # Table 1, 3, Figure 4, 3 and the corpus
+    # 9 ablations, 4 sparsity runs, 4 localizers x 5 ratios, CLUE on each new retain set, and CLUE
+    # and WAGLE with the general corpus as the retain set
+    assert jobs["unlearn"] == jobs["evaluate"] == 9 + 4 + 20 + multi + 2 and jobs["localize"] == 1
+    # Table 1, Table 3's after-runs, Figure 4, the general corpus's two tasks
+    assert jobs["circuit_task"] == 6 + 2 * 8 + 2 * 4 + 2
+
+
+def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):
+    """unlearn.jobs / evaluate.jobs / localize.jobs: the default config (8 pairs, 8 trained methods,
+    4 of them localizers) plans one job per pair, or one per checkpoint / localizer."""
+    jobs = planned_jobs(snakemake(ROOT, "-n", "results/table1.csv"))
+    assert jobs["unlearn_pair"] == 8 and jobs["evaluate_pair"] == 8 and jobs["localize_pair"] == 8
+    assert not {"unlearn", "evaluate", "localize"} & set(jobs)
+    overlay = tmp_path / "per_checkpoint.yaml"
+    overlay.write_text("unlearn: {jobs: per_checkpoint}\nevaluate: {jobs: per_checkpoint}\n"
+                       "localize: {jobs: per_localizer}\n")
+    # a config named on the command line keeps its tables apart: results/<stem of its last file>/
+    jobs = planned_jobs(snakemake(ROOT, "-n", "results/per_checkpoint/table1.csv", "--configfile", "config.yaml",
+                                  str(overlay)))
+    assert jobs["unlearn"] == 64 and jobs["evaluate"] == 64 and jobs["localize"] == 32
+    assert not {"unlearn_pair", "evaluate_pair", "localize_pair"} & set(jobs)
+
+
+def test_jobs_at_the_head_of_long_chains_are_scheduled_first(tmp_path):
+    """Priorities follow the chain each job heads (rules/common.smk PRIORITY): circuits, then the
+    gate/CNF/solve/mask chain, localizers, trainings, evaluations; both job layouts (per pair,
+    per checkpoint) and tuning get them. A rule left without its priority would run late and
+    leave a core idle at the end of the run (docs/performance.md)."""
+    found = planned_priorities(snakemake(ROOT, "-n", "results/table1.csv"))
+    assert all(len(v) == 1 for v in found.values()), found
+    p = {rule: v.pop() for rule, v in found.items()}
+    assert p["circuit_task"] > p["gates"] == p["cnf"] == p["solve"] == p["masks"] > p["localize_pair"] \
+        > p["unlearn_pair"] > p["evaluate_pair"] > p["evaluate_base"] == p["table1"] == 0
+    overlay = tmp_path / "layout.yaml"
+    overlay.write_text("unlearn: {jobs: per_checkpoint}\nevaluate: {jobs: per_checkpoint}\n"
+                       "localize: {jobs: per_localizer}\ncircuit: {jobs: per_mode}\n"
+                       "tune: {grid: {lr: [0.001], epochs: [1]}}\n")
+    found = planned_priorities(snakemake(ROOT, "-n", "results/layout/table1.csv", "--configfile", "config.yaml",
+                                         str(overlay)))
+    p = {rule: max(v) for rule, v in found.items()}
+    assert p["tune_method"] == p["tune_origin"] > p["circuit"] > p["masks"] > p["localize"] > p["unlearn"] \
+        > p["evaluate"] > 0
+
+
+def test_circuit_jobs_declare_circuit_threads(tmp_path):
+    """circuit.threads is what a circuit job declares to the scheduler (and hands to torch in its
+    parameters), for either circuit.jobs (the default config: 6 tasks)."""
+    for jobs in ("per_task", "per_mode"):
+        overlay = tmp_path / "threads.yaml"
+        overlay.write_text(f"circuit: {{threads: 2, jobs: {jobs}}}\n")
+        # a config named on the command line keeps its tables apart: results/<stem of its last file>/
+        out = snakemake(ROOT, "-n", "results/threads/table1.csv", "--configfile", "config.yaml", str(overlay))
+        blocks = [b for b in out.stdout.split("\n\n") if re.search(r"^rule circuit(_task)?:", b, re.M)]
+        assert len(blocks) == (6 if jobs == "per_task" else 12)
+        assert all("threads: 2\n" in b and '"threads": 2' in b for b in blocks)
+
+
+def test_slurm_profile_dry_run():
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    out = snakemake(ROOT, "-n", "results/test/table1.csv", "--workflow-profile", "profiles/slurm",
+                    "--configfile", "configs/test.yaml")
+    assert planned_jobs(out)["table1"] == 1
+
+
+def test_lint_is_clean():
+    out = snakemake(ROOT, "--lint", check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_rules_are_snakefmt_formatted():
+    """The workflow catalog's convention: the Snakefile and rules as snakefmt writes them
+    (pyproject.toml [tool.snakefmt]); `snakefmt Snakefile rules/` fixes a failure."""
+    out = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules/"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
