@@ -98,7 +98,8 @@ def planned_jobs(out):
 
 
 def planned_priorities(out):
-    """{rule: priority} of a dry run's jobs (a job without a priority line has Snakemake's 0)."""
+    """{rule: priority} of a dry run's jobs (a job without a priority line has Snakemake's 0); every
+    job of a rule must show the same priority."""
     text = out.stdout + out.stderr
     found = {}
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
@@ -106,4 +107,5 @@ def planned_priorities(out):
         if m:
             p = re.search(r"^\s+priority: (\d+)$", block, re.M)
             found.setdefault(m.group(1), set()).add(int(p.group(1)) if p else 0)
-    return found
+    assert all(len(v) == 1 for v in found.values()), found
+    return {rule: v.pop() for rule, v in found.items()}

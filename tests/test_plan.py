@@ -100,18 +100,15 @@ def test_jobs_at_the_head_of_long_chains_are_scheduled_first(tmp_path):
     gate/CNF/solve/mask chain, localizers, trainings, evaluations; both job layouts (per pair,
     per checkpoint) and tuning get them. A rule left without its priority would run late and
     leave a core idle at the end of the run (docs/performance.md)."""
-    found = planned_priorities(snakemake(ROOT, "-n", "results/table1.csv"))
-    assert all(len(v) == 1 for v in found.values()), found
-    p = {rule: v.pop() for rule, v in found.items()}
+    p = planned_priorities(snakemake(ROOT, "-n", "results/table1.csv"))
     assert p["circuit_task"] > p["gates"] == p["cnf"] == p["solve"] == p["masks"] > p["localize_pair"] \
         > p["unlearn_pair"] > p["evaluate_pair"] > p["evaluate_base"] == p["table1"] == 0
     overlay = tmp_path / "layout.yaml"
     overlay.write_text("unlearn: {jobs: per_checkpoint}\nevaluate: {jobs: per_checkpoint}\n"
                        "localize: {jobs: per_localizer}\ncircuit: {jobs: per_mode}\n"
                        "tune: {grid: {lr: [0.001], epochs: [1]}}\n")
-    found = planned_priorities(snakemake(ROOT, "-n", "results/layout/table1.csv", "--configfile", "config.yaml",
-                                         str(overlay)))
-    p = {rule: max(v) for rule, v in found.items()}
+    p = planned_priorities(snakemake(ROOT, "-n", "results/layout/table1.csv", "--configfile", "config.yaml",
+                                     str(overlay)))
     assert p["tune_method"] == p["tune_origin"] > p["circuit"] > p["masks"] > p["localize"] > p["unlearn"] \
         > p["evaluate"] > 0
 
