@@ -6,6 +6,7 @@ if config["circuit"]["jobs"] == "per_mode":
         input:
             base=circuit_model,
             data="results/{model}/data/{task}",
+            before=lambda w: circuits_before(w, [w.mode]),
         output:
             json="results/{model}/{run}circuits/{task}/{mode}.json",
             drawing=report(
@@ -30,10 +31,11 @@ if config["circuit"]["jobs"] == "per_mode":
             runtime=120,
         params:
             section=lambda w: circuit_section(w.run),
+            same_sparsity=same_sparsity_flag,
         shell:
             "clue circuit --model-dir {input.base} --data-dir {input.data} --task {wildcards.task}"
             " --model-name {wildcards.model} --mode {wildcards.mode} --params {params.section:q}"
-            " --out {output.json} --drawing {output.drawing} > {log} 2>&1"
+            " --out {output.json} --drawing {output.drawing}{params.same_sparsity} > {log} 2>&1"
 
 else:
 
@@ -44,6 +46,7 @@ else:
         input:
             base=circuit_model,
             data="results/{model}/data/{task}",
+            before=circuits_before,
         output:
             json=expand("results/{{model}}/{{run}}circuits/{{task}}/{mode}.json", mode=MODES),
             drawing=report(
@@ -67,8 +70,9 @@ else:
             runtime=240,
         params:
             section=lambda w: circuit_section(w.run),
+            same_sparsity=same_sparsity_flag,
             modes=MODES,
         shell:
             "clue circuit --model-dir {input.base} --data-dir {input.data} --task {wildcards.task}"
             " --model-name {wildcards.model} --mode {params.modes} --params {params.section:q}"
-            " --out {output.json} --drawing {output.drawing} > {log} 2>&1"
+            " --out {output.json} --drawing {output.drawing}{params.same_sparsity} > {log} 2>&1"

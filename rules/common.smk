@@ -101,15 +101,29 @@ def unlearn_section(run, method=None):
 
 
 def circuit_section(run):
-    """The circuit section of a run: a sparsity run overrides the target (for every task); it and
-    an after-run report faithfulness instead of enforcing a floor (Figure 4 measures it, and an
-    unlearned model may no longer tell a forget set's clean input from its corruption at all)."""
+    """The circuit section of a run. A sparsity run has one target (for every task), an after-run
+    the sparsity its circuit before unlearning was chosen at (`clue circuit --same-sparsity-as`).
+    Both keep the floor as the stopping rule of Table 1's circuits (stop at the first check that
+    reaches it), but keep their one candidate when it is not reached: Figure 4 measures
+    faithfulness, and an unlearned model may no longer tell a forget set's clean input from its
+    corruption at all."""
     c = dict(config["circuit"])
     if run.startswith("sparsity"):
         c.update(target_sparsity=float(run[len("sparsity") : -1]), target_sparsity_per_task={})
     if run:  # a run's circuit is Edge Pruning's at its target (a node-level one has its own sparsity)
-        c.update(min_faithfulness=0.0, node_level_fallback=False, early_stop_every=0)
+        c.update(if_unfaithful="most_faithful", node_level_fallback=False)
     return job_params(c)
+
+
+def circuits_before(w, modes=MODES):
+    """An after-run's circuits before unlearning, whose chosen sparsities it finds its own at."""
+    if not w.run.startswith("after-"):
+        return []
+    return [f"results/{w.model}/circuits/{w.task}/{m}.json" for m in modes]
+
+
+def same_sparsity_flag(w, input):
+    return f" --same-sparsity-as {' '.join(input.before)}" if input.before else ""
 
 
 def circuit_model(w):

@@ -314,12 +314,12 @@ CLI_PARAMS = {"steps": 150, "batch_size": 4, "target_sparsity": 0.8, "lr": 0.2, 
               "sparsity_penalty": 8.0}
 
 
-def run_cli(model_dir, data_dir, out, mode="noising", task="toy_demo", params=None, drawing=None):
+def run_cli(model_dir, data_dir, out, mode="noising", task="toy_demo", params=None, drawing=None, extra=()):
     from clue.cli import main
 
     argv = ["circuit", "--model-dir", str(model_dir), "--data-dir", str(data_dir), "--task", task,
             "--model-name", "tiny", "--mode", mode, "--out", str(out), "--quiet",
-            "--params", json.dumps(params or CLI_PARAMS)]
+            "--params", json.dumps(params or CLI_PARAMS), *extra]
     if drawing:
         argv += ["--drawing", str(drawing)]
     return main(argv)
@@ -419,6 +419,30 @@ def test_the_sparsest_candidate_faithful_on_validation_pairs_is_chosen(tmp_path,
     assert run_cli(model_dir, data_dir, tmp_path / "third.json", params={**params, "min_faithfulness": floor}) == 0
     third = json.loads((tmp_path / "third.json").read_text())
     assert third["edges"] == second["edges"] and third["faithfulness"]["pairs"] == 2
+
+
+def test_same_sparsity_as_trains_only_the_candidate_the_other_circuit_was_chosen_at(tmp_path, capsys):
+    """Table 3's circuits after unlearning are found at the candidate their circuits before were
+    chosen at. Here the circuit before chose 0.5 (0.8 missed the floor); found again with
+    --same-sparsity-as on the same model, only 0.5 is trained, and it is the same circuit (discovery
+    seeds itself). A missing JSON is named."""
+    model_dir, data_dir = write_task(tmp_path)
+    params = {**CLI_PARAMS, "target_sparsity": [0.5, 0.8]}
+    assert run_cli(model_dir, data_dir, tmp_path / "sparsest.json", params=params) == 0
+    floor = round(json.loads((tmp_path / "sparsest.json").read_text())["validation"]["faithfulness"] + 0.001, 4)
+    params = {**params, "min_faithfulness": floor, "if_unfaithful": "most_faithful"}
+    assert run_cli(model_dir, data_dir, tmp_path / "before.json", params=params) == 0
+    before = json.loads((tmp_path / "before.json").read_text())
+    assert before["selection"]["chosen"] == 0.5
+    assert run_cli(model_dir, data_dir, tmp_path / "after.json", params=params,
+                   extra=["--same-sparsity-as", str(tmp_path / "before.json")]) == 0
+    after = json.loads((tmp_path / "after.json").read_text())
+    assert [t["target_sparsity"] for t in after["selection"]["tried"]] == [0.5]
+    assert after["selection"]["candidates"] == [0.5] and after["edges"] == before["edges"]
+    assert run_cli(model_dir, data_dir, tmp_path / "x.json", params=params,
+                   extra=["--same-sparsity-as", str(tmp_path / "missing.json")]) == 2
+    assert f"--same-sparsity-as {tmp_path / 'missing.json'}: file not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_no_faithful_candidate_fails_naming_task_mode_and_values(tmp_path, capsys):

@@ -184,11 +184,15 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     after = json.loads((toy / "after-toy_cyber__toy_sst2/circuits/toy_cyber/noising.json").read_text())
     before = json.loads((toy / "circuits/toy_cyber/noising.json").read_text())
     assert after["edges"] != before["edges"]   # another model: other gate scores
+    # found again at the candidate chosen before, stopped by Table 1's rule (its floor), not re-chosen
+    assert [t["target_sparsity"] for t in after["selection"]["tried"]] == [before["selection"]["chosen"]]
+    assert after["config"]["min_faithfulness"] == before["config"]["min_faithfulness"] == 0.5
 
     # Figure 4: the circuits at sparsity 0.6 and CLUE from their masks
     fig4 = list(csv.DictReader(open(wd / "results/test/figures/fig4_toy_cyber__toy_sst2.csv")))
     circuit = json.loads((toy / "sparsity0.6/circuits/toy_cyber/denoising.json").read_text())
-    assert circuit["target_sparsity"] == 0.6
+    assert circuit["target_sparsity"] == 0.6 and [t["target_sparsity"] for t in circuit["selection"]["tried"]] == [0.6]
+    assert circuit["config"]["min_faithfulness"] == 0.5   # Table 1's stopping rule, its one candidate kept
     row = next(r for r in fig4 if r["task"] == "toy_cyber" and r["mode"] == "denoising")
     assert float(row["kl"]) == pytest.approx(circuit["faithfulness"]["kl_circuit"], abs=1e-4)
     sweep = json.loads((toy / "sparsity0.6/eval/toy_cyber__toy_sst2/clue.json").read_text())

@@ -51,6 +51,7 @@ skipped (with a warning). Answers are expected to be single tokens (true for the
 word-level tokenizer); a multi-token answer is represented by its first token.
 """
 
+import json
 import math
 import sys
 import time
@@ -514,22 +515,29 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     return result
 
 
-def select_circuit(model, pairs, mode, params, validation, heldout=None, progress=True, task="?", log=None):
+def select_circuit(model, pairs, mode, params, validation, heldout=None, progress=True, task="?", log=None,
+                   only=None):
     """The circuit at the sparsest candidate of ``params["target_sparsity"]`` whose normalized
     faithfulness on the ``validation`` pairs reaches ``min_faithfulness``, candidates trained
     from the sparsest down, and with ``node_level_fallback`` the node-level circuit last (the
     rule is fixed before any number is seen, and the held-out pairs take no part in it). Returns
     discover's dict for that candidate, with ``selection``: every candidate tried and its
-    validation figures. ClueError when none reaches the floor (``if_unfaithful: fail``)."""
+    validation figures. ClueError when none reaches the floor (``if_unfaithful: fail``).
+    ``only``: one candidate instead, ``(target_sparsity, False)`` or ``(None, True)`` for the
+    node-level circuit (an after-run's circuit, at the candidate its circuit before was chosen at)."""
     p = resolve_params(params)
     tried, results = [], []
     attribution = None
-    if p["candidate_nodes"] < 1:   # the same candidate nodes for every target sparsity
-        model, graph, batches, _ = _setup(model, pairs, mode, p)
-        attribution = attribute(model, graph, batches, p["attribution_steps"])
     options = [(target, False) for target in candidates(p["target_sparsity"])]
     if p["node_level_fallback"]:
         options.append((None, True))
+    if only is not None:
+        options = [only]
+    if p["candidate_nodes"] < 1:   # the same candidate nodes for every target sparsity
+        model, graph, batches, _ = _setup(model, pairs, mode, p)
+        attribution = attribute(model, graph, batches, p["attribution_steps"])
+    elif any(node_level for _, node_level in options):
+        raise ClueError(f"circuit {task} {mode}: a node-level circuit needs circuit.candidate_nodes below 1")
     for target, node_level in options:
         if node_level:
             result = node_circuit(model, pairs, mode, p, validation=validation, attribution=attribution)
@@ -573,11 +581,15 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
         device = torch.device(p["device"])
         result["faithfulness"] = faithfulness(model, result["graph"], heldout, mode, result["kept"].to(device),
                                               p, device)
-    result["selection"] = {"rule": "the sparsest candidate whose validation faithfulness reaches "
-                                   f"circuit.min_faithfulness ({p['min_faithfulness']})"
-                                   + (", the node-level circuit last" if p["node_level_fallback"] else "")
-                                   + ("" if met else "; none did: the most faithful on validation"),
-                           "candidates": candidates(p["target_sparsity"]), "tried": tried,
+    rule = ("the sparsest candidate whose validation faithfulness reaches "
+            f"circuit.min_faithfulness ({p['min_faithfulness']})"
+            + (", the node-level circuit last" if p["node_level_fallback"] else ""))
+    if only is not None:
+        rule = (f"the one candidate of the circuit it is compared with ({_name(tried[0])}), training stopped once "
+                f"its validation faithfulness reaches circuit.min_faithfulness ({p['min_faithfulness']})")
+    result["selection"] = {"rule": rule + ("" if met else "; none did: the most faithful on validation"),
+                           "candidates": ([] if only[1] else [only[0]]) if only is not None
+                           else candidates(p["target_sparsity"]), "tried": tried,
                            "chosen": tried[chosen]["target_sparsity"], "node_level": tried[chosen]["node_level"],
                            "reached_min_faithfulness": met}
     return result
@@ -686,6 +698,10 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, nargs="+", help="circuit JSON to write, one per --mode")
     parser.add_argument("--drawing", nargs="+", default=None,
                         help="drawing of the kept edges (.svg or .png), one per --mode")
+    parser.add_argument("--same-sparsity-as", nargs="+", default=None, metavar="CIRCUIT_JSON",
+                        help="circuit JSONs, one per --mode: find each circuit at the one candidate that JSON's "
+                             "circuit was chosen at (its target sparsity, or the node-level circuit), as Table 3's "
+                             "circuits after unlearning are found")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -697,12 +713,27 @@ def task_params(params, task):
     return p
 
 
+def chosen_candidate(path):
+    """The candidate a circuit JSON was chosen at: ``(target_sparsity, False)``, or ``(None, True)``
+    for a node-level circuit."""
+    try:
+        selection = json.loads(Path(path).read_text())["selection"]
+        return (None, True) if selection["node_level"] else (float(selection["chosen"]), False)
+    except FileNotFoundError:
+        raise ClueError(f"--same-sparsity-as {path}: file not found") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ClueError(f"--same-sparsity-as {path}: not a circuit JSON with a selection ({e!r})") from None
+
+
 def main(args):
     if len(args.out) != len(args.mode) or (args.drawing and len(args.drawing) != len(args.mode)):
         raise ClueError(f"--mode names {len(args.mode)} mode(s): give as many --out paths"
                         f"{' and --drawing paths' if args.drawing else ''}")
+    if args.same_sparsity_as and len(args.same_sparsity_as) != len(args.mode):
+        raise ClueError(f"--mode names {len(args.mode)} mode(s): give as many --same-sparsity-as paths")
     params = json_params(args.params, "circuit")
     p = task_params(params, args.task)
+    only = [chosen_candidate(path) for path in args.same_sparsity_as] if args.same_sparsity_as else [None] * len(args.mode)
     torch.manual_seed(p["seed"])
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -728,11 +759,11 @@ def main(args):
         print(f"clue circuit: {args.task} {line}", file=sys.stderr)
 
     # discover() seeds itself, so each mode gives the circuit it gives in a process of its own
-    for mode, out, drawing in zip(args.mode, args.out, args.drawing or [None] * len(args.mode)):
+    for mode, out, drawing, one in zip(args.mode, args.out, args.drawing or [None] * len(args.mode), only):
         start = time.perf_counter()
         # nothing is written for a failed circuit
         result = select_circuit(model, pairs, mode, p, validation, heldout, progress=not args.quiet,
-                                task=args.task, log=log)
+                                task=args.task, log=log, only=one)
         seconds = time.perf_counter() - start  # in the log, not the artifact: same config, same bytes
         f = result["faithfulness"]
         kept = int(result["kept"].sum().item())
