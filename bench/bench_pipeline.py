@@ -36,6 +36,20 @@ def run(cmd, cwd):
     return time.time() - start, out.stdout + out.stderr
 
 
+def tables(wd, configfiles):
+    """Where the run writes its tables: results/ for the embedded config, else results/<run_name
+    or the last config's stem>/ (clue.config.tables_dir, as the Snakefile decides)."""
+    sys.path.insert(0, str(ROOT / "workflow"))
+    import yaml
+
+    from clue.config import tables_dir
+
+    names = [yaml.safe_load(open(wd / f)).get("run_name") for f in configfiles or []]
+    names = [n for n in names if n is not None]
+    config = {"run_name": names[-1]} if names else {}
+    return tables_dir(config, [wd / f for f in configfiles or []], wd / "config.yaml")[0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configfile", nargs="+", help="configs other than the embedded default (merged in order)")
@@ -47,7 +61,7 @@ def main():
     # targets before --configfile, which takes several files
     config = ["--configfile", *args.configfile] if args.configfile else []
     snakemake = [sys.executable, "-m", "snakemake", "--cores", "all"]
-    cmd = snakemake + ["results/table1.csv"] + config
+    cmd = snakemake + [f"{tables(wd, args.configfile)}/table1.csv"] + config
     first, _ = run(cmd, wd)
     second, log = run(cmd, wd)
     then = run(snakemake + args.then + config, wd)[0] if args.then else None
@@ -64,7 +78,7 @@ def main():
     print("per-rule seconds (sum over jobs, from benchmarks/):")
     for rule, s in sorted(per_rule.items(), key=lambda kv: -kv[1]):
         print(f"  {rule:<18} {s:8.1f}")
-    print((wd / "results/table1.md").read_text())
+    print((wd / tables(wd, args.configfile) / "table1.md").read_text())
 
 
 if __name__ == "__main__":
