@@ -36,6 +36,21 @@ def run(cmd, cwd):
     return time.time() - start, out.stdout + out.stderr
 
 
+def cpu():
+    """The CPU model and torch's kernel level: the toy world's numbers are bit-identical on one kind
+    of CPU, not across kinds (another kernel rounds differently, and 2,000 base-model steps grow it)."""
+    import torch
+
+    info = {}
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    name = info.get("model name", "unknown CPU")
+    return (f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), {os.cpu_count()} "
+            f"cores, torch {torch.__version__} kernels {torch.backends.cpu.get_cpu_capability()}")
+
+
 def tables(wd, configfiles):
     """Where the run writes its tables: results/ for the embedded config, else results/<run_name
     or the last config's stem>/ (clue.config.tables_dir, as the Snakefile decides)."""
@@ -71,6 +86,7 @@ def main():
         rule = rule[1] if len(rule) > 2 else Path(rule[-1]).stem
         with open(tsv) as f:
             per_rule[rule] += float(next(csv.DictReader(f, delimiter="\t"))["s"])
+    print(f"machine: {cpu()}")
     print(f"fresh clone -> results/table1.csv: {first:.1f} s")
     print(f"second run: {second:.1f} s ({'nothing to do' if 'Nothing to be done' in log else 'RAN JOBS'})")
     if then is not None:
