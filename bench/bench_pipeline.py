@@ -76,7 +76,8 @@ def main():
     # targets before --configfile, which takes several files
     config = ["--configfile", *args.configfile] if args.configfile else []
     snakemake = [sys.executable, "-m", "snakemake", "--cores", "all"]
-    cmd = snakemake + [f"{tables(wd, args.configfile)}/table1.csv"] + config
+    table_dir = tables(wd, args.configfile)
+    cmd = snakemake + [f"{table_dir}/table1.csv"] + config
     first, _ = run(cmd, wd)
     second, log = run(cmd, wd)
     then = run(snakemake + args.then + config, wd)[0] if args.then else None
@@ -94,7 +95,7 @@ def main():
     print("per-rule seconds (sum over jobs, from benchmarks/):")
     for rule, s in sorted(per_rule.items(), key=lambda kv: -kv[1]):
         print(f"  {rule:<18} {s:8.1f}")
-    print((wd / tables(wd, args.configfile) / "table1.md").read_text())
+    print((wd / table_dir / "table1.md").read_text())
 
 
 if __name__ == "__main__":

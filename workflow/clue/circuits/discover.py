@@ -581,10 +581,11 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
         device = torch.device(p["device"])
         result["faithfulness"] = faithfulness(model, result["graph"], heldout, mode, result["kept"].to(device),
                                               p, device)
-    rule = ("the sparsest candidate whose validation faithfulness reaches "
-            f"circuit.min_faithfulness ({p['min_faithfulness']})"
-            + (", the node-level circuit last" if p["node_level_fallback"] else ""))
-    if only is not None:
+    if only is None:
+        rule = ("the sparsest candidate whose validation faithfulness reaches "
+                f"circuit.min_faithfulness ({p['min_faithfulness']})"
+                + (", the node-level circuit last" if p["node_level_fallback"] else ""))
+    else:
         rule = (f"the one candidate of the circuit it is compared with ({_name(tried[0])}), training stopped once "
                 f"its validation faithfulness reaches circuit.min_faithfulness ({p['min_faithfulness']})")
     result["selection"] = {"rule": rule + ("" if met else "; none did: the most faithful on validation"),
