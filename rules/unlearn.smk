@@ -109,8 +109,11 @@ if not PER_CHECKPOINT and TRAINED:
     ruleorder: unlearn_pair > unlearn
 
 
-# The localizers among the config's methods.
+# The localizers among the config's methods. Those that score the forget set alone (DEPN, MEMIT's
+# causal tracing) make one mask a forget set, copied to each of its pairs by rule `pair_mask`.
 LOCALIZERS_RUN = [m for m in METHODS if m in LOCALIZERS]
+FORGET_ONLY = [name for name, localizer in LOCALIZERS.items() if not localizer.reads_retain]
+PAIR_LOCALIZERS = [m for m in LOCALIZERS_RUN if m not in FORGET_ONLY]
 
 
 rule localize:
@@ -128,7 +131,7 @@ rule localize:
     benchmark:
         "benchmarks/{model}/localize/{forget}__{retain}/{localizer}.tsv"
     wildcard_constraints:
-        localizer="|".join(LOCALIZERS),
+        localizer="|".join(n for n in LOCALIZERS if n not in FORGET_ONLY),
     priority: PRIORITY["localize"]
     conda:
         "../envs/clue.yaml"
@@ -144,17 +147,71 @@ rule localize:
         " --params {params.section:q} --out {output} > {log} 2>&1"
 
 
-if config["localize"]["jobs"] == "per_pair" and LOCALIZERS_RUN:
+rule localize_forget:
+    """The mask of a localizer that scores the forget set alone (DEPN, MEMIT), once a forget set."""
+    input:
+        base="results/{model}/base",
+        forget="results/{model}/data/{forget}",
+    output:
+        "results/{model}/masks/{forget}/{localizer}.safetensors",
+    log:
+        "logs/{model}/localize/{forget}/{localizer}.log",
+    benchmark:
+        "benchmarks/{model}/localize/{forget}/{localizer}.tsv"
+    wildcard_constraints:
+        localizer="|".join(FORGET_ONLY),
+        forget=r"[A-Za-z0-9]+(_[A-Za-z0-9]+)*",  # no "__": not a pair's directory
+    priority: PRIORITY["localize"]
+    conda:
+        "../envs/clue.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        section=section("localize"),
+    shell:
+        "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
+        " --localizer {wildcards.localizer} --model-name {wildcards.model}"
+        " --params {params.section:q} --out {output} > {log} 2>&1"
+
+
+rule pair_mask:
+    """A forget-set-only localizer's mask at its pair's path (DESIGN section 6): the same bytes for
+    every retain set."""
+    input:
+        "results/{model}/masks/{forget}/{localizer}.safetensors",
+    output:
+        "results/{model}/masks/{forget}__{retain}/{localizer}.safetensors",
+    log:
+        "logs/{model}/pair_mask/{forget}__{retain}/{localizer}.log",
+    benchmark:
+        "benchmarks/{model}/pair_mask/{forget}__{retain}/{localizer}.tsv"
+    wildcard_constraints:
+        localizer="|".join(FORGET_ONLY),
+        forget=r"[A-Za-z0-9]+(_[A-Za-z0-9]+)*",
+    localrule: True
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=100,
+        runtime=5,
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+if config["localize"]["jobs"] == "per_pair" and PAIR_LOCALIZERS:
 
     rule localize_pair:
-        """Every baseline localizer of the config on one forget x retain pair, in one process on one
-        loaded model (localize.jobs: per_pair); the same masks as rule `localize`."""
+        """Every baseline localizer of the config that scores the retain set, on one forget x retain
+        pair, in one process on one loaded model (localize.jobs: per_pair); the same masks as rule
+        `localize`. (DEPN and MEMIT: rule localize_forget.)"""
         input:
             base="results/{model}/base",
             forget="results/{model}/data/{forget}",
             retain=retain_dirs,
         output:
-            expand("results/{{model}}/masks/{{forget}}__{{retain}}/{localizer}.safetensors", localizer=LOCALIZERS_RUN),
+            expand("results/{{model}}/masks/{{forget}}__{{retain}}/{localizer}.safetensors", localizer=PAIR_LOCALIZERS),
         log:
             "logs/{model}/localize_pair/{forget}__{retain}.log",
         benchmark:
@@ -167,10 +224,10 @@ if config["localize"]["jobs"] == "per_pair" and LOCALIZERS_RUN:
         threads: 1
         resources:
             mem_mb=8000,
-            runtime=60 * len(LOCALIZERS_RUN),
+            runtime=60 * len(PAIR_LOCALIZERS),
         params:
             section=section("localize"),
-            localizers=LOCALIZERS_RUN,
+            localizers=PAIR_LOCALIZERS,
         shell:
             "OMP_NUM_THREADS={threads} clue localize --base-dir {input.base} --forget-dir {input.forget}"
             " --retain-dir {input.retain} --localizer {params.localizers} --model-name {wildcards.model}"

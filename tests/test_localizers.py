@@ -78,6 +78,21 @@ def test_registry_has_every_baseline():
     assert set(LOCALIZERS) >= {"wagle", "depn", "pcgu", "memit"}
 
 
+def test_forget_only_localizers_give_the_same_bytes_without_a_retain_set(world, masks, tmp_path):
+    """DEPN and MEMIT score the forget set alone (the workflow makes their mask once a forget set
+    and copies it to each pair); WAGLE and PCGU read the retain set and say so without one."""
+    assert sorted(n for n, loc in LOCALIZERS.items() if not loc.reads_retain) == ["depn", "memit"]
+    for name in ("depn", "memit"):
+        path = tmp_path / f"{name}.safetensors"
+        localize(world / "base", world / "forget", [], [name], [path], PARAMS, model_name="toy")
+        assert path.read_bytes() == masks[name][1].read_bytes()
+    for name in ("wagle", "pcgu"):
+        with pytest.raises(ClueError, match=f"localizer {name} scores the retain set: give --retain-dir"):
+            localize(world / "base", world / "forget", [], [name], [tmp_path / "x.safetensors"], PARAMS,
+                     model_name="toy")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 # --------------------------------------------------------------------------- requested ratio
 
 @pytest.mark.parametrize("name", ["wagle", "pcgu", "depn", "memit"])

@@ -19,6 +19,8 @@ def test_smollm2_config_dry_run():
     assert jobs["base_model"] == 1 and jobs["circuit_task"] == 4 and jobs["evaluate_origin"] == 4
     assert jobs["unlearn_pair"] == 4 and jobs["evaluate_pair"] == 4 and jobs["table1"] == 1
     assert jobs["tune_method"] == 8 and jobs["tune_origin"] == 1 and jobs["tune_select"] == 1
+    # DEPN and MEMIT once a forget set, not once a pair
+    assert jobs["localize_pair"] == 4 and jobs["localize_forget"] == 2 * 2 and jobs["pair_mask"] == 2 * 4
     unlearn = next(line for line in out.stdout.splitlines() if " clue unlearn " in line)
     assert "--tuned results/smollm2-135m-instruct/tune/world_cities__world_sentiment/selected.json" in unlearn
 
@@ -34,7 +36,10 @@ def test_paper_configs_dry_run(configfile, pairs):
     assert jobs["table3"] == jobs["fig3"] == jobs["fig4"] == jobs["fig6"] == 1
     # four retain tasks: Figure 3's sets of 2, 3 and 4 tasks (3 + 3 + 1); Figure 4's 4 sparsities
     sets, sparsities = 7, 4
-    assert jobs["evaluate_origin"] == pairs and jobs["localize"] == 4 * pairs and jobs["localize_ratio"] == 4 * 5
+    # WAGLE and PCGU score each pair's retain set; DEPN and MEMIT the forget set alone, once a forget
+    # set (four retain tasks a forget set), their pairs' masks copies
+    assert jobs["evaluate_origin"] == pairs and jobs["localize"] == 2 * pairs and jobs["localize_ratio"] == 4 * 5
+    assert jobs["localize_forget"] == 2 * (pairs // 4) and jobs["pair_mask"] == 2 * pairs
     # a retain set of several tasks keeps each task's gate graph (no merged graph); no general corpus
     assert jobs["masks"] == pairs + sparsities + sets and "gates_union" not in jobs
     # eight trained methods per pair; Table 2's nine CLUE ablations, the sparsity runs, the four
@@ -91,7 +96,9 @@ def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):
     # a config named on the command line keeps its tables apart: results/<stem of its last file>/
     jobs = planned_jobs(snakemake(ROOT, "-n", "results/per_checkpoint/table1.csv", "--configfile", "config.yaml",
                                   str(overlay)))
-    assert jobs["unlearn"] == 64 and jobs["evaluate"] == 64 and jobs["localize"] == 32
+    # WAGLE and PCGU a pair; DEPN and MEMIT a forget set (two forget sets)
+    assert jobs["unlearn"] == 64 and jobs["evaluate"] == 64 and jobs["localize"] == 16
+    assert jobs["localize_forget"] == 2 * 2 and jobs["pair_mask"] == 2 * 8
     assert not {"unlearn_pair", "evaluate_pair", "localize_pair"} & set(jobs)
 
 

@@ -4,6 +4,7 @@ empty-assignment case, determinism, the saved checkpoint and masking before grad
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -234,6 +235,46 @@ def test_deterministic_and_loadable(world, tmp_path):
     # same config, same bytes: the record holds no wall time
     assert (out / "clue_unlearn.json").read_bytes() == (tmp_path / "b" / "out_clue" / "clue_unlearn.json").read_bytes()
     assert saved["losses"][0]["forget_loss"] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-5)  # NPO at theta = ref
+
+
+def test_autocast_and_fused_adamw_train_the_same_thing_and_keep_the_invariant(world, tmp_path):
+    """unlearn.autocast runs the products in bf16 and unlearn.fused_optimizer AdamW's fused kernel:
+    the losses move as in float32 (not bit for bit: an autocast that did nothing would give the
+    same list), the checkpoint stays float32, and nothing outside the masks changes."""
+    rec32, base, new32 = run(world, tmp_path / "fp32", stage_losses=["npo", "po"])
+    fused, _, new_fused = run(world, tmp_path / "fused", stage_losses=["npo", "po"], fused_optimizer=True)
+    bf16, _, new_bf16 = run(world, tmp_path / "bf16", stage_losses=["npo", "po"], autocast="bfloat16",
+                            fused_optimizer=True)
+    losses = lambda rec: [r["loss"] for r in rec["losses"]]  # noqa: E731
+    # the fused kernel: the same update up to rounding
+    assert losses(fused) == pytest.approx(losses(rec32), rel=1e-5)
+    assert all(torch.allclose(new_fused[n], new32[n], rtol=0, atol=1e-6) for n in new32)
+    assert losses(bf16) != losses(rec32) and losses(bf16) == pytest.approx(losses(rec32), rel=0.05)
+    assert {t.dtype for t in new_bf16.values()} == {torch.float32}
+    mf, mc = hand_masks(base, FORGET_NEURONS), hand_masks(base, CONFLICT_NEURONS)
+    for new in (new_fused, new_bf16):
+        assert_invariant(base, new, [mf, mc])
+    assert bf16["config"]["autocast"] == "bfloat16" and bf16["config"]["fused_optimizer"] is True
+
+
+def test_npo_reference_is_taken_in_the_training_precision(world, tmp_path):
+    """Under autocast the reference log-probabilities are the starting model's in bf16 too, so the
+    first NPO step is at the reference exactly: 2 / beta * log 2 (a float32 reference would be off
+    by the bf16 rounding of every token's log-probability)."""
+    rec, _, _ = run(world, tmp_path, method="npo", masks=None, autocast="bfloat16", max_forget_examples=4,
+                    batch_size=4)
+    assert rec["losses"][0]["forget_loss"] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-6)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("autocast", "bf16", "unlearn.autocast must be null or one of bfloat16, float16, not 'bf16'"),
+    ("fused_optimizer", "yes", "unlearn.fused_optimizer must be true or false, not 'yes'"),
+])
+def test_bad_precision_settings_are_named(key, value, message):
+    from clue.unlearn import resolve_params
+
+    with pytest.raises(ClueError, match=re.escape(message)):
+        resolve_params({key: value})
 
 
 def test_mask_file_from_another_model_is_rejected(world, tmp_path):

@@ -60,16 +60,19 @@ class Localizer:
     fn: Callable  # fn(ctx, ratio) -> ({param: {axis: tensor}}, info dict)
     default_ratio: float  # used when the config's localize.ratios does not name this localizer
     label: str  # the row's name in Table 1
+    # False: the mask is a function of the forget set alone (the workflow makes it once a forget set
+    # and copies it to every pair); True: it scores the retain set too
+    reads_retain: bool = True
 
 
 LOCALIZERS = {}
 
 
-def register_localizer(name, *, default_ratio, label=None):
+def register_localizer(name, *, default_ratio, label=None, reads_retain=True):
     def decorate(fn):
         if name in LOCALIZERS:
             raise ValueError(f"localizer {name!r} is registered twice")
-        LOCALIZERS[name] = Localizer(name, fn, check_ratio(name, default_ratio), label or name.upper())
+        LOCALIZERS[name] = Localizer(name, fn, check_ratio(name, default_ratio), label or name.upper(), reads_retain)
         return fn
 
     return decorate
@@ -220,7 +223,7 @@ class Context:
         several tasks: the retain texts are drawn from all of them)."""
         self.model, self.tokenizer, self.params, self.device = model, tokenizer, params, device
         self.forget_dir = Path(forget_dir)
-        self.retain_dirs = [Path(d) for d in ([retain_dir] if isinstance(retain_dir, (str, Path)) else retain_dir)]
+        self.retain_dirs = [Path(d) for d in ([retain_dir] if isinstance(retain_dir, (str, Path)) else retain_dir or [])]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self._cache = {}
 
@@ -239,6 +242,8 @@ class Context:
         return self._cache["forget"]
 
     def retain_texts(self):
+        if not self.retain_dirs:
+            raise ClueError("this localizer scores the retain set: give --retain-dir")
         if "retain" not in self._cache:
             self._cache["retain"] = self._texts(self.retain_dirs, self.params["seed"] + 1)
         return self._cache["retain"]
@@ -410,7 +415,8 @@ def localize(base_dir, forget_dir, retain_dir, localizers, outs, params=None, mo
     if len(localizers) != len(outs):
         raise ClueError(f"give one --out per --localizer ({len(localizers)} localizers, {len(outs)} outputs)")
     for name in localizers:
-        get_localizer(name)
+        if get_localizer(name).reads_retain and not retain_dir:
+            raise ClueError(f"localizer {name} scores the retain set: give --retain-dir")
     p = resolve_params(params)
     device = torch_device(p["device"])
     model, tokenizer = load_base(base_dir, device)
@@ -433,8 +439,9 @@ def localize(base_dir, forget_dir, retain_dir, localizers, outs, params=None, mo
 def add_arguments(parser):
     parser.add_argument("--base-dir", required=True, help="base checkpoint directory (save_pretrained + tokenizer)")
     parser.add_argument("--forget-dir", required=True, help="forget task data dir (train.jsonl, pairs.jsonl)")
-    parser.add_argument("--retain-dir", required=True, nargs="+",
-                        help="retain task data dir (train.jsonl); several: a retain set of several tasks")
+    parser.add_argument("--retain-dir", nargs="*", default=[],
+                        help="retain task data dir (train.jsonl); several: a retain set of several tasks; "
+                        "none: only localizers that do not read it (depn, memit)")
     parser.add_argument("--localizer", required=True, nargs="+", choices=sorted(LOCALIZERS),
                         help="baseline localizer(s) (memit = MEMIT (causal-tracing localization)); several "
                         "share one loaded model, with one --out each")

@@ -99,7 +99,7 @@ def neuron_scores(ctx):
 # DEPN localizes MLP neurons only: 3 of the 7 matrices per layer, so no ratio reaches the paper's
 # ~77% of all weights (the ceiling, every MLP neuron, is 42.9% and no localization at all). We read
 # the paper's figure as the share of the MLP weights it edits: 0.77 of the MLP neurons.
-@register_localizer("depn", default_ratio=0.77)
+@register_localizer("depn", default_ratio=0.77, reads_retain=False)
 def depn(ctx, ratio):
     import torch
 

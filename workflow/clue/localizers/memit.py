@@ -114,7 +114,8 @@ def _batches(ctx):
 
 
 # MLP neurons only, like DEPN: the paper's ~76% read as 0.76 of the MLP neurons (see depn.py).
-@register_localizer("memit", default_ratio=0.76, label="MEMIT (causal-tracing localization)")
+@register_localizer("memit", default_ratio=0.76, label="MEMIT (causal-tracing localization)",
+                    reads_retain=False)
 def memit(ctx, ratio):
     import torch
 
