@@ -168,6 +168,28 @@ def test_every_metric_matches_an_independent_computation(world, tmp_path):
     assert p["FE_norm"] == pytest.approx(1 - rec["accuracy_norm"]["toy_cyber"])
 
 
+def test_autocast_evaluates_in_bf16_close_to_float32(world, tmp_path):
+    """evaluate.autocast: bfloat16 runs lm-eval's forward passes (its mixed_precision_dtype), the
+    MIA and the generations under bf16 autocast: the probabilities of the correct choice move by
+    bf16 rounding (an option that did nothing would leave them bit-identical), and stay within
+    0.01 of float32's."""
+    recs = {}
+    for name, autocast in (("fp32", None), ("bf16", "bfloat16")):
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--checkpoint", str(world / "ckpt"), "--tasks", *TASKS, "--forget-sets",
+                     "toy_cyber", "--data-root", str(world / "data"),
+                     "--params", json.dumps({**EVAL, "autocast": autocast}), "--out", str(out)]) == 0
+        recs[name] = json.loads(out.read_text())
+    fp32, bf16 = recs["fp32"]["prob_correct"], recs["bf16"]["prob_correct"]
+    assert fp32 != bf16
+    assert all(bf16[t] == pytest.approx(fp32[t], abs=0.01) for t in TASKS)
+    mia = [recs[n]["forget_efficacy"]["toy_cyber"]["MIA"] for n in ("fp32", "bf16")]
+    assert mia[1] == pytest.approx(mia[0], abs=0.05)
+    with pytest.raises(ClueError, match=re.escape("evaluate.autocast must be null or one of bfloat16, float16, "
+                                                  "not 'bf16'")):
+        evaluate.mixed_precision({"autocast": "bf16"})
+
+
 def test_several_checkpoints_in_one_process_give_the_same_eval_jsons(world, tmp_path):
     """evaluate.jobs: per_pair evaluates a pair's checkpoints in one process; each eval JSON must
     equal the one a separate process (per_checkpoint) writes for the same checkpoint."""

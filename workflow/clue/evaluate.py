@@ -23,7 +23,8 @@ from clue import io
 from clue.errors import ClueError
 
 DEFAULTS = dict(batch_size=64, device="cpu", dtype="float32", limit=None, seed=0, mia_samples=200,
-                mia_max_length=512, max_new_tokens=8, jobs="per_checkpoint")
+                mia_max_length=512, max_new_tokens=8, jobs="per_checkpoint", autocast=None)
+AUTOCAST = (None, "bfloat16", "float16")
 # Min-k% Prob with k = 20%: the MIA score of the paper's appendix G (Shi et al. 2023)
 MIN_K = 0.2
 
@@ -199,6 +200,16 @@ class LmEvalResult:
     correct: dict = field(default_factory=dict)
 
 
+def mixed_precision(params):
+    """``evaluate.autocast`` as a torch dtype (None: every product in the checkpoint's dtype)."""
+    import torch
+
+    value = params.get("autocast")
+    if value not in AUTOCAST:
+        raise ClueError(f"evaluate.autocast must be null or one of {', '.join(AUTOCAST[1:])}, not {value!r}")
+    return None if value is None else getattr(torch, value)
+
+
 def run_lm_eval(model, tokenizer, tasks, test_files, params):
     """lm-eval on the loaded model, an LmEvalResult. Tasks in ``test_files`` (see
     local_test_files) use a local YAML; the others must be lm-eval task names."""
@@ -212,7 +223,10 @@ def run_lm_eval(model, tokenizer, tasks, test_files, params):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _lm_eval_logging()
     standard = [t for t in tasks if t not in test_files]
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params["batch_size"])
+    # lm-eval's own mixed precision: its forward passes run under torch.autocast at this dtype (and
+    # with autocast disabled when it is None, whatever the caller's context)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params["batch_size"],
+              mixed_precision_dtype=mixed_precision(params))
     with tempfile.TemporaryDirectory(prefix="clue-lm-eval-") as yaml_dir:
         for task, test_file in test_files.items():
             (Path(yaml_dir) / f"{task}.yaml").write_text(
@@ -341,10 +355,14 @@ def forget_efficacy(model, tokenizer, data_dir, params):
     """MIA, mia_note and RougeL of one forget set (the paper's Table 6, beside 1-accuracy); RougeL
     scores the correct choice of each forget test question in the greedy generation after its
     prompt."""
+    import torch
+
     records = io.read_jsonl(Path(data_dir) / "test.jsonl")[:params["limit"] or None]  # lm-eval's limit
-    value, note = mia(model, tokenizer, data_dir, params)
-    generations = greedy_generations(model, tokenizer, [r["prompt"] for r in records],
-                                     params["max_new_tokens"], _batch_size(params))
+    dtype = mixed_precision(params)
+    with torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None):
+        value, note = mia(model, tokenizer, data_dir, params)
+        generations = greedy_generations(model, tokenizer, [r["prompt"] for r in records],
+                                         params["max_new_tokens"], _batch_size(params))
     return dict(MIA=value, mia_note=note,
                 RougeL=rouge_l_recall([r["choices"][r["label"]] for r in records], generations))
 
