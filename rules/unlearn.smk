@@ -114,6 +114,7 @@ if not PER_CHECKPOINT and TRAINED:
 LOCALIZERS_RUN = [m for m in METHODS if m in LOCALIZERS]
 FORGET_ONLY = [name for name, localizer in LOCALIZERS.items() if not localizer.reads_retain]
 PAIR_LOCALIZERS = [m for m in LOCALIZERS_RUN if m not in FORGET_ONLY]
+FORGET_SET = r"[A-Za-z0-9]+(_[A-Za-z0-9]+)*"  # a forget set's name has no "__": not a pair's directory
 
 
 rule localize:
@@ -160,7 +161,7 @@ rule localize_forget:
         "benchmarks/{model}/localize/{forget}/{localizer}.tsv"
     wildcard_constraints:
         localizer="|".join(FORGET_ONLY),
-        forget=r"[A-Za-z0-9]+(_[A-Za-z0-9]+)*",  # no "__": not a pair's directory
+        forget=FORGET_SET,
     priority: PRIORITY["localize"]
     conda:
         "../envs/clue.yaml"
@@ -189,7 +190,7 @@ rule pair_mask:
         "benchmarks/{model}/pair_mask/{forget}__{retain}/{localizer}.tsv"
     wildcard_constraints:
         localizer="|".join(FORGET_ONLY),
-        forget=r"[A-Za-z0-9]+(_[A-Za-z0-9]+)*",
+        forget=FORGET_SET,
     localrule: True
     conda:
         "../envs/clue.yaml"

@@ -24,7 +24,6 @@ from clue.errors import ClueError
 
 DEFAULTS = dict(batch_size=64, device="cpu", dtype="float32", limit=None, seed=0, mia_samples=200,
                 mia_max_length=512, max_new_tokens=8, jobs="per_checkpoint", autocast=None)
-AUTOCAST = (None, "bfloat16", "float16")
 # Min-k% Prob with k = 20%: the MIA score of the paper's appendix G (Shi et al. 2023)
 MIN_K = 0.2
 
@@ -202,12 +201,9 @@ class LmEvalResult:
 
 def mixed_precision(params):
     """``evaluate.autocast`` as a torch dtype (None: every product in the checkpoint's dtype)."""
-    import torch
+    from clue.losses import autocast_dtype
 
-    value = params.get("autocast")
-    if value not in AUTOCAST:
-        raise ClueError(f"evaluate.autocast must be null or one of {', '.join(AUTOCAST[1:])}, not {value!r}")
-    return None if value is None else getattr(torch, value)
+    return autocast_dtype(params.get("autocast"), "evaluate.autocast")
 
 
 def run_lm_eval(model, tokenizer, tasks, test_files, params):

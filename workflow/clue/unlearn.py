@@ -14,7 +14,6 @@ mask (so AdamW's moments only see masked elements) and, after every optimizer st
 therefore cannot move an element outside the mask by even one bit.
 """
 
-import contextlib
 import json
 import random
 import sys
@@ -74,9 +73,6 @@ DEFAULTS = {
 }
 
 
-AUTOCAST = (None, "bfloat16", "float16")
-
-
 def resolve_params(params):
     """Defaults + the config section, validated. Unknown keys are reported (not fatal: the config
     section may carry keys meant for the workflow, such as a list of methods)."""
@@ -102,8 +98,9 @@ def resolve_params(params):
     for key in ("master_weights", "fused_optimizer"):
         if not isinstance(p[key], bool):
             raise ClueError(f"unlearn.{key} must be true or false, not {p[key]!r}")
-    if p["autocast"] not in AUTOCAST:
-        raise ClueError(f"unlearn.autocast must be null or one of {', '.join(AUTOCAST[1:])}, not {p['autocast']!r}")
+    from clue.losses import autocast_dtype
+
+    autocast_dtype(p["autocast"], "unlearn.autocast")
     for key in ("lambda", "weight_decay", "max_grad_norm"):
         if not isinstance(p[key], (int, float)) or p[key] < 0:
             raise ClueError(f"unlearn.{key} must be a non-negative number, not {p[key]!r}")
@@ -237,9 +234,10 @@ def autocast(params, device):
     """The context the losses are computed in: torch.autocast at ``unlearn.autocast``, or nothing."""
     import torch
 
-    if params["autocast"] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=getattr(torch, params["autocast"]))
+    from clue.losses import autocast_dtype
+
+    dtype = autocast_dtype(params["autocast"], "unlearn.autocast")
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=True, after_epoch=None):
@@ -269,7 +267,6 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
     # whose gradient is always 0 gets the update lr * 0 / (0 + eps) = 0 and keeps its value exactly.
     anchor = None if mask is None or stepwise or params["weight_decay"] == 0 else {
         n: q.detach().clone() for n, q in master.items()}
-    outside = None if mask is None else {n: ~m for n, m in mask.items()}
     opt = torch.optim.AdamW(list(master.values()), lr=params["lr"], weight_decay=params["weight_decay"],
                             fused=params["fused_optimizer"] or None)
 
@@ -303,7 +300,7 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
             with torch.no_grad():
                 if mask is not None:
                     for n, p in trained.items():
-                        p.grad.masked_fill_(outside[n], 0.0)
+                        p.grad.masked_fill_(~mask[n], 0.0)   # one matrix's complement at a time
                 if stepwise:
                     step_each_matrix(trained, master, mask, opt, params["max_grad_norm"])
                 else:   # an fp32 model: one AdamW step over every trained matrix
@@ -323,7 +320,7 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
     bar.close()
     for p in params_by_name.values():
         p.requires_grad_(False)
-    del opt, anchor, outside
+    del opt, anchor
     return {"name": stage["name"], "loss": stage["loss"], "epochs": stage["epochs"],
             "master_weights": describe_master(trained, master),
             "retain": stage["retain"], "steps": stage["epochs"] * steps_per_epoch,

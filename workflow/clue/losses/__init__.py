@@ -124,6 +124,21 @@ def collate(encoded, pad_id=0, ref_logp=None):
     return batch
 
 
+AUTOCAST_DTYPES = ("bfloat16", "float16")
+
+
+def autocast_dtype(value, key):
+    """A config's ``autocast`` setting as a torch dtype (None for null); a ClueError naming ``key``
+    for anything else. Training (``unlearn.autocast``) and evaluation (``evaluate.autocast``) share it."""
+    if value is None:
+        return None
+    if value not in AUTOCAST_DTYPES:
+        raise ClueError(f"{key} must be null or one of {', '.join(AUTOCAST_DTYPES)}, not {value!r}")
+    import torch
+
+    return getattr(torch, value)
+
+
 def torch_device(name):
     """A config's ``device``: ``auto`` is CUDA when there is a GPU, else the CPU."""
     import torch
