@@ -2,7 +2,7 @@
 memory, at several depths of one checkpoint (its first N decoder layers).
 
     python bench/bench_circuit_depth.py --model-dir results/smollm2-135m-instruct/base \
-        [--layers 8 16 30] [--pairs 8] [--tokens 16] [--steps 3] [--threads 2]
+        [--layers 8 16 30] [--pairs 8] [--tokens 16] [--steps 3] [--threads 2] [--autocast bfloat16]
 
 Each depth runs in a fresh subprocess: load the model, keep its first N layers, build ``--pairs``
 IOI pairs of exactly ``--tokens`` tokens (the indirect object's name swapped for another name
@@ -104,27 +104,38 @@ def measure(args):
     log_alpha = torch.full((len(gate_index),), D.LOG_ALPHA_INIT, requires_grad=True)
     opt = torch.optim.Adam([log_alpha], lr=0.1)
     times = []
+    precision = getattr(torch, args.autocast) if args.autocast else None
     for _ in range(args.steps + 1):
         start = time.perf_counter()
         gates = torch.zeros(graph.n_edges).index_put((gate_index,), D.sample_gates(log_alpha))
-        logits, _ = forward(model, graph, clean, gates, other, last, *([live] if live else []))
-        loss = D.kl_full_circuit(full, logits)
+        with torch.autocast("cpu", dtype=precision, enabled=precision is not None):   # as circuit.autocast
+            logits, _ = forward(model, graph, clean, gates, other, last, *([live] if live else []))
+            loss = D.kl_full_circuit(full, logits)
         opt.zero_grad()
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - start)
-    plain = []
-    for _ in range(args.steps + 1):
-        start = time.perf_counter()
-        embeds = model.model.embed_tokens(clean).detach().requires_grad_(True)
-        # logits at the answer position only, as the masked forward computes them (every prompt
-        # is --tokens long, so that is the last position)
-        out = model(inputs_embeds=embeds, logits_to_keep=1).logits[:, -1]
-        D.kl_full_circuit(full, out).backward()
-        plain.append(time.perf_counter() - start)
+    def plain_pass(dtype):
+        # the yardstick, in float32 (None) or under autocast at ``dtype``
+        seconds = []
+        for _ in range(args.steps + 1):
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                embeds = model.model.embed_tokens(clean).detach().requires_grad_(True)
+                # logits at the answer position only, as the masked forward computes them (every
+                # prompt is --tokens long, so that is the last position)
+                out = model(inputs_embeds=embeds, logits_to_keep=1).logits[:, -1]
+                loss_plain = D.kl_full_circuit(full, out)
+            loss_plain.backward()
+            seconds.append(time.perf_counter() - start)
+        return sum(seconds[1:]) / args.steps
+
+    plain = plain_pass(None)
+    plain_autocast = plain_pass(precision) if precision is not None else None
     step = sum(times[1:]) / args.steps
     print(json.dumps({"layers": args.depth, "edges": graph.n_edges, "writers": len(graph.writers),
-                      "s_per_step": step, "first_step_s": times[0], "plain_s": sum(plain[1:]) / args.steps,
+                      "s_per_step": step, "first_step_s": times[0], "plain_s": plain,
+                      "plain_autocast_s": plain_autocast,
                       "peak_extra_mb": rss_mb() - loaded, "loss": loss.item(),
                       "candidate_edges": len(gate_index), "attribution_s": attribution_s}))
 
@@ -141,6 +152,9 @@ def main():
                     help="circuit.candidate_nodes: Edge Pruning on the edges between this fraction of the writers "
                          "(EAP-IG on the batch); 1: every writer")
     ap.add_argument("--attribution-steps", type=int, default=4, help="circuit.attribution_steps")
+    ap.add_argument("--autocast", choices=["bfloat16", "float16"],
+                    help="circuit.autocast: the gated step under torch.autocast; the plain pass is then timed "
+                         "both in float32 (the ratio's yardstick) and under autocast")
     ap.add_argument("--workflow", default=str(ROOT / "workflow"), help="where `clue` is imported from")
     ap.add_argument("--depth", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -149,21 +163,24 @@ def main():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([args.workflow, os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     print(f"{args.pairs} IOI pairs x {args.tokens} tokens, {args.threads} threads, candidate nodes "
-          f"{args.candidate_nodes}, clue from {args.workflow}")
+          f"{args.candidate_nodes}, step precision {args.autocast or 'float32'}, clue from {args.workflow}")
     print("| layers | writers | edges | candidate edges | attribution (s, once) | s / step "
-          "| plain forward + backward (s) | ratio | peak extra RSS (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| plain forward + backward (s) | ratio | plain pass under autocast (s) | peak extra RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for depth in args.layers:
         cmd = [sys.executable, __file__, "--model-dir", args.model_dir, "--depth", str(depth)]
-        for key in ("pairs", "tokens", "steps", "threads", "candidate_nodes", "attribution_steps"):
-            cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+        for key in ("pairs", "tokens", "steps", "threads", "candidate_nodes", "attribution_steps", "autocast"):
+            if getattr(args, key) is not None:
+                cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if out.returncode:
             sys.exit(out.stderr[-3000:])
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"| {r['layers']} | {r['writers']} | {r['edges']:,} | {r.get('candidate_edges', r['edges']):,} | "
               f"{r.get('attribution_s', 0):.1f} | {r['s_per_step']:.2f} | {r['plain_s']:.2f} | "
-              f"{r['s_per_step'] / r['plain_s']:.1f} | {r['peak_extra_mb']:.0f} |")
+              f"{r['s_per_step'] / r['plain_s']:.1f} | "
+              f"{'-' if r.get('plain_autocast_s') is None else format(r['plain_autocast_s'], '.2f')} | "
+              f"{r['peak_extra_mb']:.0f} |")
 
 
 if __name__ == "__main__":

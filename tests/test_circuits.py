@@ -525,7 +525,8 @@ def test_unsupported_model_fails_naming_the_class():
     ({"candidate_nodes": True}, "candidate_nodes must be in"), ({"attribution_steps": 0}, "attribution_steps"),
     ({"node_level_fallback": "yes"}, "node_level_fallback must be true or false"),
     ({"threads": 0}, "threads must be a positive integer, got 0"),
-    ({"early_stop_every": -1}, "early_stop_every must be 0 \\(off\\) or a positive integer, got -1")])
+    ({"early_stop_every": -1}, "early_stop_every must be 0 \\(off\\) or a positive integer, got -1"),
+    ({"autocast": "bf16"}, "circuit.autocast must be null or one of bfloat16, float16, not 'bf16'")])
 def test_bad_params(params, message):
     with pytest.raises(ClueError, match=message):
         D.resolve_params(params)
@@ -794,3 +795,42 @@ def test_early_stop_ends_on_the_first_check_that_reaches_the_floor(tmp_path):
     full = run()
     assert never["steps_run"] == full["steps_run"] == base["steps"]
     assert torch.equal(never["scores"], full["scores"]) and never["validation"] == full["validation"]
+
+
+def test_autocast_trains_the_gates_in_bf16_and_measures_the_circuit_in_float32(tmp_path):
+    """circuit.autocast bfloat16: the gates' gradients through the masked forward (whose backward
+    runs its own matrix products) are those of float32 up to bf16 rounding, and reach float32
+    gates; discovery trains differently, but its KL and faithfulness figures are the float32
+    ones of the circuit it cut (recomputed here outside autocast)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = sharpen(make_model("gqa", layers=2))
+    graph = build_graph(model.config)
+    torch.manual_seed(0)
+    x, x_other = torch.randint(0, 64, (2, 4, 7))
+    with torch.no_grad():
+        _, other = forward(model, graph, x_other)
+    grads = []
+    for enabled in (False, True):
+        gates = torch.full((graph.n_edges,), 0.5, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            logits, _ = forward(model, graph, x, gates, other, torch.tensor([6, 5, 4, 3]))
+            loss = logits.float().square().mean()
+        loss.backward()
+        assert gates.grad.dtype == torch.float32
+        grads.append(gates.grad)
+    assert not torch.equal(grads[0], grads[1])
+    assert (grads[1] - grads[0]).norm() < 0.05 * grads[0].norm()
+
+    model_dir, data_dir = write_task(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval().requires_grad_(False)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs, heldout = (D.load_pairs(data_dir, "toy_demo", tok, 64, f) for f in ("pairs.jsonl", "heldout_pairs.jsonl"))
+    fp32 = D.discover(model, pairs, "noising", CLI_PARAMS, progress=False)
+    bf16 = D.discover(model, pairs, "noising", {**CLI_PARAMS, "autocast": "bfloat16"}, progress=False, heldout=heldout)
+    assert fp32["history"] != bf16["history"]
+    p = D.resolve_params(CLI_PARAMS)
+    batches = D._prepare_batches(model, bf16["graph"], pairs, "noising", p["batch_size"], torch.device("cpu"))
+    assert bf16["kl"] == D.circuit_kl(model, bf16["graph"], batches, bf16["kept"])
+    assert bf16["faithfulness"] == D.faithfulness(model, bf16["graph"], heldout, "noising", bf16["kept"], p,
+                                                  torch.device("cpu"))

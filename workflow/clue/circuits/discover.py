@@ -64,6 +64,7 @@ from clue.circuits.masked_forward import (build_graph, candidate_edges, check_su
                                          reader_owners)
 from clue.data import check_context
 from clue.errors import ClueError
+from clue.losses import autocast_dtype
 from clue.io import json_params, read_jsonl, write_json
 
 MODES = ("noising", "denoising")
@@ -85,6 +86,9 @@ DEFAULTS = {
     # once its validation faithfulness reaches min_faithfulness at the target sparsity
     "early_stop_every": 0,
     "lr": 0.1,                # Adam on the gates' log_alpha
+    # null, bfloat16 or float16: the gated forward and backward of each training step run under
+    # torch.autocast; the gates, the cut and every faithfulness and KL figure stay float32
+    "autocast": None,
     "lagrangian_lr": 1.0,     # plain gradient ascent on lambda1, lambda2 (Adam overshoots)
     "sparsity_penalty": 16.0,  # c of a fixed c * n_edges * gap^2 beside the multipliers (see below)
     "sparsity_warmup": 0.5,   # fraction of the steps over which the target ramps up from 0
@@ -139,6 +143,7 @@ def resolve_params(params):
     if p["node_level_fallback"] and p["candidate_nodes"] == 1:
         raise ClueError("circuit config: node_level_fallback needs candidate_nodes below 1 (with every writer the "
                         "node-level circuit is the whole model)")
+    autocast_dtype(p["autocast"], "circuit.autocast")
     if p["if_unfaithful"] not in ("fail", "most_faithful"):
         raise ClueError(f"circuit config: if_unfaithful must be fail or most_faithful, got {p['if_unfaithful']!r}")
     if not (isinstance(p["sparsity_warmup"], (int, float)) and 0 <= p["sparsity_warmup"] <= 1):
@@ -453,6 +458,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     log_alpha = torch.full((len(gate_index),), LOG_ALPHA_INIT, device=device, requires_grad=True)
     lambdas = torch.zeros(2, device=device, requires_grad=True)
     gate_opt = torch.optim.Adam([log_alpha], lr=p["lr"])
+    precision = autocast_dtype(p["autocast"], "circuit.autocast")
     lagrange_opt = torch.optim.SGD([lambdas], lr=p["lagrangian_lr"], maximize=True)
     warmup_steps = max(1, round(p["sparsity_warmup"] * p["steps"]))
     penalty = p["sparsity_penalty"] * graph.n_edges
@@ -472,8 +478,9 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
                      file=sys.stderr):
         b = batches[step % len(batches)]
         target = start + (p["target_sparsity"] - start) * min(1.0, (step + 1) / warmup_steps)
-        logits, _ = forward(model, graph, b["ids"], gates_of(sample_gates(log_alpha)), b["other"], b["last"], live)
-        kl = kl_full_circuit(b["full"], logits)
+        with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+            logits, _ = forward(model, graph, b["ids"], gates_of(sample_gates(log_alpha)), b["other"], b["last"], live)
+            kl = kl_full_circuit(b["full"], logits)
         expected_sparsity = 1 - keep_probability(log_alpha).sum() / graph.n_edges
         gap = expected_sparsity - target
         # The multipliers integrate the gap, so alone they overshoot and oscillate around the

@@ -230,6 +230,9 @@ class _Mix(torch.autograd.Function):
         n, R = z.shape
         ctx.save_for_backward(z)
         ctx.store, ctx.rows = store, slice(first, first + n)
+        # backward's products run in the forward's precision (what torch.amp.custom_bwd does)
+        device = residual.device.type
+        ctx.autocast = torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
         # these rows are final: later writers only fill rows after them, so reading them again
         # in backward is safe
         values = store.values[ctx.rows].reshape(n, -1)
@@ -237,6 +240,12 @@ class _Mix(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        enabled, dtype = ctx.autocast
+        with torch.autocast(grad.device.type, dtype=dtype, enabled=enabled):
+            return _Mix._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad):
         z, = ctx.saved_tensors
         store, n = ctx.store, z.shape[0]
         g = grad.reshape(grad.shape[0], -1)                    # [R, B*T*D]
@@ -248,7 +257,7 @@ class _Mix(torch.autograd.Function):
         else:
             if store.grads is None:
                 store.grads = torch.zeros_like(store.values)
-            store.grads[ctx.rows].view(n, -1).addmm_(z, g)
+            store.grads[ctx.rows].view(n, -1).add_(torch.mm(z, g))
         grad_residual = grad.sum(0) if ctx.needs_input_grad[1] else None
         # the tokens only order the backward (see _Store); their gradient is not used
         return (grad_z, grad_residual, None, None) + tuple(grad.new_zeros(()) for _ in ctx.needs_input_grad[4:])
