@@ -232,12 +232,9 @@ def describe_master(trained, master):
 
 def autocast(params, device):
     """The context the losses are computed in: torch.autocast at ``unlearn.autocast``, or nothing."""
-    import torch
+    from clue import losses
 
-    from clue.losses import autocast_dtype
-
-    dtype = autocast_dtype(params["autocast"], "unlearn.autocast")
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    return losses.autocast(params["autocast"], "unlearn.autocast", device.type)
 
 
 def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=True, after_epoch=None):

@@ -64,7 +64,7 @@ from clue.circuits.masked_forward import (build_graph, candidate_edges, check_su
                                          reader_owners)
 from clue.data import check_context
 from clue.errors import ClueError
-from clue.losses import autocast_dtype
+from clue.losses import autocast, autocast_dtype
 from clue.io import json_params, read_jsonl, write_json
 
 MODES = ("noising", "denoising")
@@ -458,7 +458,6 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     log_alpha = torch.full((len(gate_index),), LOG_ALPHA_INIT, device=device, requires_grad=True)
     lambdas = torch.zeros(2, device=device, requires_grad=True)
     gate_opt = torch.optim.Adam([log_alpha], lr=p["lr"])
-    precision = autocast_dtype(p["autocast"], "circuit.autocast")
     lagrange_opt = torch.optim.SGD([lambdas], lr=p["lagrangian_lr"], maximize=True)
     warmup_steps = max(1, round(p["sparsity_warmup"] * p["steps"]))
     penalty = p["sparsity_penalty"] * graph.n_edges
@@ -478,7 +477,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
                      file=sys.stderr):
         b = batches[step % len(batches)]
         target = start + (p["target_sparsity"] - start) * min(1.0, (step + 1) / warmup_steps)
-        with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+        with autocast(p["autocast"], "circuit.autocast", device.type):
             logits, _ = forward(model, graph, b["ids"], gates_of(sample_gates(log_alpha)), b["other"], b["last"], live)
             kl = kl_full_circuit(b["full"], logits)
         expected_sparsity = 1 - keep_probability(log_alpha).sum() / graph.n_edges

@@ -230,7 +230,8 @@ class _Mix(torch.autograd.Function):
         n, R = z.shape
         ctx.save_for_backward(z)
         ctx.store, ctx.rows = store, slice(first, first + n)
-        # backward's products run in the forward's precision (what torch.amp.custom_bwd does)
+        # backward's products run in the forward's precision: what torch.amp.custom_bwd does, but
+        # that decorator fixes one device type, and this forward runs on the CPU or a GPU
         device = residual.device.type
         ctx.autocast = torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
         # these rows are final: later writers only fill rows after them, so reading them again

@@ -129,7 +129,8 @@ AUTOCAST_DTYPES = ("bfloat16", "float16")
 
 def autocast_dtype(value, key):
     """A config's ``autocast`` setting as a torch dtype (None for null); a ClueError naming ``key``
-    for anything else. Training (``unlearn.autocast``) and evaluation (``evaluate.autocast``) share it."""
+    for anything else. Training (``unlearn.autocast``), evaluation (``evaluate.autocast``) and circuit
+    discovery (``circuit.autocast``) share it."""
     if value is None:
         return None
     if value not in AUTOCAST_DTYPES:
@@ -137,6 +138,15 @@ def autocast_dtype(value, key):
     import torch
 
     return getattr(torch, value)
+
+
+def autocast(value, key, device_type):
+    """The context a config's ``autocast`` setting asks for: torch.autocast at its dtype, disabled
+    for null (``key`` names the setting in the error)."""
+    import torch
+
+    dtype = autocast_dtype(value, key)
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
 
 
 def torch_device(name):
