@@ -12,13 +12,15 @@ gates, gated forward, KL at the answer position, backward to log_alpha, Adam ste
 warm-up step. Beside it, the yardstick: a plain forward and backward of the same batch through
 the unmasked HF model, to its input embeddings (the weights are frozen, as in discovery), timed
 the same way; the table gives the ratio. Memory is the process's peak resident set
-(``ru_maxrss``) minus the resident set after the model was loaded: what discovery adds.
+(``ru_maxrss``) at the end of the discovery steps, before the yardstick runs, minus the resident
+set after the model was loaded: what discovery adds.
 
 ``--workflow DIR`` imports ``clue`` from another checkout's ``workflow/`` directory, to measure an
 older version of the masked forward on the same machine (``git worktree add /tmp/old <commit>``).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -105,16 +107,23 @@ def measure(args):
     opt = torch.optim.Adam([log_alpha], lr=0.1)
     times = []
     precision = getattr(torch, args.autocast) if args.autocast else None
+    # the copies count in the peak: made after the resident set was read
+    weights = D.LowPrecisionWeights(model, precision) if hasattr(D, "LowPrecisionWeights") else None
     for _ in range(args.steps + 1):
         start = time.perf_counter()
         gates = torch.zeros(graph.n_edges).index_put((gate_index,), D.sample_gates(log_alpha))
-        with torch.autocast("cpu", dtype=precision, enabled=precision is not None):   # as circuit.autocast
+        # as circuit.autocast (and its weight copies, where the imported clue has them)
+        with torch.autocast("cpu", dtype=precision, enabled=precision is not None), \
+                (weights.in_place() if weights else contextlib.nullcontext()):
             logits, _ = forward(model, graph, clean, gates, other, last, *([live] if live else []))
             loss = D.kl_full_circuit(full, logits)
         opt.zero_grad()
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - start)
+    peak_extra = rss_mb() - loaded     # discovery's peak, before the yardstick runs
+    del weights
+
     def plain_pass(dtype):
         # the yardstick, in float32 (None) or under autocast at ``dtype``
         seconds = []
@@ -136,7 +145,7 @@ def measure(args):
     print(json.dumps({"layers": args.depth, "edges": graph.n_edges, "writers": len(graph.writers),
                       "s_per_step": step, "first_step_s": times[0], "plain_s": plain,
                       "plain_autocast_s": plain_autocast,
-                      "peak_extra_mb": rss_mb() - loaded, "loss": loss.item(),
+                      "peak_extra_mb": peak_extra, "loss": loss.item(),
                       "candidate_edges": len(gate_index), "attribution_s": attribution_s}))
 
 

@@ -31,9 +31,10 @@ def make_tokenizer(words):
 
 
 def make_model(kind="llama", vocab_size=64, hidden_size=32, layers=2, heads=4, kv_heads=None,
-               intermediate_size=64, seed=0):
+               intermediate_size=64, seed=0, tied=False):
     """A small random model of the Llama family: ``llama`` (MHA), ``gqa`` (Mistral-style grouped
-    query attention, kv_heads < heads) or ``qwen2`` (biases on q/k/v)."""
+    query attention, kv_heads < heads) or ``qwen2`` (biases on q/k/v); ``tied``: lm_head shares
+    the embedding's weight (as SmolLM2's does)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -42,7 +43,7 @@ def make_model(kind="llama", vocab_size=64, hidden_size=32, layers=2, heads=4, k
         kv_heads = heads // 2 if kind in ("gqa", "qwen2") else heads
     common = dict(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
                   num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                  max_position_embeddings=64, tie_word_embeddings=False)
+                  max_position_embeddings=64, tie_word_embeddings=tied)
     if kind == "qwen2":
         model = Qwen2ForCausalLM(Qwen2Config(**common, use_sliding_window=False))
     else:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from clue.circuits import discover as D
-from clue.circuits.masked_forward import build_graph, candidate_edges, forward, live_nodes, reader_owners
+from clue.circuits.masked_forward import (LowPrecisionWeights, build_graph, candidate_edges, forward, live_nodes,
+                                         reader_owners)
 from clue.errors import ClueError
 from conftest import make_model, make_tokenizer
 
@@ -626,6 +627,43 @@ def test_a_run_on_live_nodes_equals_the_whole_graph_with_their_edges_closed(kind
     every, _ = forward(model, graph, x, z, other, live=live_nodes(graph))
     plain, _ = forward(model, graph, x, z, other)
     assert torch.equal(every, plain)
+
+
+@pytest.mark.parametrize("kind", ["gqa", "qwen2"])
+def test_low_precision_weights_change_no_number_of_an_autocast_step(kind):
+    """The bf16 copies of the Linear weights only save autocast's casts: a gated step under
+    autocast gives the same logits and gate gradients, bit for bit, with them in place (over a
+    plan with dead heads, whose projections read some heads' rows). Inside the context the
+    projections and lm_head are bf16 while the norms and the tied embedding stay float32 (copying
+    those would change the numbers); after it the model has its own parameters, tie included."""
+    model = sharpen(make_model(kind, layers=2, tied=True))
+    model.lm_head.weight = model.model.embed_tokens.weight      # sharpen drew them apart
+    own = dict(model.named_parameters(remove_duplicate=False))
+    graph = build_graph(model.config)
+    torch.manual_seed(0)
+    x, x_other = torch.randint(0, 64, (2, 3, 7))
+    with torch.no_grad():
+        _, other = forward(model, graph, x_other)
+    plan = live_nodes(graph, torch.tensor([w not in ("a0.h1", "a1.h0", "a1.h3") for w in graph.writers]))
+    z = torch.rand(graph.n_edges)
+    steps = []
+    for dtype in (None, torch.bfloat16):
+        weights = LowPrecisionWeights(model, dtype)
+        gates = z.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16), weights.in_place():
+            if dtype is not None:
+                assert model.model.layers[1].self_attn.k_proj.weight.dtype == torch.bfloat16
+                assert model.lm_head.weight.dtype == torch.bfloat16
+                assert model.model.embed_tokens.weight.dtype == torch.float32
+                assert model.model.layers[0].input_layernorm.weight.dtype == torch.float32
+            logits, _ = forward(model, graph, x, gates, other, torch.tensor([6, 5, 4]), live=plan)
+            loss = logits.float().square().mean()
+        loss.backward()
+        steps.append((logits, gates.grad))
+    assert logits.dtype == torch.bfloat16
+    assert torch.equal(steps[0][0], steps[1][0]) and torch.equal(steps[0][1], steps[1][1])
+    assert all(p is own[name] for name, p in model.named_parameters(remove_duplicate=False))
+    assert model.lm_head.weight is model.model.embed_tokens.weight
 
 
 def attribution_batch(seed, last):

@@ -60,8 +60,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from clue.circuits.masked_forward import (build_graph, candidate_edges, check_supported, forward, live_nodes,
-                                         reader_owners)
+from clue.circuits.masked_forward import (LowPrecisionWeights, build_graph, candidate_edges, check_supported,
+                                         forward, live_nodes, reader_owners)
 from clue.data import check_context
 from clue.errors import ClueError
 from clue.losses import autocast, autocast_dtype
@@ -465,6 +465,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     # target below it would wind the multiplier up and push the gates open until they saturate
     start = 1 - len(gate_index) / graph.n_edges
     history = []
+    weights = LowPrecisionWeights(model, autocast_dtype(p["autocast"], "circuit.autocast"))
     every = p["early_stop_every"] if validation is not None else 0
     stop = None   # (cut, validation figures) of the check an early stop ends on
 
@@ -477,7 +478,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
                      file=sys.stderr):
         b = batches[step % len(batches)]
         target = start + (p["target_sparsity"] - start) * min(1.0, (step + 1) / warmup_steps)
-        with autocast(p["autocast"], "circuit.autocast", device.type):
+        with autocast(p["autocast"], "circuit.autocast", device.type), weights.in_place():
             logits, _ = forward(model, graph, b["ids"], gates_of(sample_gates(log_alpha)), b["other"], b["last"], live)
             kl = kl_full_circuit(b["full"], logits)
         expected_sparsity = 1 - keep_probability(log_alpha).sum() / graph.n_edges

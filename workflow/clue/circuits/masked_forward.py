@@ -24,6 +24,7 @@ so the real positions are computed exactly as without padding, and callers read 
 the last real position (``positions``).
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -193,24 +194,25 @@ class _DiffStore:
     keep ~35,000 writer slices instead of 1,057). Here each writer's difference is stored once,
     so memory grows linearly, and each reader group is one matrix product."""
 
-    def __init__(self, rows, like):
-        self.values = like.new_empty((rows, *like.shape[1:]))
+    def __init__(self, rows, like, dtype):
+        self.values = like.new_empty((rows, *like.shape[1:]), dtype=dtype)
         self.grads = None
 
-    def add(self, first, diff):
+    def add(self, first, diff, token=None):
         """Store writers first .. first + n - 1; returns a token that later reader groups take
-        as an input, so autograd runs their backward before this block's (see _Store)."""
-        return _Store.apply(diff, self, first)
+        as an input, so autograd runs their backward before this block's (see _Store).
+        ``token``: the previous block's, which this block's token then stands for too."""
+        return _Store.apply(diff, self, first, *([] if token is None else [token]))
 
-    def mix(self, z, residual, tokens, first=0):
+    def mix(self, z, residual, token, first=0):
         """[R, B, T, D]: residual + sum over the n = z.shape[0] writers first .. first + n - 1 of
-        z[w, r] times writer w's difference; ``tokens``: those writers' blocks."""
-        return _Mix.apply(z, residual, self, first, *tokens)
+        z[w, r] times writer w's difference; ``token``: that of the last block stored."""
+        return _Mix.apply(z, residual, self, first, token)
 
 
 class _Store(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, diff, store, first):
+    def forward(ctx, diff, store, first, *previous):
         n = diff.shape[0]
         store.values[first:first + n] = diff
         ctx.store, ctx.rows = store, slice(first, first + n)
@@ -219,14 +221,17 @@ class _Store(torch.autograd.Function):
     @staticmethod
     def backward(ctx, _):
         # every reader group that read these writers has added its gradient by now: autograd
-        # runs a node's backward only after all nodes that consumed its output
+        # runs a node's backward only after all nodes that consumed its output, and the tokens
+        # chain, so a reader group that takes the last block's token runs before every block's
+        # (one edge a reader group, not one for every block it reads); the tokens get no gradient
         grads = ctx.store.grads
-        return (grads[ctx.rows].clone() if grads is not None else None), None, None
+        grad_diff = grads[ctx.rows].clone() if grads is not None else None
+        return (grad_diff, None, None) + (None,) * (len(ctx.needs_input_grad) - 3)
 
 
 class _Mix(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, residual, store, first, *tokens):
+    def forward(ctx, z, residual, store, first, token):
         n, R = z.shape
         ctx.save_for_backward(z)
         ctx.store, ctx.rows = store, slice(first, first + n)
@@ -250,7 +255,9 @@ class _Mix(torch.autograd.Function):
         z, = ctx.saved_tensors
         store, n = ctx.store, z.shape[0]
         g = grad.reshape(grad.shape[0], -1)                    # [R, B*T*D]
-        grad_z = (g @ store.values[ctx.rows].reshape(n, -1).t()).t()   # [n, R] (the faster layout)
+        values = store.values[ctx.rows].reshape(n, -1)
+        # [n, R], in the layout that is faster on a CPU for the dtype (the same numbers either way)
+        grad_z = (g @ values.t()).t() if values.dtype == torch.float32 else values @ g.t()
         # d(input r)/d(difference w) = z[w, r]; the first backward (the out reader's, which reads
         # every stored writer) writes the gradient buffer instead of zero-filling and adding to it
         if store.grads is None and n == store.values.shape[0]:
@@ -260,8 +267,8 @@ class _Mix(torch.autograd.Function):
                 store.grads = torch.zeros_like(store.values)
             store.grads[ctx.rows].view(n, -1).add_(torch.mm(z, g))
         grad_residual = grad.sum(0) if ctx.needs_input_grad[1] else None
-        # the tokens only order the backward (see _Store); their gradient is not used
-        return (grad_z, grad_residual, None, None) + tuple(grad.new_zeros(()) for _ in ctx.needs_input_grad[4:])
+        # the token only orders the backward (see _Store)
+        return grad_z, grad_residual, None, None, None
 
 
 def forward(model, graph, input_ids, gates=None, other=None, positions=None, live=None):
@@ -295,22 +302,27 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
     if gates is None:
         residual, outputs = embed, [embed.unsqueeze(0)]
     else:
-        store = _DiffStore(live.n_live, other)
+        # under autocast the differences are stored in its dtype: every product that reads them
+        # would cast them to it anyway (the same numbers), and casting once here saves a cast of
+        # every row a reader group reads, forward and backward, and half the buffer
+        device = input_ids.device.type
+        store = _DiffStore(live.n_live, other, torch.get_autocast_dtype(device)
+                           if torch.is_autocast_enabled(device) else other.dtype)
         residual = other[0]                   # sum of the other run's writers so far
-        tokens = [store.add(0, embed.unsqueeze(0) - other[:1])]
+        token = store.add(0, embed.unsqueeze(0) - other[:1])
         stored = 1                            # rows of the store filled so far
 
     def add_writers(block, writers=None, out=None):
         # out [n, B, T, D]: this run's outputs of the live writers ``writers`` of a block of
         # writers (a slice), None when none of them is live; updates the residual stream and
         # returns what the block added to it (this run's writers ungated, the other run's gated)
-        nonlocal residual, stored
+        nonlocal residual, stored, token
         if gates is None:
             outputs.append(out)
             added = out.sum(0)
         else:
             if out is not None:
-                tokens.append(store.add(stored, out - other[writers]))
+                token = store.add(stored, out - other[writers], token)
                 stored += out.shape[0]
             added = other[block].sum(0)
         residual = residual + added
@@ -320,7 +332,7 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         # [R, B, T, D]: the inputs of the readers whose gates sit at index [n_up, R]
         if gates is None:
             return residual.unsqueeze(0).expand(index.shape[-1], *residual.shape)
-        return store.mix(gates[index], residual, tokens)
+        return store.mix(gates[index], residual, token)
 
     position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
     cos, sin = base.rotary_emb(embed, position_ids)          # the model's own RoPE, [B, T, hd]
@@ -343,11 +355,11 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
             add_writers(slice(first, first + H + 1))
             continue
         x = reader_inputs(plan["attn_gates"])
-        x_q, x_k, x_v, mlp_upstream = x.split([nh, ng, ng, x.shape[0] - nh - 2 * ng])
+        x_attn, mlp_upstream = x.split([nh + 2 * ng, x.shape[0] - nh - 2 * ng])
         if nh:
-            q, k, v = _head_proj(attn.q_proj, x_q, heads, layer.input_layernorm, hd, H), \
-                _head_proj(attn.k_proj, x_k, groups, layer.input_layernorm, hd, G), \
-                _head_proj(attn.v_proj, x_v, groups, layer.input_layernorm, hd, G)
+            # every q/k/v reader normalised in one call (the norm is per position), then each
+            # projected with its head's rows
+            q, k, v = _head_proj(attn, layer.input_layernorm(x_attn), heads, groups, hd)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
             k, v = k[:, plan["kv_of_head"]], v[:, plan["kv_of_head"]]   # query head h uses kv head h // (H/G)
@@ -374,7 +386,7 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
             x = residual
         elif nh:
             x = store.mix(gates[plan["mlp_head_gates"][:, None]], mlp_upstream[0] + other_heads,
-                          tokens[-1:], first=stored - nh)[0]
+                          token, first=stored - nh)[0]
         else:
             x = mlp_upstream[0] + other_heads
         mlp = layer.mlp(layer.post_attention_layernorm(x))
@@ -387,6 +399,36 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
     return logits, (torch.cat(outputs, 0) if gates is None else None)
 
 
+class LowPrecisionWeights:
+    """Copies of a model's Linear weights (attention and MLP projections, ``lm_head``) in an
+    autocast dtype, made once, and a context that puts them in the model's place for a gated step.
+
+    Autocast casts a frozen weight again at every use (it caches only the casts of leaf tensors
+    that require grad), and keeps each cast for the backward: a step's products see the same
+    numbers either way, so the copies only save the casts. Norms and the embedding keep their
+    float32 weights, as under autocast; a tied ``lm_head`` gets its own copy while the embedding
+    keeps the float32 one. ``dtype`` None: no copies, the context changes nothing."""
+
+    def __init__(self, model, dtype):
+        self.linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        self.copies = None if dtype is None else [
+            torch.nn.Parameter(m.weight.detach().to(dtype), requires_grad=False) for m in self.linears]
+
+    @contextmanager
+    def in_place(self):
+        if self.copies is None:
+            yield
+            return
+        originals = [m.weight for m in self.linears]
+        try:
+            for m, w in zip(self.linears, self.copies):
+                m.weight = w
+            yield
+        finally:
+            for m, w in zip(self.linears, originals):
+                m.weight = w
+
+
 def _every_node(graph):
     # built once per graph: the plan of a run that computes every writer
     if getattr(graph, "_every_node", None) is None:
@@ -394,12 +436,17 @@ def _every_node(graph):
     return graph._every_node
 
 
-def _head_proj(linear, x, rows, norm, hd, n):
-    """Per-reader projection: reader i of ``x`` [k, B, T, D], normalised by ``norm``, through rows
-    rows[i]*hd:(rows[i]+1)*hd of ``linear`` (of n heads) -> [B, k, T, hd]."""
-    w = linear.weight.view(n, hd, -1)
-    w = w if len(rows) == n else w[rows]    # every head: the weight itself, no copy kept for backward
-    out = torch.einsum("nbtd,ned->bnte", norm(x), w)
-    if linear.bias is not None:
-        out = out + linear.bias.view(n, hd)[rows].view(1, -1, 1, hd)
-    return out
+def _head_proj(attn, x, heads, groups, hd):
+    """The q/k/v readers' projections: ``x`` [nh + 2 ng, B, T, D] holds the normalised inputs of
+    the q readers of ``heads`` and the k and v readers of ``groups``; each goes through its head's
+    rows of q_proj / k_proj / v_proj -> q [B, nh, T, hd], k and v [B, ng, T, hd]."""
+    outs = []
+    for linear, which, x_ in zip((attn.q_proj, attn.k_proj, attn.v_proj), (heads, groups, groups),
+                                 x.split([len(heads), len(groups), len(groups)])):
+        w = linear.weight.view(-1, hd, linear.weight.shape[1])
+        w = w if len(which) == w.shape[0] else w[which]   # every head: the weight itself, no copy kept
+        out = torch.einsum("nbtd,ned->bnte", x_, w)
+        if linear.bias is not None:
+            out = out + linear.bias.view(-1, hd)[which].view(1, -1, 1, hd)
+        outs.append(out)
+    return outs
