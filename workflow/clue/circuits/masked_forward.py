@@ -296,7 +296,7 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         raise ValueError("gated forward needs `other` writer outputs of shape [n_writers, B, T, D]")
     if gates is None or live is None:
         live = _every_node(graph)
-    H, G = graph.n_heads, graph.n_kv
+    H = graph.n_heads
 
     embed = base.embed_tokens(input_ids)
     if gates is None:
