@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from clue.circuits import discover as D
-from clue.circuits.masked_forward import (LowPrecisionWeights, build_graph, candidate_edges, forward, live_nodes,
-                                         reader_owners)
+from clue.circuits.masked_forward import (LowPrecisionWeights, _reader_norm, build_graph, candidate_edges, forward,
+                                         live_nodes, reader_owners)
 from clue.errors import ClueError
 from conftest import make_model, make_tokenizer
 
@@ -664,6 +664,32 @@ def test_low_precision_weights_change_no_number_of_an_autocast_step(kind):
     assert torch.equal(steps[0][0], steps[1][0]) and torch.equal(steps[0][1], steps[1][1])
     assert all(p is own[name] for name, p in model.named_parameters(remove_duplicate=False))
     assert model.lm_head.weight is model.model.embed_tokens.weight
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_reader_norm_gives_the_norm_modules_numbers_bit_for_bit(kind, autocast):
+    """The readers' RMSNorm, written out, is the model's own norm module forward and backward,
+    bit for bit, on the reader inputs of a gated step (the mix's output, bf16 under autocast):
+    cast, against the module followed by the autocast cast of the one product that reads it (the
+    q/k/v readers'); not cast, against the module followed by the MLP (whose two products each
+    cast it, their gradients added in float32)."""
+    model = sharpen(make_model(kind, layers=1))
+    layer = model.model.layers[0]
+    torch.manual_seed(0)
+    x0 = 3 * torch.randn(5, 3, 7, 32)                   # [readers, B, T, D]
+    x0 = x0.bfloat16() if autocast else x0
+    w = torch.randn(5, 8, 32)                           # each reader's rows, as in _head_proj
+    for cast, product in ((True, lambda y: torch.einsum("nbtd,ned->bnte", y, w)), (False, layer.mlp)):
+        runs = []
+        for norm in (layer.input_layernorm, lambda x: _reader_norm(layer.input_layernorm, x, cast)):
+            x = x0.clone().requires_grad_(True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                y = product(norm(x))
+            (y.float() * torch.linspace(-1, 1, y.numel()).view(y.shape)).sum().backward()
+            runs.append((y, x.grad))
+        assert y.dtype == (torch.bfloat16 if autocast else torch.float32)
+        assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
 
 def attribution_batch(seed, last):

@@ -13,7 +13,8 @@ r reads ``sum_w z_wr * h_w(x) + (1 - z_wr) * h_w(x~)``, where ``h_w(x)`` is comp
 reader then applies its own RMSNorm and projection with the HF module's own weights (no copy):
 q/k/v readers use ``input_layernorm`` and their head's rows of ``q_proj`` / ``k_proj`` /
 ``v_proj``; ``m{L}`` uses ``post_attention_layernorm`` and the layer's MLP; ``out`` uses the final
-norm and ``lm_head``.
+norm and ``lm_head``. The q/k/v and MLP readers' norms run the modules' formula written out
+(``_RMSNorm``, the same numbers bit for bit, a cheaper backward).
 
 An ``o_proj`` bias (Llama with ``attention_bias=True``) is split evenly over the layer's heads, so
 the writers still sum to the HF residual stream. Being input-independent it is the same on both
@@ -120,11 +121,16 @@ class LiveNodes:
     of each live head's group in ``groups``), ``mlp`` (bool), ``attn_gates`` [live writers upstream
     of the layer (a prefix of the stored rows), q + k + v readers, + 1 for the MLP reader when
     live] and ``mlp_head_gates`` [live heads] (indices into the gate vector);
-    ``out_gates`` [live writers]."""
+    ``out_gates`` [live writers]. ``gate_order``: every reader group's gate indices, flattened and
+    concatenated in the order a gated run reads them, so it gathers its gates in one index (one
+    node in the backward instead of one a reader group, each scattering into a zero vector of
+    every gate); ``gate_shapes``: each reader group's shape in that order."""
 
     live: torch.Tensor
     layers: list
     out_gates: torch.Tensor
+    gate_order: torch.Tensor = None
+    gate_shapes: list = field(default_factory=list)
 
     @property
     def n_live(self):
@@ -151,7 +157,16 @@ def live_nodes(graph, live=None):
         layers.append({"heads": heads, "groups": groups, "kv_of_head": torch.searchsorted(groups, heads // (H // G)),
                        "mlp": mlp, "attn_gates": gates,
                        "mlp_head_gates": graph.mlp_index[l][first + heads], "head_writers": first + heads})
-    return LiveNodes(live, layers, graph.out_index[rows])
+    # the reader groups in the order forward() reads them
+    blocks = []
+    for plan in layers:
+        if len(plan["heads"]) or plan["mlp"]:
+            blocks.append(plan["attn_gates"])
+        if len(plan["heads"]) and plan["mlp"]:
+            blocks.append(plan["mlp_head_gates"][:, None])
+    blocks.append(graph.out_index[rows][:, None])
+    return LiveNodes(live, layers, graph.out_index[rows], torch.cat([b.flatten() for b in blocks]),
+                     [tuple(b.shape) for b in blocks])
 
 
 def candidate_edges(graph, live):
@@ -198,11 +213,13 @@ class _DiffStore:
         self.values = like.new_empty((rows, *like.shape[1:]), dtype=dtype)
         self.grads = None
 
-    def add(self, first, diff, token=None):
+    def add(self, first, diff, token=None, minus=None):
         """Store writers first .. first + n - 1; returns a token that later reader groups take
         as an input, so autograd runs their backward before this block's (see _Store).
-        ``token``: the previous block's, which this block's token then stands for too."""
-        return _Store.apply(diff, self, first, *([] if token is None else [token]))
+        ``token``: the previous block's, which this block's token then stands for too.
+        ``minus``: the other run's outputs of these writers, subtracted from ``diff`` (this run's)
+        straight into the store."""
+        return _Store.apply(diff, minus, self, first, *([] if token is None else [token]))
 
     def mix(self, z, residual, token, first=0):
         """[R, B, T, D]: residual + sum over the n = z.shape[0] writers first .. first + n - 1 of
@@ -212,9 +229,12 @@ class _DiffStore:
 
 class _Store(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, diff, store, first, *previous):
+    def forward(ctx, diff, minus, store, first, *previous):
         n = diff.shape[0]
-        store.values[first:first + n] = diff
+        if minus is None:
+            store.values[first:first + n] = diff
+        else:
+            torch.sub(diff, minus, out=store.values[first:first + n])
         ctx.store, ctx.rows = store, slice(first, first + n)
         return diff.new_zeros(())
 
@@ -225,8 +245,8 @@ class _Store(torch.autograd.Function):
         # chain, so a reader group that takes the last block's token runs before every block's
         # (one edge a reader group, not one for every block it reads); the tokens get no gradient
         grads = ctx.store.grads
-        grad_diff = grads[ctx.rows].clone() if grads is not None else None
-        return (grad_diff, None, None) + (None,) * (len(ctx.needs_input_grad) - 3)
+        grad_diff = grads[ctx.rows] if grads is not None else None   # a view: these rows are final
+        return (grad_diff, None, None, None) + (None,) * (len(ctx.needs_input_grad) - 4)
 
 
 class _Mix(torch.autograd.Function):
@@ -271,6 +291,50 @@ class _Mix(torch.autograd.Function):
         return grad_z, grad_residual, None, None, None
 
 
+class _RMSNorm(torch.autograd.Function):
+    """A Llama-family RMSNorm (``LlamaRMSNorm``, ``MistralRMSNorm`` and ``Qwen2RMSNorm`` share the
+    formula), its output cast to ``dtype`` (None: not cast), giving the numbers of the module
+    followed by that cast bit for bit, forward and backward.
+
+    Why: the readers' inputs [R, B, T, D] are the step's largest activations, and autograd's
+    backward of the module's ops makes 12 new tensors of that size per norm (it divides the
+    mean's gradient expanded over D, copies ``h.pow(1)`` and doubles it, and adds the two
+    gradients of ``h`` into a new one); written out, with the same roundings in the same places,
+    it makes 8 and adds in place."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps, dtype):
+        h = x.to(torch.float32)
+        r = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+        y = weight * (h * r).to(x.dtype)
+        ctx.save_for_backward(h, r, weight)
+        ctx.dtypes = x.dtype, y.dtype
+        return y if dtype is None else y.to(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, r, weight = ctx.saved_tensors
+        x_dtype, y_dtype = ctx.dtypes
+        g = grad.to(y_dtype) * weight                            # d y / d normed
+        g = g.to(x_dtype).to(torch.float32)                      # back through both casts of normed
+        grad_r = (g * h).sum(-1, keepdim=True)
+        # mean's backward divides the gradient expanded over D by D, pow's multiplies by 2 h: the
+        # same numbers as (2 (gradient / D)) h, one rounding of the same product (doubling is exact)
+        grad_mean = (-0.5 * grad_r * r.pow(3)) / h.shape[-1] * 2.0
+        grad_h = g * r
+        grad_h += grad_mean * h
+        return grad_h.to(x_dtype), None, None, None
+
+
+def _reader_norm(norm, x, cast=True):
+    """``norm(x)`` (a Llama-family RMSNorm module) as the module computes it; ``cast``: in the
+    autocast dtype when autocast is on (the cast the reader's one product would make). Not for an
+    output that several products read: each casts it, and their gradients add up in float32."""
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if cast and torch.is_autocast_enabled(device) else None
+    return _RMSNorm.apply(x, norm.weight, norm.variance_epsilon, dtype)
+
+
 def forward(model, graph, input_ids, gates=None, other=None, positions=None, live=None):
     """Run ``model`` on ``input_ids`` [B, T] through the edge graph.
 
@@ -309,6 +373,8 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         store = _DiffStore(live.n_live, other, torch.get_autocast_dtype(device)
                            if torch.is_autocast_enabled(device) else other.dtype)
         residual = other[0]                   # sum of the other run's writers so far
+        z = gates[live.gate_order].split([a * b for a, b in live.gate_shapes])
+        reader_gates = (block.view(shape) for block, shape in zip(z, live.gate_shapes))
         token = store.add(0, embed.unsqueeze(0) - other[:1])
         stored = 1                            # rows of the store filled so far
 
@@ -322,7 +388,7 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
             added = out.sum(0)
         else:
             if out is not None:
-                token = store.add(stored, out - other[writers], token)
+                token = store.add(stored, out, token, other[writers])
                 stored += out.shape[0]
             added = other[block].sum(0)
         residual = residual + added
@@ -332,7 +398,9 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         # [R, B, T, D]: the inputs of the readers whose gates sit at index [n_up, R]
         if gates is None:
             return residual.unsqueeze(0).expand(index.shape[-1], *residual.shape)
-        return store.mix(gates[index], residual, token)
+        z = next(reader_gates)
+        assert z.shape == index.shape, "reader groups read in another order than live.gate_order"
+        return store.mix(z, residual, token)
 
     position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
     cos, sin = base.rotary_emb(embed, position_ids)          # the model's own RoPE, [B, T, hd]
@@ -359,7 +427,7 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         if nh:
             # every q/k/v reader normalised in one call (the norm is per position), then each
             # projected with its head's rows
-            q, k, v = _head_proj(attn, layer.input_layernorm(x_attn), heads, groups, hd)
+            q, k, v = _head_proj(attn, _reader_norm(layer.input_layernorm, x_attn), heads, groups, hd)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
             k, v = k[:, plan["kv_of_head"]], v[:, plan["kv_of_head"]]   # query head h uses kv head h // (H/G)
@@ -385,11 +453,11 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         if gates is None:
             x = residual
         elif nh:
-            x = store.mix(gates[plan["mlp_head_gates"][:, None]], mlp_upstream[0] + other_heads,
+            x = store.mix(next(reader_gates), mlp_upstream[0] + other_heads,
                           token, first=stored - nh)[0]
         else:
             x = mlp_upstream[0] + other_heads
-        mlp = layer.mlp(layer.post_attention_layernorm(x))
+        mlp = layer.mlp(_reader_norm(layer.post_attention_layernorm, x, cast=False))
         add_writers(slice(first + H, first + H + 1), slice(first + H, first + H + 1), mlp.unsqueeze(0))
 
     x = reader_inputs(live.out_gates.unsqueeze(1))[0]
