@@ -85,10 +85,11 @@ def main():
         plan = module.live_nodes(graph, live)
         log_alpha = torch.full((len(gate_index),), D.LOG_ALPHA_INIT, requires_grad=True)
         opt = torch.optim.Adam([log_alpha], lr=0.1)
-        rng = [torch.get_rng_state()]             # this version's own random stream
+        rng = torch.get_rng_state()               # this version's own random stream
 
         def step():
-            torch.set_rng_state(rng[0])
+            nonlocal rng
+            torch.set_rng_state(rng)
             start = time.perf_counter()
             gates = torch.zeros(graph.n_edges).index_put((gate_index,), D.sample_gates(log_alpha))
             with torch.autocast("cpu", dtype=precision, enabled=precision is not None), weights.in_place():
@@ -98,7 +99,7 @@ def main():
             loss.backward()
             opt.step()
             seconds = time.perf_counter() - start
-            rng[0] = torch.get_rng_state()
+            rng = torch.get_rng_state()
             return seconds
 
         return step, log_alpha

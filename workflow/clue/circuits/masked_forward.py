@@ -157,6 +157,7 @@ def live_nodes(graph, live=None):
         layers.append({"heads": heads, "groups": groups, "kv_of_head": torch.searchsorted(groups, heads // (H // G)),
                        "mlp": mlp, "attn_gates": gates,
                        "mlp_head_gates": graph.mlp_index[l][first + heads], "head_writers": first + heads})
+    out_gates = graph.out_index[rows]
     # the reader groups in the order forward() reads them
     blocks = []
     for plan in layers:
@@ -164,8 +165,8 @@ def live_nodes(graph, live=None):
             blocks.append(plan["attn_gates"])
         if len(plan["heads"]) and plan["mlp"]:
             blocks.append(plan["mlp_head_gates"][:, None])
-    blocks.append(graph.out_index[rows][:, None])
-    return LiveNodes(live, layers, graph.out_index[rows], torch.cat([b.flatten() for b in blocks]),
+    blocks.append(out_gates[:, None])
+    return LiveNodes(live, layers, out_gates, torch.cat([b.flatten() for b in blocks]),
                      [tuple(b.shape) for b in blocks])
 
 
@@ -213,13 +214,12 @@ class _DiffStore:
         self.values = like.new_empty((rows, *like.shape[1:]), dtype=dtype)
         self.grads = None
 
-    def add(self, first, diff, token=None, minus=None):
-        """Store writers first .. first + n - 1; returns a token that later reader groups take
-        as an input, so autograd runs their backward before this block's (see _Store).
-        ``token``: the previous block's, which this block's token then stands for too.
-        ``minus``: the other run's outputs of these writers, subtracted from ``diff`` (this run's)
-        straight into the store."""
-        return _Store.apply(diff, minus, self, first, *([] if token is None else [token]))
+    def add(self, first, out, other, token=None):
+        """Store the differences ``out - other`` of writers first .. first + n - 1 (this run's
+        outputs and the other run's), subtracted straight into the store; returns a token that
+        later reader groups take as an input, so autograd runs their backward before this block's
+        (see _Store). ``token``: the previous block's, which this block's token then stands for too."""
+        return _Store.apply(out, other, self, first, *([] if token is None else [token]))
 
     def mix(self, z, residual, token, first=0):
         """[R, B, T, D]: residual + sum over the n = z.shape[0] writers first .. first + n - 1 of
@@ -229,14 +229,11 @@ class _DiffStore:
 
 class _Store(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, diff, minus, store, first, *previous):
-        n = diff.shape[0]
-        if minus is None:
-            store.values[first:first + n] = diff
-        else:
-            torch.sub(diff, minus, out=store.values[first:first + n])
+    def forward(ctx, out, other, store, first, *previous):
+        n = out.shape[0]
+        torch.sub(out, other, out=store.values[first:first + n])
         ctx.store, ctx.rows = store, slice(first, first + n)
-        return diff.new_zeros(())
+        return out.new_zeros(())
 
     @staticmethod
     def backward(ctx, _):
@@ -375,7 +372,7 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         residual = other[0]                   # sum of the other run's writers so far
         z = gates[live.gate_order].split([a * b for a, b in live.gate_shapes])
         reader_gates = (block.view(shape) for block, shape in zip(z, live.gate_shapes))
-        token = store.add(0, embed.unsqueeze(0) - other[:1])
+        token = store.add(0, embed.unsqueeze(0), other[:1])
         stored = 1                            # rows of the store filled so far
 
     def add_writers(block, writers=None, out=None):
@@ -388,19 +385,23 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
             added = out.sum(0)
         else:
             if out is not None:
-                token = store.add(stored, out, token, other[writers])
+                token = store.add(stored, out, other[writers], token)
                 stored += out.shape[0]
             added = other[block].sum(0)
         residual = residual + added
         return added
 
+    def gates_at(index):
+        # the gates at index [n_up, R]: the next block of the one gather in live.gate_order
+        z = next(reader_gates)
+        assert z.shape == index.shape, "reader groups read in another order than live.gate_order"
+        return z
+
     def reader_inputs(index):
         # [R, B, T, D]: the inputs of the readers whose gates sit at index [n_up, R]
         if gates is None:
             return residual.unsqueeze(0).expand(index.shape[-1], *residual.shape)
-        z = next(reader_gates)
-        assert z.shape == index.shape, "reader groups read in another order than live.gate_order"
-        return store.mix(z, residual, token)
+        return store.mix(gates_at(index), residual, token)
 
     position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
     cos, sin = base.rotary_emb(embed, position_ids)          # the model's own RoPE, [B, T, hd]
@@ -453,7 +454,7 @@ def forward(model, graph, input_ids, gates=None, other=None, positions=None, liv
         if gates is None:
             x = residual
         elif nh:
-            x = store.mix(next(reader_gates), mlp_upstream[0] + other_heads,
+            x = store.mix(gates_at(plan["mlp_head_gates"][:, None]), mlp_upstream[0] + other_heads,
                           token, first=stored - nh)[0]
         else:
             x = mlp_upstream[0] + other_heads
