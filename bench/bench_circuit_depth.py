@@ -2,7 +2,8 @@
 memory, at several depths of one checkpoint (its first N decoder layers).
 
     python bench/bench_circuit_depth.py --model-dir results/smollm2-135m-instruct/base \
-        [--layers 8 16 30] [--pairs 8] [--tokens 16] [--steps 3] [--threads 2] [--autocast bfloat16]
+        [--layers 8 16 30] [--pairs 8] [--tokens 16] [--steps 3] [--threads 2] [--autocast bfloat16] \
+        [--dtype bfloat16]
 
 Each depth runs in a fresh subprocess: load the model, keep its first N layers, build ``--pairs``
 IOI pairs of exactly ``--tokens`` tokens (the indirect object's name swapped for another name
@@ -11,9 +12,11 @@ of one token), compute the other input's writer outputs and the full model's log
 gates, gated forward, KL at the answer position, backward to log_alpha, Adam step) after one
 warm-up step. Beside it, the yardstick: a plain forward and backward of the same batch through
 the unmasked HF model, to its input embeddings (the weights are frozen, as in discovery), timed
-the same way; the table gives the ratio. Memory is the process's peak resident set
-(``ru_maxrss``) at the end of the discovery steps, before the yardstick runs, minus the resident
-set after the model was loaded: what discovery adds.
+the same way; the table gives the ratio. Memory is the process's peak resident set from the
+moment the model was loaded to the end of the discovery steps, before the yardstick runs, minus
+the resident set at that moment: what discovery adds (Linux: the peak is reset through
+``/proc/self/clear_refs`` after loading, so a model loaded in bf16, whose loading peaks higher
+than it then holds, does not hide the steps' peak).
 
 ``--workflow DIR`` imports ``clue`` from another checkout's ``workflow/`` directory, to measure an
 older version of the masked forward on the same machine (``git worktree add /tmp/old <commit>``).
@@ -23,7 +26,7 @@ import argparse
 import contextlib
 import json
 import os
-import resource
+import re
 import subprocess
 import sys
 import time
@@ -37,8 +40,13 @@ PLACES = ["store", "park", "school", "office", "garden", "station", "market", "b
 THINGS = ["drink", "book", "ring", "kiss", "bone", "basketball", "computer", "snack"]
 
 
-def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: KiB
+def memory_mb(field):
+    """VmRSS (resident now) or VmHWM (the peak since the last reset) of this process, in MB."""
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def reset_peak():
+    Path("/proc/self/clear_refs").write_text("5")   # VmHWM := VmRSS
 
 
 def ioi_pairs(tokenizer, n, tokens):
@@ -82,14 +90,16 @@ def measure(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(args.model_dir)
-    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval().requires_grad_(False)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=getattr(torch, args.dtype))
+    model = model.eval().requires_grad_(False)
     model.model.layers = model.model.layers[:args.depth]
     model.config.num_hidden_layers = args.depth
     clean, corrupted = ioi_pairs(tok, args.pairs, args.tokens)
     clean, corrupted = torch.tensor(clean), torch.tensor(corrupted)
     last = torch.full((clean.shape[0],), args.tokens - 1)
     graph = build_graph(model.config)
-    loaded = rss_mb()
+    loaded = memory_mb("VmRSS")
+    reset_peak()
     with torch.no_grad():
         _, other = forward(model, graph, corrupted)
         full, _ = forward(model, graph, clean, positions=last)
@@ -121,7 +131,7 @@ def measure(args):
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - start)
-    peak_extra = rss_mb() - loaded     # discovery's peak, before the yardstick runs
+    peak_extra = memory_mb("VmHWM") - loaded     # discovery's peak, before the yardstick runs
     del weights
 
     def plain_pass(dtype):
@@ -164,6 +174,8 @@ def main():
     ap.add_argument("--autocast", choices=["bfloat16", "float16"],
                     help="circuit.autocast: the gated step under torch.autocast; the plain pass is then timed "
                          "both in float32 (the ratio's yardstick) and under autocast")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                    help="circuit.dtype: the dtype the model is loaded in (the plain pass runs in it too)")
     ap.add_argument("--workflow", default=str(ROOT / "workflow"), help="where `clue` is imported from")
     ap.add_argument("--depth", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -172,13 +184,14 @@ def main():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([args.workflow, os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     print(f"{args.pairs} IOI pairs x {args.tokens} tokens, {args.threads} threads, candidate nodes "
-          f"{args.candidate_nodes}, step precision {args.autocast or 'float32'}, clue from {args.workflow}")
+          f"{args.candidate_nodes}, model in {args.dtype}, step precision {args.autocast or args.dtype}, "
+          f"clue from {args.workflow}")
     print("| layers | writers | edges | candidate edges | attribution (s, once) | s / step "
           "| plain forward + backward (s) | ratio | plain pass under autocast (s) | peak extra RSS (MB) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for depth in args.layers:
         cmd = [sys.executable, __file__, "--model-dir", args.model_dir, "--depth", str(depth)]
-        for key in ("pairs", "tokens", "steps", "threads", "candidate_nodes", "attribution_steps", "autocast"):
+        for key in ("pairs", "tokens", "steps", "threads", "candidate_nodes", "attribution_steps", "autocast", "dtype"):
             if getattr(args, key) is not None:
                 cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)

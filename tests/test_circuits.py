@@ -527,7 +527,8 @@ def test_unsupported_model_fails_naming_the_class():
     ({"node_level_fallback": "yes"}, "node_level_fallback must be true or false"),
     ({"threads": 0}, "threads must be a positive integer, got 0"),
     ({"early_stop_every": -1}, "early_stop_every must be 0 \\(off\\) or a positive integer, got -1"),
-    ({"autocast": "bf16"}, "circuit.autocast must be null or one of bfloat16, float16, not 'bf16'")])
+    ({"autocast": "bf16"}, "circuit.autocast must be null or one of bfloat16, float16, not 'bf16'"),
+    ({"dtype": "float64"}, "circuit config: dtype must be one of float32, bfloat16, float16, got 'float64'")])
 def test_bad_params(params, message):
     with pytest.raises(ClueError, match=message):
         D.resolve_params(params)
@@ -898,3 +899,110 @@ def test_autocast_trains_the_gates_in_bf16_and_measures_the_circuit_in_float32(t
     assert bf16["kl"] == D.circuit_kl(model, bf16["graph"], batches, bf16["kept"])
     assert bf16["faithfulness"] == D.faithfulness(model, bf16["graph"], heldout, "noising", bf16["kept"], p,
                                                   torch.device("cpu"))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", ["llama", "gqa", "qwen2", "llama_bias"])
+def test_a_half_precision_model_runs_gated_about_as_close_to_float32_as_the_model_itself(kind, dtype):
+    """circuit.dtype bfloat16 / float16 (a 7B model's weights and activations at half the
+    memory): the gated forward of the half-precision model, all gates open, is as far from the
+    float32 model's logits as that model's own forward is, within a factor of 3 (the masked
+    forward sums the residual stream in another order, and splits an o_proj bias over the
+    heads); all closed, the same for the other input; the gates' gradients, float32, point where
+    float32's do."""
+    import copy
+
+    model = sharpen(models()[kind])
+    half = copy.deepcopy(model).to(dtype)
+    graph = build_graph(model.config)
+    torch.manual_seed(0)
+    x, x_other = torch.randint(0, 64, (2, 4, 9))
+    last = torch.full((4,), 8)
+    with torch.no_grad():
+        ref, ref_other = model(x).logits, model(x_other).logits
+        own, own_other = half(x).logits.float(), half(x_other).logits.float()
+        _, other = forward(half, graph, x_other)
+        ones, _ = forward(half, graph, x, torch.ones(graph.n_edges), other)
+        zeros, _ = forward(half, graph, x, torch.zeros(graph.n_edges), other)
+    assert other.dtype == ones.dtype == dtype
+    assert (ref - ref_other).abs().max() > 5            # the two inputs' logits differ far beyond the rounding
+    assert (ones.float() - ref).abs().max() <= 3 * (own - ref).abs().max()
+    assert (zeros.float() - ref_other).abs().max() <= 3 * (own_other - ref_other).abs().max()
+
+    grads = []
+    for m in (model, half):
+        with torch.no_grad():
+            _, other = forward(m, graph, x_other)
+            full, _ = forward(m, graph, x, positions=last)
+        log_alpha = torch.full((graph.n_edges,), 0.5, requires_grad=True)
+        torch.manual_seed(1)
+        logits, _ = forward(m, graph, x, D.sample_gates(log_alpha), other, last)
+        D.kl_full_circuit(full, logits).backward()
+        grads.append(log_alpha.grad)
+    assert grads[1].dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], 0) > 0.95
+
+
+def test_cli_loads_the_model_in_circuit_dtype(tmp_path):
+    """circuit.dtype bfloat16: `clue circuit` trains and measures the circuit on the model loaded
+    in bf16; its KL is the one the bf16 model gives the saved circuit (float32 gives another)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, data_dir = write_task(tmp_path)
+    out = tmp_path / "noising.json"
+    assert run_cli(model_dir, data_dir, out, params={**CLI_PARAMS, "dtype": "bfloat16"}) == 0
+    rec = json.loads(out.read_text())
+    assert rec["config"]["dtype"] == "bfloat16"
+    assert abs(rec["expected_sparsity"] - 0.8) <= D.SPARSITY_TOLERANCE
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs = D.load_pairs(data_dir, "toy_demo", tok, 64)
+    p = D.resolve_params(CLI_PARAMS)
+    kls = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval().requires_grad_(False)
+        graph = build_graph(model.config)
+        batches = D._prepare_batches(model, graph, pairs, "noising", p["batch_size"], torch.device("cpu"))
+        kls[dtype] = D.circuit_kl(model, graph, batches, D.gates_from_record(graph, rec))
+    assert rec["kl"] == pytest.approx(kls[torch.bfloat16], rel=1e-6)
+    assert rec["kl"] != pytest.approx(kls[torch.float32], rel=1e-3)
+
+
+@pytest.mark.parametrize("autocast", [None, "bfloat16"])
+def test_recomputing_the_other_runs_gives_the_circuit_keeping_them_gives(tmp_path, monkeypatch, autocast):
+    """circuit.keep_other_runs false (a 7B model on one GPU: one batch's other-input writer
+    outputs in memory at a time): the attribution, the training steps, the cut and the KL and
+    faithfulness figures see the same numbers as with every batch's outputs kept, so the circuit
+    is the same bit for bit, with bf16 steps too (the outputs recomputed outside autocast and the
+    bf16 weight copies); batches are recomputed, not kept (one tensor a use)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, data_dir = write_task(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval().requires_grad_(False)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs, validation, heldout = (D.load_pairs(data_dir, "toy_demo", tok, 64, f) for f in
+                                  ("pairs.jsonl", "validation_pairs.jsonl", "heldout_pairs.jsonl"))
+    params = {**CLI_PARAMS, "steps": 40, "candidate_nodes": 0.6, "autocast": autocast}
+    unmasked_runs = []
+
+    def counting_forward(model, graph, input_ids, gates=None, *args, **kwargs):
+        unmasked_runs[-1] += gates is None
+        return forward(model, graph, input_ids, gates, *args, **kwargs)
+
+    monkeypatch.setattr(D, "forward", counting_forward)
+    results = []
+    for keep in (True, False):
+        unmasked_runs.append(0)
+        results.append(D.discover(model, pairs, "denoising", {**params, "keep_other_runs": keep}, progress=False,
+                                  validation=validation, heldout=heldout))
+    kept, recomputed = results
+    # kept: two unmasked runs a batch of each set; recomputed: two a training step at least
+    assert unmasked_runs[0] < 20 and unmasked_runs[1] >= 2 * params["steps"]
+    assert torch.equal(kept["scores"], recomputed["scores"]) and torch.equal(kept["kept"], recomputed["kept"])
+    assert kept["history"] == recomputed["history"] and kept["kl"] == recomputed["kl"]
+    assert kept["validation"] == recomputed["validation"] and kept["faithfulness"] == recomputed["faithfulness"]
+    assert kept["candidates"]["edges"] < len(kept["scores"])     # the attribution pass ran
+
+    graph = build_graph(model.config)
+    batch, = D._prepare_batches(model, graph, validation, "denoising", 8, torch.device("cpu"), keep=False)
+    assert isinstance(batch, D._Recomputed) and batch["other"] is not batch["other"]
+    assert torch.equal(batch["other"], batch["other"])

@@ -55,6 +55,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -68,6 +69,7 @@ from clue.losses import autocast, autocast_dtype
 from clue.io import json_params, read_jsonl, write_json
 
 MODES = ("noising", "denoising")
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
 DEFAULTS = {
     # fraction of edges removed, or candidates: the sparsest one faithful enough on validation pairs
     "target_sparsity": 0.9,
@@ -89,6 +91,12 @@ DEFAULTS = {
     # null, bfloat16 or float16: the gated forward and backward of each training step run under
     # torch.autocast; the gates, the cut and every faithfulness and KL figure stay float32
     "autocast": None,
+    # the dtype the model is loaded in: float32, or bfloat16 / float16 for a 7B model (half the
+    # memory of its weights, of the other input's stored writer outputs and of every activation)
+    "dtype": "float32",
+    # every batch's other-input writer outputs (and full-model logits) computed once and kept;
+    # false: recomputed at each use, one batch's in memory at a time (a 7B model on one GPU)
+    "keep_other_runs": True,
     "lagrangian_lr": 1.0,     # plain gradient ascent on lambda1, lambda2 (Adam overshoots)
     "sparsity_penalty": 16.0,  # c of a fixed c * n_edges * gap^2 beside the multipliers (see below)
     "sparsity_warmup": 0.5,   # fraction of the steps over which the target ramps up from 0
@@ -144,6 +152,10 @@ def resolve_params(params):
         raise ClueError("circuit config: node_level_fallback needs candidate_nodes below 1 (with every writer the "
                         "node-level circuit is the whole model)")
     autocast_dtype(p["autocast"], "circuit.autocast")
+    if p["dtype"] not in MODEL_DTYPES:
+        raise ClueError(f"circuit config: dtype must be one of {', '.join(MODEL_DTYPES)}, got {p['dtype']!r}")
+    if not isinstance(p["keep_other_runs"], bool):
+        raise ClueError(f"circuit config: keep_other_runs must be true or false, got {p['keep_other_runs']!r}")
     if p["if_unfaithful"] not in ("fail", "most_faithful"):
         raise ClueError(f"circuit config: if_unfaithful must be fail or most_faithful, got {p['if_unfaithful']!r}")
     if not (isinstance(p["sparsity_warmup"], (int, float)) and 0 <= p["sparsity_warmup"] <= 1):
@@ -297,19 +309,46 @@ def _roles(pairs, mode):
     raise ClueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
 
 
-def _prepare_batches(model, graph, pairs, mode, batch_size, device):
+def _prepare_batches(model, graph, pairs, mode, batch_size, device, keep=True):
     """Per batch: the run input, answer positions, the other input's writer outputs and the full
-    model's logits on the run input (all from unmasked runs, so computed once)."""
+    model's logits on the run input (from unmasked runs). ``keep`` (circuit.keep_other_runs):
+    computed once and kept for every batch; False: recomputed at each use (``_Recomputed``)."""
     run_ids, other_ids = _roles(pairs, mode)
     batches = []
-    with torch.no_grad():
-        for start in range(0, run_ids.shape[0], batch_size):
-            sl = slice(start, start + batch_size)
-            ids, last = run_ids[sl].to(device), pairs["last"][sl].to(device)
-            _, other = forward(model, graph, other_ids[sl].to(device))
-            full, _ = forward(model, graph, ids, positions=last)
-            batches.append({"ids": ids, "last": last, "other": other, "full": full})
+    for start in range(0, run_ids.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        batch = _Recomputed(model, graph, run_ids[sl].to(device), pairs["last"][sl].to(device),
+                            other_ids[sl].to(device))
+        batches.append({key: batch[key] for key in batch} if keep else batch)
     return batches
+
+
+class _Recomputed(Mapping):
+    """A batch whose ``other`` (the other input's writer outputs, [n_writers, B, T, D]) and
+    ``full`` (the full model's logits at the answer positions) are computed at each access, the
+    same numbers every time: for a 7B model on one GPU, where every batch's writer outputs kept
+    at once would not fit (8.3 GiB a batch of 16 x 64 tokens in bf16, docs/performance.md)."""
+
+    def __init__(self, model, graph, ids, last, other_ids):
+        self.model, self.graph, self.other_ids = model, graph, other_ids
+        self.fixed = {"ids": ids, "last": last}
+
+    def __getitem__(self, key):
+        if key in self.fixed:
+            return self.fixed[key]
+        # as _prepare_batches computes a kept batch: in the model's dtype, whatever the caller's context
+        with torch.no_grad(), torch.autocast(self.fixed["ids"].device.type, enabled=False):
+            if key == "other":
+                return forward(self.model, self.graph, self.other_ids)[1]
+            if key == "full":
+                return forward(self.model, self.graph, self.fixed["ids"], positions=self.fixed["last"])[0]
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(("ids", "last", "other", "full"))
+
+    def __len__(self):
+        return 4
 
 
 def circuit_kl(model, graph, batches, gates):
@@ -340,9 +379,10 @@ def attribute(model, graph, batches, steps):
     for b in batches:
         n = b["ids"].shape[0]
         half = (n + 1) // 2
+        batch_other, batch_full = b["other"], b["full"]   # once a batch, also where they are recomputed
         for start in range(0, n, half):   # slices are views: no copy of the stored writer outputs
             part = slice(start, start + half)
-            ids, last, other, full = b["ids"][part], b["last"][part], b["other"][:, part], b["full"][part]
+            ids, last, other, full = b["ids"][part], b["last"][part], batch_other[:, part], batch_full[part]
             for k in range(steps):
                 z = torch.full((graph.n_edges,), (k + 0.5) / steps, dtype=other.dtype, device=ids.device,
                                requires_grad=True)
@@ -392,7 +432,8 @@ def _setup(model, pairs, mode, p):
     device = torch.device(p["device"])
     model = model.to(device).eval().requires_grad_(False)
     graph = build_graph(model.config)
-    return model, graph, _prepare_batches(model, graph, pairs, mode, p["batch_size"], device), device
+    batches = _prepare_batches(model, graph, pairs, mode, p["batch_size"], device, p["keep_other_runs"])
+    return model, graph, batches, device
 
 
 def node_circuit(model, pairs, mode, params, validation=None, attribution=None):
@@ -476,7 +517,8 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
 
     for step in tqdm(range(p["steps"]), desc=f"circuit {mode}", disable=None if progress else True,
                      file=sys.stderr):
-        b = batches[step % len(batches)]
+        # dict(): a recomputed batch runs the model here, outside autocast and the bf16 weight copies
+        b = dict(batches[step % len(batches)])
         target = start + (p["target_sparsity"] - start) * min(1.0, (step + 1) / warmup_steps)
         with autocast(p["autocast"], "circuit.autocast", device.type), weights.in_place():
             logits, _ = forward(model, graph, b["ids"], gates_of(sample_gates(log_alpha)), b["other"], b["last"], live)
@@ -613,7 +655,8 @@ def _fmt(value):
 
 def faithfulness(model, graph, pairs, mode, kept, params, device):
     """KL of the circuit and of the empty circuit on ``pairs``, and 1 - their ratio."""
-    batches = _prepare_batches(model, graph, pairs, mode, params["batch_size"], device)
+    batches = _prepare_batches(model, graph, pairs, mode, params["batch_size"], device,
+                               params.get("keep_other_runs", DEFAULTS["keep_other_runs"]))
     kl_circuit = circuit_kl(model, graph, batches, kept)
     kl_empty = circuit_kl(model, graph, batches, torch.zeros_like(kept))
     return {"pairs": int(pairs["clean"].shape[0]), "kl_circuit": kl_circuit, "kl_empty": kl_empty,
@@ -756,7 +799,7 @@ def main(args):
     if p["device"] == "cpu":
         torch.set_num_threads(p["threads"])
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, p["dtype"]))
     check_supported(model)
     check_context(tokenizer, model.config.max_position_embeddings, args.data_dir, args.task, args.model_dir)
     pairs = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"])

@@ -259,7 +259,8 @@ class _Mix(torch.autograd.Function):
         # these rows are final: later writers only fill rows after them, so reading them again
         # in backward is safe
         values = store.values[ctx.rows].reshape(n, -1)
-        return torch.addmm(residual.reshape(1, -1), z.t(), values).view(R, *residual.shape)
+        # the gates in the store's dtype: the cast autocast makes, and the one a bf16 model needs
+        return torch.addmm(residual.reshape(1, -1), z.t().to(values.dtype), values).view(R, *residual.shape)
 
     @staticmethod
     def backward(ctx, grad):
@@ -275,6 +276,7 @@ class _Mix(torch.autograd.Function):
         values = store.values[ctx.rows].reshape(n, -1)
         # [n, R], in the layout that is faster on a CPU for the dtype (the same numbers either way)
         grad_z = (g @ values.t()).t() if values.dtype == torch.float32 else values @ g.t()
+        z = z.to(g.dtype)                                      # as in the forward
         # d(input r)/d(difference w) = z[w, r]; the first backward (the out reader's, which reads
         # every stored writer) writes the gradient buffer instead of zero-filling and adding to it
         if store.grads is None and n == store.values.shape[0]:
@@ -304,13 +306,15 @@ class _RMSNorm(torch.autograd.Function):
         h = x.to(torch.float32)
         r = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
         y = weight * (h * r).to(x.dtype)
-        ctx.save_for_backward(h, r, weight)
+        # x, not h: a bf16 input is kept in half the memory (h is recomputed from it exactly)
+        ctx.save_for_backward(x, r, weight)
         ctx.dtypes = x.dtype, y.dtype
         return y if dtype is None else y.to(dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        h, r, weight = ctx.saved_tensors
+        x, r, weight = ctx.saved_tensors
+        h = x.to(torch.float32)
         x_dtype, y_dtype = ctx.dtypes
         g = grad.to(y_dtype) * weight                            # d y / d normed
         g = g.to(x_dtype).to(torch.float32)                      # back through both casts of normed
