@@ -73,7 +73,20 @@ def test_edge_count_and_names():
     assert "a0.h1.k" in graph.readers and "a0.h2.k" not in graph.readers
 
 
-def test_gradients_reach_the_gates():
+def test_gradients_reach_the_gates(monkeypatch):
+    import gc
+    import weakref
+
+    from clue.circuits import masked_forward as MF
+
+    stores = []
+    init = MF._DiffStore.__init__
+
+    def recording_init(self, *args):
+        init(self, *args)
+        stores.append(weakref.ref(self))
+
+    monkeypatch.setattr(MF._DiffStore, "__init__", recording_init)
     model = make_model("qwen2", layers=2)
     graph = build_graph(model.config)
     x, x_other = torch.randint(0, 64, (2, 2, 6))
@@ -82,8 +95,16 @@ def test_gradients_reach_the_gates():
     # every edge: gates at 0.5 (inside the clamp), a loss of the answer-position logits
     gates = torch.full((graph.n_edges,), 0.5, requires_grad=True)
     logits, _ = forward(model, graph, x, gates, other, torch.tensor([5, 3]))
-    (logits ** 2).sum().backward()
+    loss = (logits ** 2).sum()
+    gc.collect()
+    assert len(stores) == 1 and stores[0]() is not None
+    loss.backward()
     assert torch.isfinite(gates.grad).all() and (gates.grad != 0).all()
+    # the writer differences and their gradients (a 7B step's largest buffers, 16.5 GiB) go with
+    # the backward, though the loss, and so the graph, lives on until the next step's loss
+    # replaces it: else two steps' stores would meet in the next forward
+    gc.collect()
+    assert stores[0]() is None
     # and through the hard-concrete sample to log_alpha
     log_alpha = torch.zeros(graph.n_edges, requires_grad=True)
     logits, _ = forward(model, graph, x, D.sample_gates(log_alpha), other, torch.tensor([5, 3]))
@@ -528,7 +549,8 @@ def test_unsupported_model_fails_naming_the_class():
     ({"threads": 0}, "threads must be a positive integer, got 0"),
     ({"early_stop_every": -1}, "early_stop_every must be 0 \\(off\\) or a positive integer, got -1"),
     ({"autocast": "bf16"}, "circuit.autocast must be null or one of bfloat16, float16, not 'bf16'"),
-    ({"dtype": "float64"}, "circuit config: dtype must be one of float32, bfloat16, float16, got 'float64'")])
+    ({"dtype": "float64"}, "circuit config: dtype must be one of float32, bfloat16, float16, got 'float64'"),
+    ({"keep_other_runs": "no"}, "circuit config: keep_other_runs must be true or false, got 'no'")])
 def test_bad_params(params, message):
     with pytest.raises(ClueError, match=message):
         D.resolve_params(params)
@@ -995,8 +1017,10 @@ def test_recomputing_the_other_runs_gives_the_circuit_keeping_them_gives(tmp_pat
         results.append(D.discover(model, pairs, "denoising", {**params, "keep_other_runs": keep}, progress=False,
                                   validation=validation, heldout=heldout))
     kept, recomputed = results
-    # kept: two unmasked runs a batch of each set; recomputed: two a training step at least
-    assert unmasked_runs[0] < 20 and unmasked_runs[1] >= 2 * params["steps"]
+    # kept: two unmasked runs (other input, full model) a batch of each set: 2 discovery batches of
+    # 7 pairs, 1 validation, 1 held-out = 8; recomputed: two a batch for the attribution (4), two a
+    # training step (80), two a batch for the KL (4), the validation and held-out figures (2 + 2)
+    assert unmasked_runs == [8, 92]
     assert torch.equal(kept["scores"], recomputed["scores"]) and torch.equal(kept["kept"], recomputed["kept"])
     assert kept["history"] == recomputed["history"] and kept["kl"] == recomputed["kl"]
     assert kept["validation"] == recomputed["validation"] and kept["faithfulness"] == recomputed["faithfulness"]
@@ -1004,5 +1028,8 @@ def test_recomputing_the_other_runs_gives_the_circuit_keeping_them_gives(tmp_pat
 
     graph = build_graph(model.config)
     batch, = D._prepare_batches(model, graph, validation, "denoising", 8, torch.device("cpu"), keep=False)
+    kept_batch, = D._prepare_batches(model, graph, validation, "denoising", 8, torch.device("cpu"))
     assert isinstance(batch, D._Recomputed) and batch["other"] is not batch["other"]
-    assert torch.equal(batch["other"], batch["other"])
+    with torch.autocast("cpu", dtype=torch.bfloat16):     # recomputed as kept, whatever the context
+        assert torch.equal(batch["other"], kept_batch["other"]) and torch.equal(batch["full"], kept_batch["full"])
+

@@ -353,14 +353,21 @@ class _Recomputed(Mapping):
 
 def circuit_kl(model, graph, batches, gates):
     """KL(full || circuit) with fixed ``gates`` [E], averaged over all pairs of ``batches``."""
-    total, count = 0.0, 0
+    return circuit_kls(model, graph, batches, [gates])[0]
+
+
+def circuit_kls(model, graph, batches, gate_vectors):
+    """circuit_kl of each of ``gate_vectors``, fetching each batch once for all of them (a
+    recomputed batch runs its unmasked forwards once)."""
+    totals, count = [0.0] * len(gate_vectors), 0
     with torch.no_grad():
         for b in batches:
-            logits, _ = forward(model, graph, b["ids"], gates, b["other"], b["last"])
-            n = b["ids"].shape[0]
-            total += kl_full_circuit(b["full"], logits).item() * n
+            other, full, n = b["other"], b["full"], b["ids"].shape[0]
+            for i, gates in enumerate(gate_vectors):
+                logits, _ = forward(model, graph, b["ids"], gates, other, b["last"])
+                totals[i] += kl_full_circuit(full, logits).item() * n
             count += n
-    return total / count
+    return [total / count for total in totals]
 
 
 def attribute(model, graph, batches, steps):
@@ -384,8 +391,10 @@ def attribute(model, graph, batches, steps):
             part = slice(start, start + half)
             ids, last, other, full = b["ids"][part], b["last"][part], batch_other[:, part], batch_full[part]
             for k in range(steps):
-                z = torch.full((graph.n_edges,), (k + 0.5) / steps, dtype=other.dtype, device=ids.device,
-                               requires_grad=True)
+                # at least float32 (a bf16 model's gates are cast in the masked forward, its
+                # gradients reach them in float32)
+                z = torch.full((graph.n_edges,), (k + 0.5) / steps, dtype=torch.promote_types(other.dtype, torch.float32),
+                               device=ids.device, requires_grad=True)
                 logits, _ = forward(model, graph, ids, z, other, last)
                 grad, = torch.autograd.grad(kl_full_circuit(full, logits), z)
                 total -= grad.cpu() * ids.shape[0]
@@ -517,7 +526,9 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
 
     for step in tqdm(range(p["steps"]), desc=f"circuit {mode}", disable=None if progress else True,
                      file=sys.stderr):
-        # dict(): a recomputed batch runs the model here, outside autocast and the bf16 weight copies
+        # dict(): a recomputed batch runs the model here, outside autocast and the bf16 weight
+        # copies, once the previous step's batch has gone (one batch's writer outputs at a time)
+        b = None
         b = dict(batches[step % len(batches)])
         target = start + (p["target_sparsity"] - start) * min(1.0, (step + 1) / warmup_steps)
         with autocast(p["autocast"], "circuit.autocast", device.type), weights.in_place():
@@ -657,8 +668,7 @@ def faithfulness(model, graph, pairs, mode, kept, params, device):
     """KL of the circuit and of the empty circuit on ``pairs``, and 1 - their ratio."""
     batches = _prepare_batches(model, graph, pairs, mode, params["batch_size"], device,
                                params.get("keep_other_runs", DEFAULTS["keep_other_runs"]))
-    kl_circuit = circuit_kl(model, graph, batches, kept)
-    kl_empty = circuit_kl(model, graph, batches, torch.zeros_like(kept))
+    kl_circuit, kl_empty = circuit_kls(model, graph, batches, [kept, torch.zeros_like(kept)])
     return {"pairs": int(pairs["clean"].shape[0]), "kl_circuit": kl_circuit, "kl_empty": kl_empty,
             "faithfulness": 1 - kl_circuit / kl_empty if kl_empty > 0 else None}
 
@@ -689,7 +699,8 @@ def circuit_record(result, model_name, task, mode):
         "kl": result["kl"], "validation": result.get("validation"), "faithfulness": result.get("faithfulness"),
         "selection": result.get("selection"), "candidates": result["candidates"],
         "node_level": result["node_level"], "steps": p["steps"], "steps_run": result["steps_run"],
-        "config": {k: v for k, v in p.items() if k != "jobs"},  # how jobs are split changes no circuit
+        # how jobs are split, and whether the other runs are kept or recomputed, change no circuit
+        "config": {k: v for k, v in p.items() if k not in ("jobs", "keep_other_runs")},
     }
 
 

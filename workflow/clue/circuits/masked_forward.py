@@ -243,6 +243,7 @@ class _Store(torch.autograd.Function):
         # (one edge a reader group, not one for every block it reads); the tokens get no gradient
         grads = ctx.store.grads
         grad_diff = grads[ctx.rows] if grads is not None else None   # a view: these rows are final
+        ctx.store = None   # a graph kept alive after its backward (until the next step's loss) frees the store
         return (grad_diff, None, None, None) + (None,) * (len(ctx.needs_input_grad) - 4)
 
 
@@ -286,6 +287,7 @@ class _Mix(torch.autograd.Function):
                 store.grads = torch.zeros_like(store.values)
             store.grads[ctx.rows].view(n, -1).add_(torch.mm(z, g))
         grad_residual = grad.sum(0) if ctx.needs_input_grad[1] else None
+        ctx.store = None   # as in _Store.backward
         # the token only orders the backward (see _Store)
         return grad_z, grad_residual, None, None, None
 
