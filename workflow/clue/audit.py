@@ -42,7 +42,6 @@ epoch; the audit scores each epoch's answers with BLEU against the starting mode
 answers, 0: none of their n-grams).
 """
 
-import json
 import sys
 from pathlib import Path
 

@@ -75,9 +75,9 @@ def check_test_file(path):
             raise ClueError(f"{where}: not valid JSON ({e})") from None
         if not isinstance(rec, dict):
             raise ClueError(f"{where}: not a JSON object")
-        for field in ("prompt", "choices", "label"):
-            if field not in rec:
-                raise ClueError(f"{where}: missing field '{field}'")
+        for key in ("prompt", "choices", "label"):
+            if key not in rec:
+                raise ClueError(f"{where}: missing field '{key}'")
         choices, label = rec["choices"], rec["label"]
         if not isinstance(rec["prompt"], str):
             raise ClueError(f"{where}: field 'prompt' must be a string, not {type(rec['prompt']).__name__}")
