@@ -393,8 +393,8 @@ def attribute(model, graph, batches, steps):
             for k in range(steps):
                 # at least float32 (a bf16 model's gates are cast in the masked forward, its
                 # gradients reach them in float32)
-                z = torch.full((graph.n_edges,), (k + 0.5) / steps, dtype=torch.promote_types(other.dtype, torch.float32),
-                               device=ids.device, requires_grad=True)
+                z = torch.full((graph.n_edges,), (k + 0.5) / steps, device=ids.device, requires_grad=True,
+                               dtype=torch.promote_types(other.dtype, torch.float32))
                 logits, _ = forward(model, graph, ids, z, other, last)
                 grad, = torch.autograd.grad(kl_full_circuit(full, logits), z)
                 total -= grad.cpu() * ids.shape[0]
