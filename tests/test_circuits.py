@@ -884,6 +884,57 @@ def test_early_stop_ends_on_the_first_check_that_reaches_the_floor(tmp_path):
     assert torch.equal(never["scores"], full["scores"]) and never["validation"] == full["validation"]
 
 
+def test_select_circuit_prepares_what_its_candidates_share_once(tmp_path, monkeypatch):
+    """select_circuit trains two target sparsities and then the node-level circuit, with an
+    early-stop check every 25 steps: the discovery batches are prepared once for the attribution
+    and every candidate (one copy in memory, not one more a candidate), and the empty circuit runs
+    once on the validation pairs (at the first check) and once on the held-out pairs, however many
+    figures use it; each candidate's validation figures are those computed afresh."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, data_dir = write_task(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval().requires_grad_(False)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs, validation, heldout = (D.load_pairs(data_dir, "toy_demo", tok, 64, f) for f in
+                                  ("pairs.jsonl", "validation_pairs.jsonl", "heldout_pairs.jsonl"))
+    params = {**CLI_PARAMS, "steps": 100, "sparsity_warmup": 0.0, "early_stop_every": 25, "candidate_nodes": 0.7,
+              "target_sparsity": [0.85, 0.8], "node_level_fallback": True, "min_faithfulness": 1.0,
+              "if_unfaithful": "most_faithful"}
+    prepared, empty_runs, checks = [], [], []
+    prepare, gated, faithfulness = D._prepare_batches, D.forward, D.faithfulness
+
+    def counting_prepare(model, graph, pairs_, *args, **kwargs):
+        prepared.append(pairs_ is pairs)
+        return prepare(model, graph, pairs_, *args, **kwargs)
+
+    def counting_forward(model, graph, input_ids, gates=None, *args, **kwargs):
+        if gates is not None and not gates.any():
+            empty_runs.append(input_ids.shape[0])
+        return gated(model, graph, input_ids, gates, *args, **kwargs)
+
+    def counting_faithfulness(model, graph, pairs_, *args, **kwargs):
+        checks.append(pairs_ is validation)
+        return faithfulness(model, graph, pairs_, *args, **kwargs)
+
+    monkeypatch.setattr(D, "_prepare_batches", counting_prepare)
+    monkeypatch.setattr(D, "forward", counting_forward)
+    monkeypatch.setattr(D, "faithfulness", counting_faithfulness)
+    result = D.select_circuit(model, pairs, "noising", params, validation, heldout=heldout, progress=False)
+    tried = result["selection"]["tried"]
+    assert [(t["target_sparsity"], t["node_level"]) for t in tried][:2] == [(0.85, False), (0.8, False)]
+    assert len(tried) == 3 and tried[2]["node_level"]
+    assert sum(checks) >= 4      # each candidate's figures, and an early-stop check or more
+    assert sum(prepared) == 1    # the discovery pairs
+    # one empty run a batch: the validation pairs' (2 pairs, batch 4) and the held-out pairs' (3)
+    assert empty_runs == [2, 3]
+
+    monkeypatch.undo()
+    p = D.resolve_params(params)
+    fresh = D.faithfulness(model, result["graph"], validation, "noising", result["kept"], p, torch.device("cpu"))
+    assert result["validation"] == fresh
+    assert [t["validation_kl_empty"] for t in tried] == [fresh["kl_empty"]] * 3
+
+
 def test_autocast_trains_the_gates_in_bf16_and_measures_the_circuit_in_float32(tmp_path):
     """circuit.autocast bfloat16: the gates' gradients through the masked forward (whose backward
     runs its own matrix products) are those of float32 up to bf16 rounding, and reach float32

@@ -339,7 +339,9 @@ class _Recomputed(Mapping):
         # as _prepare_batches computes a kept batch: in the model's dtype, whatever the caller's context
         with torch.no_grad(), torch.autocast(self.fixed["ids"].device.type, enabled=False):
             if key == "other":
-                return forward(self.model, self.graph, self.other_ids)[1]
+                # only the writer outputs are used: logits at one position a pair (the fewest the
+                # forward computes), not at every position (the unembedding of every token)
+                return forward(self.model, self.graph, self.other_ids, positions=self.fixed["last"])[1]
             if key == "full":
                 return forward(self.model, self.graph, self.fixed["ids"], positions=self.fixed["last"])[0]
         raise KeyError(key)
@@ -434,23 +436,27 @@ def _candidates_record(live, candidate, p):
                      f"discovery pairs ({p['attribution_steps']} integration steps)")}
 
 
-def _setup(model, pairs, mode, p):
-    """The model on the device, frozen, in eval mode; its graph; the discovery batches."""
+def _setup(model, pairs, mode, p, batches=None):
+    """The model on the device, frozen, in eval mode; its graph; the discovery batches
+    (``batches``: those a caller prepared from the same pairs and parameters)."""
     check_supported(model)
     _roles(pairs, mode)
     device = torch.device(p["device"])
     model = model.to(device).eval().requires_grad_(False)
     graph = build_graph(model.config)
-    batches = _prepare_batches(model, graph, pairs, mode, p["batch_size"], device, p["keep_other_runs"])
+    if batches is None:
+        batches = _prepare_batches(model, graph, pairs, mode, p["batch_size"], device, p["keep_other_runs"])
     return model, graph, batches, device
 
 
-def node_circuit(model, pairs, mode, params, validation=None, attribution=None):
+def node_circuit(model, pairs, mode, params, validation=None, attribution=None, batches=None,
+                 validation_kl_empty=None):
     """The node-level circuit (``node_level_fallback``): every edge between the candidate writers
     kept, no Edge Pruning; its sparsity is the candidates' own. Returns discover's dict (no
-    history, no threshold, ``node_level`` true)."""
+    history, no threshold, ``node_level`` true). ``batches`` and ``validation_kl_empty``: as for
+    discover."""
     p = resolve_params(params)
-    model, graph, batches, device = _setup(model, pairs, mode, p)
+    model, graph, batches, device = _setup(model, pairs, mode, p, batches)
     live, candidate = _candidate_nodes(model, graph, batches, p, attribution)
     scores = candidate.float()
     kept = remove_dead_ends(graph, scores)
@@ -464,11 +470,13 @@ def node_circuit(model, pairs, mode, params, validation=None, attribution=None):
         "candidates": _candidates_record(live, candidate, p), "node_level": True,
     }
     if validation is not None:
-        result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device)
+        result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device,
+                                            validation_kl_empty)
     return result
 
 
-def discover(model, pairs, mode, params, progress=True, heldout=None, validation=None, attribution=None):
+def discover(model, pairs, mode, params, progress=True, heldout=None, validation=None, attribution=None,
+             batches=None, validation_kl_empty=None):
     """Learn a circuit of ``model`` on ``pairs`` (see ``load_pairs``) with intervention ``mode``,
     at ``params["target_sparsity"]`` (one value).
 
@@ -478,7 +486,10 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     ``kept`` on the training pairs), ``validation`` and ``faithfulness`` (on the ``validation``
     and ``heldout`` pairs, when given), ``candidates`` (the nodes Edge Pruning started from) and
     ``history`` (per step run: kl, expected sparsity, target). ``attribution``: ``attribute``'s result on
-    these pairs, when the caller has it (select_circuit computes it once for all candidates).
+    these pairs, when the caller has it (select_circuit computes it once for all candidates), and
+    likewise ``batches`` (``_prepare_batches``'s on these pairs with these parameters) and
+    ``validation_kl_empty`` (the empty circuit's KL on the validation pairs, ``faithfulness``'s
+    ``kl_empty``).
 
     With ``early_stop_every`` N and ``validation`` pairs, training stops at the first multiple of N
     steps, once the sparsity warmup is over, at which the expected sparsity is within
@@ -491,7 +502,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     if isinstance(p["target_sparsity"], list):
         raise ClueError("discover trains at one target sparsity; choose among candidates with select_circuit")
     torch.manual_seed(p["seed"])
-    model, graph, batches, device = _setup(model, pairs, mode, p)
+    model, graph, batches, device = _setup(model, pairs, mode, p, batches)
 
     live, candidate = _candidate_nodes(model, graph, batches, p, attribution)
     gate_index = candidate.nonzero().flatten().to(device)
@@ -518,6 +529,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     weights = LowPrecisionWeights(model, autocast_dtype(p["autocast"], "circuit.autocast"))
     every = p["early_stop_every"] if validation is not None else 0
     stop = None   # (cut, validation figures) of the check an early stop ends on
+    empty = validation_kl_empty   # the same at every check: computed at the first
 
     def cut():
         scores = gates_of(keep_probability(log_alpha.detach())).cpu()
@@ -553,7 +565,8 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
             reached = 1 - keep_probability(log_alpha.detach()).sum().item() / graph.n_edges
             if abs(reached - p["target_sparsity"]) <= SPARSITY_TOLERANCE:
                 now = cut()
-                v = faithfulness(model, graph, validation, mode, now[3].to(device), p, device)
+                v = faithfulness(model, graph, validation, mode, now[3].to(device), p, device, empty)
+                empty = v["kl_empty"]
                 if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
                     stop = now, v
                     break
@@ -569,7 +582,8 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         "candidates": _candidates_record(live, candidate, p), "node_level": False,
     }
     if validation is not None:
-        result["validation"] = stop[1] if stop else faithfulness(model, graph, validation, mode, kept.to(device), p, device)
+        result["validation"] = stop[1] if stop else faithfulness(model, graph, validation, mode, kept.to(device), p,
+                                                                 device, empty)
     if heldout is not None:
         result["faithfulness"] = faithfulness(model, graph, heldout, mode, kept.to(device), p, device)
     return result
@@ -593,20 +607,26 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
         options.append((None, True))
     if only is not None:
         options = [only]
-    if p["candidate_nodes"] < 1:   # the same candidate nodes for every target sparsity
-        model, graph, batches, _ = _setup(model, pairs, mode, p)
-        attribution = attribute(model, graph, batches, p["attribution_steps"])
-    elif any(node_level for _, node_level in options):
+    if p["candidate_nodes"] >= 1 and any(node_level for _, node_level in options):
         raise ClueError(f"circuit {task} {mode}: a node-level circuit needs circuit.candidate_nodes below 1")
+    # what every candidate shares, computed once: the discovery batches (kept once in memory, not
+    # once more for each candidate), the candidate nodes' attribution, the empty circuit's KL on
+    # the validation pairs
+    model, graph, batches, _ = _setup(model, pairs, mode, p)
+    if p["candidate_nodes"] < 1:   # the same candidate nodes for every target sparsity
+        attribution = attribute(model, graph, batches, p["attribution_steps"])
+    empty = None
     for target, node_level in options:
+        shared = {"validation": validation, "attribution": attribution, "batches": batches,
+                  "validation_kl_empty": empty}
         if node_level:
-            result = node_circuit(model, pairs, mode, p, validation=validation, attribution=attribution)
+            result = node_circuit(model, pairs, mode, p, **shared)
         else:
-            result = discover(model, pairs, mode, {**p, "target_sparsity": target}, progress,
-                              validation=validation, attribution=attribution)
+            result = discover(model, pairs, mode, {**p, "target_sparsity": target}, progress, **shared)
             check_circuit(result, task, mode)
         results.append(result)
         v = result["validation"]
+        empty = v["kl_empty"]
         tried.append({"target_sparsity": result["params"]["target_sparsity"], "node_level": node_level,
                       "kept": int(result["kept"].sum().item()), "steps_run": result["steps_run"],
                       "validation_faithfulness": v["faithfulness"],
@@ -664,11 +684,16 @@ def _fmt(value):
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def faithfulness(model, graph, pairs, mode, kept, params, device):
-    """KL of the circuit and of the empty circuit on ``pairs``, and 1 - their ratio."""
+def faithfulness(model, graph, pairs, mode, kept, params, device, kl_empty=None):
+    """KL of the circuit and of the empty circuit on ``pairs``, and 1 - their ratio. ``kl_empty``:
+    the empty circuit's KL on these pairs when the caller has it (the same for every circuit
+    measured on them)."""
     batches = _prepare_batches(model, graph, pairs, mode, params["batch_size"], device,
                                params.get("keep_other_runs", DEFAULTS["keep_other_runs"]))
-    kl_circuit, kl_empty = circuit_kls(model, graph, batches, [kept, torch.zeros_like(kept)])
+    if kl_empty is None:
+        kl_circuit, kl_empty = circuit_kls(model, graph, batches, [kept, torch.zeros_like(kept)])
+    else:
+        kl_circuit, = circuit_kls(model, graph, batches, [kept])
     return {"pairs": int(pairs["clean"].shape[0]), "kl_circuit": kl_circuit, "kl_empty": kl_empty,
             "faithfulness": 1 - kl_circuit / kl_empty if kl_empty > 0 else None}
 
