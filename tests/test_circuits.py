@@ -887,9 +887,10 @@ def test_early_stop_ends_on_the_first_check_that_reaches_the_floor(tmp_path):
 def test_select_circuit_prepares_what_its_candidates_share_once(tmp_path, monkeypatch):
     """select_circuit trains two target sparsities and then the node-level circuit, with an
     early-stop check every 25 steps: the discovery batches are prepared once for the attribution
-    and every candidate (one copy in memory, not one more a candidate), and the empty circuit runs
-    once on the validation pairs (at the first check) and once on the held-out pairs, however many
-    figures use it; each candidate's validation figures are those computed afresh."""
+    and every candidate (one copy in memory, not one more a candidate), the validation batches
+    once for every check and candidate, and the empty circuit runs once on the validation pairs
+    (at the first check) and once on the held-out pairs, however many figures use it; each
+    candidate's validation figures are those computed afresh."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir, data_dir = write_task(tmp_path)
@@ -904,7 +905,7 @@ def test_select_circuit_prepares_what_its_candidates_share_once(tmp_path, monkey
     prepare, gated, faithfulness = D._prepare_batches, D.forward, D.faithfulness
 
     def counting_prepare(model, graph, pairs_, *args, **kwargs):
-        prepared.append(pairs_ is pairs)
+        prepared.append("discovery" if pairs_ is pairs else "validation" if pairs_ is validation else "held-out")
         return prepare(model, graph, pairs_, *args, **kwargs)
 
     def counting_forward(model, graph, input_ids, gates=None, *args, **kwargs):
@@ -924,7 +925,7 @@ def test_select_circuit_prepares_what_its_candidates_share_once(tmp_path, monkey
     assert [(t["target_sparsity"], t["node_level"]) for t in tried][:2] == [(0.85, False), (0.8, False)]
     assert len(tried) == 3 and tried[2]["node_level"]
     assert sum(checks) >= 4      # each candidate's figures, and an early-stop check or more
-    assert sum(prepared) == 1    # the discovery pairs
+    assert sorted(prepared) == ["discovery", "held-out", "validation"]   # each set of pairs once
     # one empty run a batch: the validation pairs' (2 pairs, batch 4) and the held-out pairs' (3)
     assert empty_runs == [2, 3]
 

@@ -450,10 +450,10 @@ def _setup(model, pairs, mode, p, batches=None):
 
 
 def node_circuit(model, pairs, mode, params, validation=None, attribution=None, batches=None,
-                 validation_kl_empty=None):
+                 validation_cache=None):
     """The node-level circuit (``node_level_fallback``): every edge between the candidate writers
     kept, no Edge Pruning; its sparsity is the candidates' own. Returns discover's dict (no
-    history, no threshold, ``node_level`` true). ``batches`` and ``validation_kl_empty``: as for
+    history, no threshold, ``node_level`` true). ``batches`` and ``validation_cache``: as for
     discover."""
     p = resolve_params(params)
     model, graph, batches, device = _setup(model, pairs, mode, p, batches)
@@ -471,12 +471,12 @@ def node_circuit(model, pairs, mode, params, validation=None, attribution=None, 
     }
     if validation is not None:
         result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device,
-                                            validation_kl_empty)
+                                            validation_cache)
     return result
 
 
 def discover(model, pairs, mode, params, progress=True, heldout=None, validation=None, attribution=None,
-             batches=None, validation_kl_empty=None):
+             batches=None, validation_cache=None):
     """Learn a circuit of ``model`` on ``pairs`` (see ``load_pairs``) with intervention ``mode``,
     at ``params["target_sparsity"]`` (one value).
 
@@ -488,8 +488,8 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     ``history`` (per step run: kl, expected sparsity, target). ``attribution``: ``attribute``'s result on
     these pairs, when the caller has it (select_circuit computes it once for all candidates), and
     likewise ``batches`` (``_prepare_batches``'s on these pairs with these parameters) and
-    ``validation_kl_empty`` (the empty circuit's KL on the validation pairs, ``faithfulness``'s
-    ``kl_empty``).
+    ``validation_cache`` (``faithfulness``'s cache of the validation pairs, shared by every
+    circuit measured on them).
 
     With ``early_stop_every`` N and ``validation`` pairs, training stops at the first multiple of N
     steps, once the sparsity warmup is over, at which the expected sparsity is within
@@ -529,7 +529,8 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     weights = LowPrecisionWeights(model, autocast_dtype(p["autocast"], "circuit.autocast"))
     every = p["early_stop_every"] if validation is not None else 0
     stop = None   # (cut, validation figures) of the check an early stop ends on
-    empty = validation_kl_empty   # the same at every check: computed at the first
+    # every check measures on the same validation pairs: their batches and the empty circuit's KL once
+    validation_cache = {} if validation_cache is None else validation_cache
 
     def cut():
         scores = gates_of(keep_probability(log_alpha.detach())).cpu()
@@ -565,8 +566,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
             reached = 1 - keep_probability(log_alpha.detach()).sum().item() / graph.n_edges
             if abs(reached - p["target_sparsity"]) <= SPARSITY_TOLERANCE:
                 now = cut()
-                v = faithfulness(model, graph, validation, mode, now[3].to(device), p, device, empty)
-                empty = v["kl_empty"]
+                v = faithfulness(model, graph, validation, mode, now[3].to(device), p, device, validation_cache)
                 if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
                     stop = now, v
                     break
@@ -583,7 +583,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     }
     if validation is not None:
         result["validation"] = stop[1] if stop else faithfulness(model, graph, validation, mode, kept.to(device), p,
-                                                                 device, empty)
+                                                                 device, validation_cache)
     if heldout is not None:
         result["faithfulness"] = faithfulness(model, graph, heldout, mode, kept.to(device), p, device)
     return result
@@ -610,15 +610,13 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
     if p["candidate_nodes"] >= 1 and any(node_level for _, node_level in options):
         raise ClueError(f"circuit {task} {mode}: a node-level circuit needs circuit.candidate_nodes below 1")
     # what every candidate shares, computed once: the discovery batches (kept once in memory, not
-    # once more for each candidate), the candidate nodes' attribution, the empty circuit's KL on
-    # the validation pairs
+    # once more for each candidate), the candidate nodes' attribution, the validation pairs'
+    # batches and the empty circuit's KL on them
     model, graph, batches, _ = _setup(model, pairs, mode, p)
     if p["candidate_nodes"] < 1:   # the same candidate nodes for every target sparsity
         attribution = attribute(model, graph, batches, p["attribution_steps"])
-    empty = None
+    shared = {"validation": validation, "attribution": attribution, "batches": batches, "validation_cache": {}}
     for target, node_level in options:
-        shared = {"validation": validation, "attribution": attribution, "batches": batches,
-                  "validation_kl_empty": empty}
         if node_level:
             result = node_circuit(model, pairs, mode, p, **shared)
         else:
@@ -626,7 +624,6 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
             check_circuit(result, task, mode)
         results.append(result)
         v = result["validation"]
-        empty = v["kl_empty"]
         tried.append({"target_sparsity": result["params"]["target_sparsity"], "node_level": node_level,
                       "kept": int(result["kept"].sum().item()), "steps_run": result["steps_run"],
                       "validation_faithfulness": v["faithfulness"],
@@ -684,16 +681,20 @@ def _fmt(value):
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def faithfulness(model, graph, pairs, mode, kept, params, device, kl_empty=None):
-    """KL of the circuit and of the empty circuit on ``pairs``, and 1 - their ratio. ``kl_empty``:
-    the empty circuit's KL on these pairs when the caller has it (the same for every circuit
-    measured on them)."""
-    batches = _prepare_batches(model, graph, pairs, mode, params["batch_size"], device,
-                               params.get("keep_other_runs", DEFAULTS["keep_other_runs"]))
-    if kl_empty is None:
-        kl_circuit, kl_empty = circuit_kls(model, graph, batches, [kept, torch.zeros_like(kept)])
+def faithfulness(model, graph, pairs, mode, kept, params, device, cache=None):
+    """KL of the circuit and of the empty circuit on ``pairs``, and 1 - their ratio. ``cache``: a
+    dict that a caller measuring several circuits on the same pairs (same model, mode and params)
+    passes to every call: the first stores the pairs' prepared batches (kept as
+    ``keep_other_runs`` says) and the empty circuit's KL in it, the others reuse them."""
+    cache = {} if cache is None else cache
+    if "batches" not in cache:
+        cache["batches"] = _prepare_batches(model, graph, pairs, mode, params["batch_size"], device,
+                                            params.get("keep_other_runs", DEFAULTS["keep_other_runs"]))
+    if "kl_empty" not in cache:
+        kl_circuit, cache["kl_empty"] = circuit_kls(model, graph, cache["batches"], [kept, torch.zeros_like(kept)])
     else:
-        kl_circuit, = circuit_kls(model, graph, batches, [kept])
+        kl_circuit, = circuit_kls(model, graph, cache["batches"], [kept])
+    kl_empty = cache["kl_empty"]
     return {"pairs": int(pairs["clean"].shape[0]), "kl_circuit": kl_circuit, "kl_empty": kl_empty,
             "faithfulness": 1 - kl_circuit / kl_empty if kl_empty > 0 else None}
 
