@@ -889,8 +889,9 @@ def test_select_circuit_prepares_what_its_candidates_share_once(tmp_path, monkey
     early-stop check every 25 steps: the discovery batches are prepared once for the attribution
     and every candidate (one copy in memory, not one more a candidate), the validation batches
     once for every check and candidate, and the empty circuit runs once on the validation pairs
-    (at the first check) and once on the held-out pairs, however many figures use it; each
-    candidate's validation figures are those computed afresh."""
+    (at the first check) and once on the held-out pairs, however many figures use it. Each
+    candidate is the one it is alone (its own batches and figures), the held-out figures are the
+    held-out pairs', and a cache refuses other pairs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir, data_dir = write_task(tmp_path)
@@ -934,6 +935,26 @@ def test_select_circuit_prepares_what_its_candidates_share_once(tmp_path, monkey
     fresh = D.faithfulness(model, result["graph"], validation, "noising", result["kept"], p, torch.device("cpu"))
     assert result["validation"] == fresh
     assert [t["validation_kl_empty"] for t in tried] == [fresh["kl_empty"]] * 3
+    # each candidate alone, preparing everything itself, gives what the selection recorded of it
+    alone = [D.discover(model, pairs, "noising", {**params, "target_sparsity": t}, progress=False,
+                        validation=validation, heldout=heldout) for t in (0.85, 0.8)]
+    alone.append(D.node_circuit(model, pairs, "noising", params, validation=validation))
+    for t, a in zip(tried, alone):
+        assert (t["kept"], t["steps_run"]) == (int(a["kept"].sum()), a["steps_run"])
+        assert (t["validation_faithfulness"], t["validation_kl_circuit"], t["validation_kl_empty"]) == (
+            a["validation"]["faithfulness"], a["validation"]["kl_circuit"], a["validation"]["kl_empty"])
+    chosen = alone[[(t["target_sparsity"], t["node_level"]) for t in tried].index(
+        (result["selection"]["chosen"], result["selection"]["node_level"]))]
+    assert torch.equal(chosen["scores"], result["scores"]) and torch.equal(chosen["kept"], result["kept"])
+    # held-out figures on the held-out pairs, not the validation pairs' batches or empty circuit
+    held = D.faithfulness(model, alone[0]["graph"], heldout, "noising", alone[0]["kept"], p, torch.device("cpu"))
+    assert alone[0]["faithfulness"] == held and held["kl_empty"] != alone[0]["validation"]["kl_empty"]
+    cache = {}
+    D.faithfulness(model, result["graph"], validation, "noising", result["kept"], p, torch.device("cpu"), cache)
+    for other_pairs, mode, other_p in ((heldout, "noising", p), (validation, "denoising", p),
+                                       (validation, "noising", {**p, "batch_size": 1})):
+        with pytest.raises(ValueError, match="this cache was filled for other pairs, another model, mode or batching"):
+            D.faithfulness(model, result["graph"], other_pairs, mode, result["kept"], other_p, "cpu", cache)
 
 
 def test_autocast_trains_the_gates_in_bf16_and_measures_the_circuit_in_float32(tmp_path):

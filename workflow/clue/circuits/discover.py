@@ -584,6 +584,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     if validation is not None:
         result["validation"] = stop[1] if stop else faithfulness(model, graph, validation, mode, kept.to(device), p,
                                                                  device, validation_cache)
+    batches = b = validation_cache = None   # not held beside the held-out pairs' batches
     if heldout is not None:
         result["faithfulness"] = faithfulness(model, graph, heldout, mode, kept.to(device), p, device)
     return result
@@ -654,6 +655,7 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
             log(f"{mode}: no candidate reaches {p['min_faithfulness']} on validation ({summary}); keeping the most "
                 f"faithful, {_name(tried[chosen])}")
     result = results[chosen]
+    batches = shared = None   # not held beside the held-out pairs' batches
     if heldout is not None:
         device = torch.device(p["device"])
         result["faithfulness"] = faithfulness(model, result["graph"], heldout, mode, result["kept"].to(device),
@@ -687,9 +689,13 @@ def faithfulness(model, graph, pairs, mode, kept, params, device, cache=None):
     passes to every call: the first stores the pairs' prepared batches (kept as
     ``keep_other_runs`` says) and the empty circuit's KL in it, the others reuse them."""
     cache = {} if cache is None else cache
+    keep = params.get("keep_other_runs", DEFAULTS["keep_other_runs"])
+    key = (pairs, model, mode, params["batch_size"], keep)
+    filled_for = cache.setdefault("for", key)
+    if filled_for[0] is not pairs or filled_for[1] is not model or filled_for[2:] != key[2:]:
+        raise ValueError("faithfulness: this cache was filled for other pairs, another model, mode or batching")
     if "batches" not in cache:
-        cache["batches"] = _prepare_batches(model, graph, pairs, mode, params["batch_size"], device,
-                                            params.get("keep_other_runs", DEFAULTS["keep_other_runs"]))
+        cache["batches"] = _prepare_batches(model, graph, pairs, mode, params["batch_size"], device, keep)
     if "kl_empty" not in cache:
         kl_circuit, cache["kl_empty"] = circuit_kls(model, graph, cache["batches"], [kept, torch.zeros_like(kept)])
     else:
