@@ -84,9 +84,13 @@ def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=
     lines.append(f"  this run's writer differences (stored once): same = {corr / gib:.1f} GiB")
     lines.append(f"  their gradients, accumulated in the backward: same = {corr / gib:.1f} GiB")
     per_layer_in = (attn_readers + 1) * slice_bytes
-    mixed = layers * per_layer_in * 2   # each reader's mixed input and its RMSNorm output
-    lines.append(f"  reader inputs + normed inputs kept for backward: {layers} layers x "
-                 f"({attn_readers} + 1) readers x {tok} x {hidden} x {b} B x 2 = {mixed / gib:.1f} GiB")
+    # each reader's mixed input, kept once for its norm's backward (no normed copy is kept: the
+    # q/k/v readers' norm is folded into their projection, the MLP's products keep no input),
+    # and the q/k/v readers' projected heads
+    mixed = layers * (per_layer_in + attn_readers * tok * hd * b)
+    lines.append(f"  reader inputs kept for backward: {layers} layers x ({attn_readers} + 1) readers x "
+                 f"{tok} x {hidden} x {b} B + their projected heads {layers} x {attn_readers} x {tok} x {hd} x {b} B "
+                 f"= {mixed / gib:.1f} GiB")
     attn = layers * (batch * heads * seq * seq * 4 * 2 + 3 * tok * hd * (heads + 2 * kv) * b
                      + tok * inter * 3 * b)
     lines.append(f"  attention probs (fp32 scores+probs), q/k/v, MLP hidden kept for backward: "

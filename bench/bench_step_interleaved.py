@@ -14,7 +14,8 @@ A step is the one ``bench_circuit_depth.py`` times (sample the gates, gated forw
 answer position, backward to log_alpha, Adam step), on ``--pairs`` IOI pairs of ``--tokens``
 tokens. Only the masked forward module differs between versions: each ``--forward`` file is
 loaded on its own (it imports nothing from ``clue`` but ``clue.errors``), the attribution, the
-gate sampling, the loss and the bf16 weight copies come from this checkout. Each version draws
+gate sampling and the loss come from this checkout, the bf16 weight copies from the version's
+module where it defines ``LowPrecisionWeights`` (which weights it copies is its own). Each version draws
 its gates from its own copy of the random state, so its steps are those it would take alone;
 the last column says whether its gates after the last step equal the first version's bit for bit.
 """
@@ -79,10 +80,10 @@ def main():
     live = D.candidate_writers(graph, writer_scores, args.candidate_nodes)
     gate_index = candidate_edges(graph, live).nonzero().flatten()
     precision = None if args.autocast == "none" else getattr(torch, args.autocast)
-    weights = D.LowPrecisionWeights(model, precision)
-
     def version(module):
         plan = module.live_nodes(graph, live)
+        # the version's own bf16 copies, where it has them (which weights it copies is its own)
+        weights = getattr(module, "LowPrecisionWeights", D.LowPrecisionWeights)(model, precision)
         log_alpha = torch.full((len(gate_index),), D.LOG_ALPHA_INIT, requires_grad=True)
         opt = torch.optim.Adam([log_alpha], lr=0.1)
         rng = torch.get_rng_state()               # this version's own random stream

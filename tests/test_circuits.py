@@ -619,17 +619,24 @@ def reference_candidates(graph, live):
                          for w, r in graph.edges])
 
 
+def run_and_other(model, seed, shape):
+    """The graph of ``model``, a run's token ids [B, T] (``shape``) and the writer outputs of the
+    other run (on other ids), both drawn after seeding with ``seed``."""
+    graph = build_graph(model.config)
+    torch.manual_seed(seed)
+    x, x_other = torch.randint(0, 64, (2, *shape))
+    with torch.no_grad():
+        _, other = forward(model, graph, x_other)
+    return graph, x, other
+
+
 @pytest.mark.parametrize("kind", ["llama", "gqa", "llama_bias"])
 def test_a_run_on_live_nodes_equals_the_whole_graph_with_their_edges_closed(kind):
     """Computing only the live writers is exact: same logits and gate gradients as the whole
     graph with every edge that touches a dead writer closed (and an every-writer plan is the
     plain gated run, bit for bit)."""
     model = sharpen(models()[kind]).double()
-    graph = build_graph(model.config)
-    torch.manual_seed(0)
-    x, x_other = torch.randint(0, 64, (2, 2, 7))
-    with torch.no_grad():
-        _, other = forward(model, graph, x_other)
+    graph, x, other = run_and_other(model, 0, (2, 7))
     n = len(graph.writers)
     masks = [torch.rand(n) < 0.5, torch.zeros(n, dtype=torch.bool),      # half; embed alone
              torch.tensor([not w.startswith("m") for w in graph.writers]),   # heads only
@@ -656,9 +663,10 @@ def test_a_run_on_live_nodes_equals_the_whole_graph_with_their_edges_closed(kind
 def test_low_precision_weights_change_no_number_of_an_autocast_step(kind):
     """The bf16 copies of the Linear weights only save autocast's casts: a gated step under
     autocast gives the same logits and gate gradients, bit for bit, with them in place (over a
-    plan with dead heads, whose projections read some heads' rows). Inside the context the
-    projections and lm_head are bf16 while the norms and the tied embedding stay float32 (copying
-    those would change the numbers); after it the model has its own parameters, tie included."""
+    plan with dead heads, whose projections read some heads' rows). Inside the context o_proj,
+    the MLP and lm_head are bf16 while the norms, the tied embedding and q/k/v stay float32
+    (copying those would change the numbers: q/k/v get bf16 copies of their rows times the norm's
+    weight instead); after it the model has its own parameters, tie included and no copy left."""
     model = sharpen(make_model(kind, layers=2, tied=True))
     model.lm_head.weight = model.model.embed_tokens.weight      # sharpen drew them apart
     own = dict(model.named_parameters(remove_duplicate=False))
@@ -675,7 +683,10 @@ def test_low_precision_weights_change_no_number_of_an_autocast_step(kind):
         gates = z.clone().requires_grad_(True)
         with torch.autocast("cpu", dtype=torch.bfloat16), weights.in_place():
             if dtype is not None:
-                assert model.model.layers[1].self_attn.k_proj.weight.dtype == torch.bfloat16
+                assert model.model.layers[1].self_attn.o_proj.weight.dtype == torch.bfloat16
+                assert model.model.layers[1].mlp.up_proj.weight.dtype == torch.bfloat16
+                k_proj = model.model.layers[1].self_attn.k_proj
+                assert k_proj.weight.dtype == torch.float32 and k_proj.folded_weight.dtype == torch.bfloat16
                 assert model.lm_head.weight.dtype == torch.bfloat16
                 assert model.model.embed_tokens.weight.dtype == torch.float32
                 assert model.model.layers[0].input_layernorm.weight.dtype == torch.float32
@@ -687,32 +698,134 @@ def test_low_precision_weights_change_no_number_of_an_autocast_step(kind):
     assert torch.equal(steps[0][0], steps[1][0]) and torch.equal(steps[0][1], steps[1][1])
     assert all(p is own[name] for name, p in model.named_parameters(remove_duplicate=False))
     assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert not any(hasattr(m, "folded_weight") for m in model.modules())
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
 @pytest.mark.parametrize("autocast", [False, True])
 def test_reader_norm_gives_the_norm_modules_numbers_bit_for_bit(kind, autocast):
-    """The readers' RMSNorm, written out, is the model's own norm module forward and backward,
-    bit for bit, on the reader inputs of a gated step (the mix's output, bf16 under autocast):
-    cast, against the module followed by the autocast cast of the one product that reads it (the
-    q/k/v readers'); not cast, against the module followed by the MLP (whose two products each
-    cast it, their gradients added in float32)."""
+    """The MLP reader's RMSNorm, written out, is the model's own norm module forward and backward,
+    bit for bit, on the reader's input in a gated step (the mix's output, bf16 under autocast),
+    followed by the MLP (whose two products each cast it, their gradients added in float32)."""
     model = sharpen(make_model(kind, layers=1))
     layer = model.model.layers[0]
     torch.manual_seed(0)
-    x0 = 3 * torch.randn(5, 3, 7, 32)                   # [readers, B, T, D]
+    x0 = 3 * torch.randn(3, 7, 32)                      # [B, T, D]
     x0 = x0.bfloat16() if autocast else x0
-    w = torch.randn(5, 8, 32)                           # each reader's rows, as in _head_proj
-    for cast, product in ((True, lambda y: torch.einsum("nbtd,ned->bnte", y, w)), (False, layer.mlp)):
+    runs = []
+    for norm in (layer.post_attention_layernorm, lambda x: _reader_norm(layer.post_attention_layernorm, x)):
+        x = x0.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = layer.mlp(norm(x))
+        (y.float() * torch.linspace(-1, 1, y.numel()).view(y.shape)).sum().backward()
+        runs.append((y, x.grad))
+    assert y.dtype == (torch.bfloat16 if autocast else torch.float32)
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("kind", ["gqa", "qwen2"])
+def test_head_projection_folds_the_norm_exactly(kind):
+    """A q/k/v reader's norm folded into its projection (the norm's weight into the head's rows,
+    1 / rms applied to the projected head) is the module's norm then the head's rows: in float64
+    against the formula written out (the module itself computes in float32), forward and
+    backward, over live heads and groups that skip some; in a float32 model under autocast,
+    within bf16's rounding of the module's norm then the same rows."""
+    from clue.circuits.masked_forward import _head_proj
+
+    model = sharpen(make_model(kind, layers=1))
+    attn, norm = model.model.layers[0].self_attn, model.model.layers[0].input_layernorm
+    hd = attn.head_dim
+    heads, groups = torch.tensor([0, 2, 3]), torch.tensor([0, 1])
+    torch.manual_seed(0)
+    x0 = 3 * torch.randn(len(heads) + 2 * len(groups), 3, 7, 32, dtype=torch.float64)
+    weigh = [torch.randn(3, n, 7, hd, dtype=torch.float64) for n in (len(heads), len(groups), len(groups))]
+
+    def written_out(x):
+        normed = norm.weight.double() * x / torch.sqrt(x.square().mean(-1, keepdim=True) + norm.variance_epsilon)
+        outs = []
+        for linear, which, y in zip((attn.q_proj, attn.k_proj, attn.v_proj), (heads, groups, groups),
+                                    normed.split([len(heads), len(groups), len(groups)])):
+            rows = linear.weight.double().view(-1, hd, 32)[which]          # [n, hd, D]
+            out = torch.stack([y[i] @ rows[i].T for i in range(len(which))], 1)
+            outs.append(out + linear.bias.double().view(-1, hd)[which].view(1, -1, 1, hd) if linear.bias is not None else out)
+        return outs
+
+    runs = []
+    for project in (written_out, lambda x: _head_proj(attn.double(), norm.double(), x, heads, groups, hd)):
+        x = x0.clone().requires_grad_(True)
+        outs = project(x)
+        sum((o * w).sum() for o, w in zip(outs, weigh)).backward()
+        runs.append((outs, x.grad))
+        model.float()
+    for a, b in zip(runs[0][0], runs[1][0]):
+        assert a.shape == b.shape and b.dtype == torch.float64
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(runs[1][1], runs[0][1], atol=1e-12, rtol=1e-12)
+    # float32 model, autocast: the products in bf16, r in float32
+    x = x0.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        module = _head_proj_by_module(attn, norm, x, heads, groups, hd)
+        folded = _head_proj(attn, norm, x, heads, groups, hd)
+    for a, b, exact in zip(module, folded, runs[0][0]):
+        assert b.dtype == torch.float32
+        # both within a few bf16 roundings (2^-8 relative) of the exact value
+        scale = exact.abs().max().item()
+        assert (b.double() - exact).abs().max() < 0.02 * scale and (a.double() - exact).abs().max() < 0.02 * scale
+
+
+def _head_proj_by_module(attn, norm, x, heads, groups, hd):
+    # the norm module, then each reader's rows of q/k/v (as the HF model would compute them)
+    outs = []
+    for linear, which, y in zip((attn.q_proj, attn.k_proj, attn.v_proj), (heads, groups, groups),
+                                norm(x).split([len(heads), len(groups), len(groups)])):
+        rows = linear.weight.view(-1, hd, x.shape[-1])[which]
+        out = torch.stack([torch.nn.functional.linear(y[i], rows[i]) for i in range(len(which))], 1)
+        outs.append(out + linear.bias.view(-1, hd)[which].view(1, -1, 1, hd) if linear.bias is not None else out)
+    return outs
+
+
+@pytest.mark.parametrize("kind", ["gqa", "qwen2"])
+def test_layers_sharing_one_product_give_what_one_product_a_layer_gives(kind, monkeypatch):
+    """A gated run reads the stored rows once for MIX_GROUP layers' readers (the later layers
+    adding the rows stored since, over the other run's stream as it has grown): the same logits
+    and gate gradients as every layer reading all its rows itself (MIX_GROUP 1), in float64, on
+    seven layers (groups of three, a last group of one) with random gates, for every writer,
+    half of them, and a plan with a layer of no live node inside a group; and the tensors it keeps
+    for the backward take no more memory (no reader's input a view of the later layers' sums)."""
+    from clue.circuits import masked_forward as MF
+
+    model = sharpen(make_model(kind, layers=7)).double()
+    graph, x, other = run_and_other(model, 1, (2, 6))
+    n = len(graph.writers)
+    dead_layer = torch.tensor([not w.startswith(("a2.", "m2")) for w in graph.writers])
+    assert MF.MIX_GROUP == 3
+    for live in (None, torch.rand(n) < 0.5, dead_layer):
+        plan = live_nodes(graph, live)
+        z = torch.rand(graph.n_edges, dtype=torch.float64)
         runs = []
-        for norm in (layer.input_layernorm, lambda x: _reader_norm(layer.input_layernorm, x, cast)):
-            x = x0.clone().requires_grad_(True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                y = product(norm(x))
-            (y.float() * torch.linspace(-1, 1, y.numel()).view(y.shape)).sum().backward()
-            runs.append((y, x.grad))
-        assert y.dtype == (torch.bfloat16 if autocast else torch.float32)
-        assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+        for group in (1, 3):
+            monkeypatch.setattr(MF, "MIX_GROUP", group)
+            gates = z.clone().requires_grad_(True)
+            logits, _ = forward(model, graph, x, gates, other, torch.tensor([5, 3]), live=plan)
+            (logits * torch.linspace(-1, 1, logits.numel(), dtype=torch.float64).view(logits.shape)).sum().backward()
+            runs.append((logits, gates.grad))
+        torch.testing.assert_close(runs[1][0], runs[0][0], atol=1e-10, rtol=0)
+        torch.testing.assert_close(runs[1][1], runs[0][1], atol=1e-10, rtol=0)
+        assert (runs[1][1] != 0).sum() > 0.9 * candidate_edges(graph, plan.live).sum()
+    # and keeps no more for the backward: the bytes of every tensor saved, storage by storage
+    kept = []
+    for group in (1, 3):
+        monkeypatch.setattr(MF, "MIX_GROUP", group)
+        storages = {}
+
+        def pack(t):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            forward(model, graph, x, z.clone().requires_grad_(True), other, torch.tensor([5, 3]), live=plan)
+        kept.append(sum(storages.values()))
+    assert kept[1] <= kept[0]
 
 
 def attribution_batch(seed, last):
