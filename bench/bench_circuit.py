@@ -78,19 +78,25 @@ def estimate_7b(batch=8, seq=512, layers=32, heads=32, kv=8, hidden=4096, inter=
     lines = [f"7B estimate (batch {batch} x {seq} tokens, bf16 = {b} bytes):"]
     w = params * b
     lines.append(f"  weights: {params / 1e9:.2f} B params x {b} B = {w / gib:.1f} GiB")
+    # the q/k/v rows times the layer's input norm weight (LowPrecisionWeights), which the gated
+    # run projects with and its backward keeps
+    folded = layers * hidden * hd * (heads + 2 * kv) * b
+    lines.append(f"  q/k/v rows times the norm weight: {layers} x {hidden} x {hd} x ({heads} + 2 x {kv}) x {b} B "
+                 f"= {folded / gib:.1f} GiB")
+    w += folded
     corr = writers * slice_bytes
     lines.append(f"  other input's writer outputs: {writers:,} writers x {tok} tokens x {hidden} x {b} B "
                  f"= {corr / gib:.1f} GiB")
     lines.append(f"  this run's writer differences (stored once): same = {corr / gib:.1f} GiB")
     lines.append(f"  their gradients, accumulated in the backward: same = {corr / gib:.1f} GiB")
-    per_layer_in = (attn_readers + 1) * slice_bytes
     # each reader's mixed input, kept once for its norm's backward (no normed copy is kept: the
-    # q/k/v readers' norm is folded into their projection, the MLP's products keep no input),
-    # and the q/k/v readers' projected heads
+    # q/k/v readers' norm is folded into their projection, the MLP's products keep no input): the
+    # q/k/v readers' inputs and the MLP reader's sum over the upstream writers (one product's
+    # output), the MLP reader's input, and the q/k/v readers' projected heads
+    per_layer_in = (attn_readers + 2) * slice_bytes
     mixed = layers * (per_layer_in + attn_readers * tok * hd * b)
-    lines.append(f"  reader inputs kept for backward: {layers} layers x ({attn_readers} + 1) readers x "
-                 f"{tok} x {hidden} x {b} B + their projected heads {layers} x {attn_readers} x {tok} x {hd} x {b} B "
-                 f"= {mixed / gib:.1f} GiB")
+    lines.append(f"  reader inputs kept for backward: {layers} layers x ({attn_readers} + 2) x {tok} x {hidden} x {b} B "
+                 f"+ the projected heads {layers} x {attn_readers} x {tok} x {hd} x {b} B = {mixed / gib:.1f} GiB")
     attn = layers * (batch * heads * seq * seq * 4 * 2 + 3 * tok * hd * (heads + 2 * kv) * b
                      + tok * inter * 3 * b)
     lines.append(f"  attention probs (fp32 scores+probs), q/k/v, MLP hidden kept for backward: "

@@ -682,11 +682,15 @@ def test_low_precision_weights_change_no_number_of_an_autocast_step(kind):
         weights = LowPrecisionWeights(model, dtype)
         gates = z.clone().requires_grad_(True)
         with torch.autocast("cpu", dtype=torch.bfloat16), weights.in_place():
-            if dtype is not None:
+            k_proj = model.model.layers[1].self_attn.k_proj
+            # q/k/v: their rows times the norm weight, in the copies' dtype or the model's
+            assert k_proj.folded_weight.dtype == (dtype or torch.float32)
+            if dtype is None:
+                assert model.model.layers[1].self_attn.o_proj.weight.dtype == torch.float32
+            else:
                 assert model.model.layers[1].self_attn.o_proj.weight.dtype == torch.bfloat16
                 assert model.model.layers[1].mlp.up_proj.weight.dtype == torch.bfloat16
-                k_proj = model.model.layers[1].self_attn.k_proj
-                assert k_proj.weight.dtype == torch.float32 and k_proj.folded_weight.dtype == torch.bfloat16
+                assert k_proj.weight.dtype == torch.float32
                 assert model.lm_head.weight.dtype == torch.bfloat16
                 assert model.model.embed_tokens.weight.dtype == torch.float32
                 assert model.model.layers[0].input_layernorm.weight.dtype == torch.float32
@@ -761,16 +765,21 @@ def test_head_projection_folds_the_norm_exactly(kind):
         assert a.shape == b.shape and b.dtype == torch.float64
         torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(runs[1][1], runs[0][1], atol=1e-12, rtol=1e-12)
-    # float32 model, autocast: the products in bf16, r in float32
-    x = x0.float()
+    # float32 model, autocast, on the bf16 reader inputs of a gated step: the products in bf16, r
+    # in float32; output and input gradient within a few bf16 roundings (2^-8 relative) of exact
+    x = x0.bfloat16().requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        module = _head_proj_by_module(attn, norm, x, heads, groups, hd)
+        module = _head_proj_by_module(attn, norm, x.detach(), heads, groups, hd)
         folded = _head_proj(attn, norm, x, heads, groups, hd)
-    for a, b, exact in zip(module, folded, runs[0][0]):
-        assert b.dtype == torch.float32
-        # both within a few bf16 roundings (2^-8 relative) of the exact value
-        scale = exact.abs().max().item()
-        assert (b.double() - exact).abs().max() < 0.02 * scale and (a.double() - exact).abs().max() < 0.02 * scale
+    sum((o.double() * w).sum() for o, w in zip(folded, weigh)).backward()
+    exact_x = x.detach().double().requires_grad_(True)
+    exact = written_out(exact_x)
+    sum((o * w).sum() for o, w in zip(exact, weigh)).backward()
+    for a, b, e in zip(module, folded, exact):
+        scale = e.abs().max().item()
+        assert (b.double() - e).abs().max() < 0.02 * scale and (a.double() - e).abs().max() < 0.02 * scale
+    assert x.grad.dtype == torch.bfloat16
+    assert (x.grad.double() - exact_x.grad).abs().max() < 0.03 * exact_x.grad.abs().max()
 
 
 def _head_proj_by_module(attn, norm, x, heads, groups, hd):

@@ -353,15 +353,16 @@ class _NormedProj(torch.autograd.Function):
     """A reader's RMSNorm and its head's projection in one: ``W (w * x * r(x)) = ((W w) x) r(x)``
     with ``r(x) = 1 / sqrt(mean(x^2) + eps)`` per position. ``x`` [n, M, D] (n readers),
     ``w_folded`` [n, hd, D]: each reader's rows of the projection times the norm's weight;
-    returns [n, M, hd] in x's dtype, or under autocast in float32 (the product in autocast's dtype
-    times r, not rounded again).
+    returns [n, M, hd]: the product (in autocast's dtype under autocast) times r (float32, or x's
+    dtype when wider), in x's dtype, or in float32 for a float32 x under autocast.
 
     Why: the q/k/v readers' inputs are the step's largest activations, a copy of the residual
     stream a reader. The module's norm makes float32 copies of them, normalises, casts and scales
     (seven passes over each, more in the backward); here the forward reads each once for r and
     once in the product, and the backward adds r's term to the product's gradient in place. The
     same function in other roundings: under autocast the product is in its dtype, as the
-    module's output would be, and r and its gradient are float32."""
+    module's output would be; r is float32, and r's gradient term is computed in the output's
+    dtype (bf16 in a gated step under autocast, whose reader inputs are bf16)."""
 
     @staticmethod
     def forward(ctx, x, w_folded, eps):
@@ -544,33 +545,35 @@ class LowPrecisionWeights:
     keeps the float32 one. ``q_proj``, ``k_proj`` and ``v_proj`` keep their weights too: a gated
     run multiplies their rows by the layer's input norm weight and then casts the product
     (_head_proj), so their copies are that product, cast once (``folded_weight`` on the module
-    inside the context). ``dtype`` None: no copies, the context changes nothing."""
+    inside the context). ``dtype`` None: only that product, in the model's dtype, the same
+    numbers as the gated run's own; made once, not at every step, and kept once: the backward
+    keeps whichever the step used (a copy of the q/k/v matrices, 1.5 GiB for a bf16 7B model)."""
 
     def __init__(self, model, dtype):
         self.folded = [(getattr(layer.self_attn, name), layer.input_layernorm)
                        for layer in model.model.layers for name in ("q_proj", "k_proj", "v_proj")]
         skip = {id(m) for m, _ in self.folded}
         self.linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and id(m) not in skip]
-        self.copies = self.folded_copies = None
-        if dtype is not None:
-            self.copies = [torch.nn.Parameter(m.weight.detach().to(dtype), requires_grad=False) for m in self.linears]
-            self.folded_copies = [(m.weight.detach() * norm.weight.detach()).to(dtype) for m, norm in self.folded]
+        self.copies = None if dtype is None else [
+            torch.nn.Parameter(m.weight.detach().to(dtype), requires_grad=False) for m in self.linears]
+        self.folded_copies = []
+        for m, norm in self.folded:
+            folded = m.weight.detach() * norm.weight.detach()
+            self.folded_copies.append(folded if dtype is None else folded.to(dtype))
 
     @contextmanager
     def in_place(self):
-        if self.copies is None:
-            yield
-            return
         originals = [m.weight for m in self.linears]
         try:
-            for m, w in zip(self.linears, self.copies):
+            for m, w in zip(self.linears, self.copies or []):
                 m.weight = w
             for (m, _), w in zip(self.folded, self.folded_copies):
                 m.folded_weight = w
             yield
         finally:
-            for m, w in zip(self.linears, originals):
-                m.weight = w
+            if self.copies is not None:
+                for m, w in zip(self.linears, originals):
+                    m.weight = w
             for m, _ in self.folded:
                 m.__dict__.pop("folded_weight", None)
 
