@@ -558,7 +558,7 @@ class LowPrecisionWeights:
             torch.nn.Parameter(m.weight.detach().to(dtype), requires_grad=False) for m in self.linears]
         self.folded_copies = []
         for m, norm in self.folded:
-            folded = m.weight.detach() * norm.weight.detach()
+            folded = _folded_rows(m, norm).detach()
             self.folded_copies.append(folded if dtype is None else folded.to(dtype))
 
     @contextmanager
@@ -604,6 +604,12 @@ def _every_node(graph):
     return graph._every_node
 
 
+def _folded_rows(linear, norm):
+    """A q/k/v projection's weight times its reader's norm weight (one product for the gated run
+    and LowPrecisionWeights' copies alike, so both give the same numbers)."""
+    return linear.weight * norm.weight
+
+
 def _head_proj(attn, norm, x, heads, groups, hd):
     """The q/k/v readers' norms and projections: ``x`` [nh + 2 ng, B, T, D] holds the inputs of
     the q readers of ``heads`` and the k and v readers of ``groups``; each is normalised by
@@ -615,7 +621,7 @@ def _head_proj(attn, norm, x, heads, groups, hd):
         n, B, T, D = x_.shape
         # the rows times the norm's weight (made once inside LowPrecisionWeights.in_place)
         folded = linear.__dict__.get("folded_weight")
-        w = (linear.weight * norm.weight if folded is None else folded).view(-1, hd, D)
+        w = (_folded_rows(linear, norm) if folded is None else folded).view(-1, hd, D)
         w = w if len(which) == w.shape[0] else w[which]
         out = _NormedProj.apply(x_.reshape(n, B * T, D), w, norm.variance_epsilon)
         out = out.view(n, B, T, hd).transpose(0, 1)
