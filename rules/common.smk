@@ -17,7 +17,7 @@ from clue.config import (
     retain_sets,
     run_seeds,
     tables_dir,
-    tune_pair,
+    tune_pairs,
 )
 from clue.localizers import LOCALIZERS
 from clue.losses import FORGET_LOSSES
@@ -47,9 +47,9 @@ SEEDS = run_seeds(config)
 # circuits found again on that pair's CLUE checkpoint and solved again (Table 3).
 REPEATS = [""] + [f"seed{s}/" for s in SEEDS[1:]]
 # With a tune grid (config `tune`), every training of Table 1 reads its method's learning rate and
-# epochs from the tune stage's choice, TUNED.
+# epochs from the tune stage's choice for its forget set (tuned_choice).
 TUNING = bool(config["tune"]["grid"])
-TUNED = f"results/{MODEL}/tune/{'__'.join(tune_pair(config))}/selected.json"
+TUNE_PAIRS = {f: "__".join(pair) for f, pair in tune_pairs(config).items()}  # forget set -> its tuning pair
 SEED_RUN = r"(seed-?[0-9]+/)?"
 CIRCUIT_RUN = r"(sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?"
 MODES = ["noising", "denoising"]  # the two circuit interventions (paper section 4.1)
@@ -184,5 +184,10 @@ def retain_gates(w):
 
 def tune_data(w):
     """The data directories the tune stage scores: the tuning pair's tasks and the general tasks."""
-    tasks = [TUNE_FORGET, *TUNE_RETAIN.split("+"), *TUNE_GENERAL]
+    tasks = [w.forget, *w.retain.split("+"), *config["tasks"]["general"]]
     return [data_dir(t) for t in dict.fromkeys(tasks)]
+
+
+def tuned_choice(w):
+    """The tune stage's choice a training of forget set w.forget reads (none without a grid)."""
+    return f"results/{MODEL}/tune/{TUNE_PAIRS[w.forget]}/selected.json" if TUNING else []

@@ -1,9 +1,12 @@
 # The tune target: every method's learning rate and epochs chosen on validation questions by the
-# config's rule (config section `tune`; clue.tune). Table 1's trainings read the choice.
-TUNE_FORGET, TUNE_RETAIN = tune_pair(config)
-TUNE_PAIR = f"{TUNE_FORGET}__{TUNE_RETAIN}"
+# config's rule (config section `tune`; clue.tune), on each forget set's tuning pair. Table 1's
+# trainings of a forget set read the choice made on its pair.
+TUNE_PAIR_NAMES = sorted(set(TUNE_PAIRS.values()))
 TUNE_METHODS = (config["tune"]["methods"] or TRAINED) if TUNING else []
 TUNE_GENERAL = config["tasks"]["general"]
+# what a tuning training reads of the section: its grid (the rule, budgets and pairs only choose
+# among its points, so editing them reruns tune_select alone)
+TUNE_TRAINING = json.dumps({"grid": config["tune"]["grid"]}, sort_keys=True)
 
 
 rule tune_origin:
@@ -26,7 +29,7 @@ rule tune_origin:
         runtime=60,
     params:
         general=TUNE_GENERAL,
-        tune=section("tune"),
+        tune=TUNE_TRAINING,
         evaluate=section("evaluate"),
     shell:
         "OMP_NUM_THREADS={threads} clue tune --base-dir {input.base} --data-root results/{wildcards.model}/data"
@@ -61,7 +64,7 @@ rule tune_method:
         trains=lambda w: unlearn_loss(w.method),
         masks=lambda w, input: f"--masks {input.masks}" if input.masks else "",
         unlearn=lambda w: unlearn_section(""),
-        tune=section("tune"),
+        tune=TUNE_TRAINING,
         evaluate=section("evaluate"),
     shell:
         "OMP_NUM_THREADS={threads} clue tune --base-dir {input.base} --data-root results/{wildcards.model}/data"
@@ -73,17 +76,21 @@ rule tune_method:
 if TUNING:
 
     rule tune_select:
-        """The config's rule on every method's grid: the settings Table 1 trains with, every point in
-        tuning.csv and the trade-off figure."""
+        """The config's rule on every method's grid, on each tuning pair: the settings Table 1 trains
+        with (selected.json a pair), every point with its validation FE interval in tuning.csv, the
+        best validation FE at each utility budget (tune.budgets), and a trade-off figure a pair."""
         input:
-            origin=f"results/{MODEL}/tune/{TUNE_PAIR}/origin.json",
-            runs=[f"results/{MODEL}/tune/{TUNE_PAIR}/{m}.json" for m in TUNE_METHODS],
+            origin=[f"results/{MODEL}/tune/{p}/origin.json" for p in TUNE_PAIR_NAMES],
+            runs=[f"results/{MODEL}/tune/{p}/{m}.json" for p in TUNE_PAIR_NAMES for m in TUNE_METHODS],
         output:
-            selected=TUNED,
+            selected=[f"results/{MODEL}/tune/{p}/selected.json" for p in TUNE_PAIR_NAMES],
             csv=report(f"{TABLES}/tuning.csv", category="Tuning", caption="../docs/report/tuning.rst"),
-            figure=report(
-                f"{TABLES}/figures/tuning_{TUNE_PAIR}.svg", category="Tuning", caption="../docs/report/tuning.rst"
-            ),
+            budgets_csv=report(f"{TABLES}/tuning_budgets.csv", category="Tuning", caption="../docs/report/tuning.rst"),
+            budgets_md=f"{TABLES}/tuning_budgets.md",
+            figures=[
+                report(f"{TABLES}/figures/tuning_{p}.svg", category="Tuning", caption="../docs/report/tuning.rst")
+                for p in TUNE_PAIR_NAMES
+            ],
         log:
             f"logs/{TAG}tune_select.log",
         benchmark:
@@ -94,16 +101,20 @@ if TUNING:
             mem_mb=1000,
             runtime=10,
         params:
+            pair_dirs=[f"results/{MODEL}/tune/{p}" for p in TUNE_PAIR_NAMES],
+            methods=TUNE_METHODS,
             tune=section("tune"),
         shell:
-            "clue tune-select --origin {input.origin} --runs {input.runs} --tune-params {params.tune:q}"
-            " --selected {output.selected} --csv {output.csv} --figure {output.figure} > {log} 2>&1"
+            "clue tune-select --pair-dirs {params.pair_dirs} --methods {params.methods} --tune-params {params.tune:q}"
+            " --csv {output.csv} --budgets-csv {output.budgets_csv} --budgets-md {output.budgets_md}"
+            " --figures {output.figures} > {log} 2>&1"
 
     rule tune:
         """Every method's learning rate and epochs, chosen on validation questions (config `tune`)."""
         input:
             rules.tune_select.output.csv,
-            rules.tune_select.output.figure,
+            rules.tune_select.output.budgets_md,
+            rules.tune_select.output.figures,
 
 
 if not TUNING:

@@ -36,7 +36,7 @@ rule unlearn:
         # the general tasks' test questions: the unrelated knowledge of the global-effect record
         general=[data_dir(t) for t in config["tasks"]["general"]],
         masks=unlearn_masks,
-        tuned=TUNED if TUNING else [],
+        tuned=tuned_choice,
     output:
         directory("results/{model}/{run}unlearned/{forget}__{retain}/{method}"),
     log:
@@ -77,7 +77,7 @@ if not PER_CHECKPOINT and TRAINED:
             # the general tasks' test questions: the unrelated knowledge of the global-effect record
             general=[data_dir(t) for t in config["tasks"]["general"]],
             masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method)] if m],
-            tuned=TUNED if TUNING else [],
+            tuned=tuned_choice,
         output:
             [directory(f"results/{{model}}/{{run}}unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
         log:

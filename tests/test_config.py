@@ -30,13 +30,21 @@ def test_schema_fills_every_default():
     assert config["model"]["name"] == "toy"
     assert config["model"]["train"]["min_accuracy"] == 0.9
     assert config["tasks"]["forget"] == ["toy_cyber", "toy_bio"]
-    assert len(config["tasks"]["retain"]) == 4 and len(config["tasks"]["general"]) >= 4
+    assert config["tasks"]["retain"] == ["toy_cyber_neighbour", "toy_bio_neighbour"] and len(config["tasks"]["general"]) >= 4
     check_config(config)
 
 
-def test_embedded_default_has_two_forget_sets_and_four_retain_sets():
+def test_embedded_default_pairs_each_forget_set_with_its_conflicting_retain_set():
+    """Each toy forget domain has a retain set of its own relations on other entities (the
+    conflicting one), which is the other domain's unrelated retain set."""
+    from clue.tasks import GENERATED_TASKS
+
     config = check_config(load())
-    assert len(config["tasks"]["forget"]) >= 2 and len(config["tasks"]["retain"]) >= 4
+    forget, retain = config["tasks"]["forget"], config["tasks"]["retain"]
+    assert len(forget) >= 2
+    for f in forget:
+        conflicting = [r for r in retain if GENERATED_TASKS[r].relations == GENERATED_TASKS[f].relations]
+        assert conflicting == [f"{f}_neighbour"]
 
 
 @pytest.mark.parametrize("key, value, fragment", [
@@ -70,6 +78,9 @@ def test_unknown_top_level_key_is_rejected():
 @pytest.mark.parametrize("mutate, key, known", [
     (lambda c: c["tasks"]["forget"].append("toy_chem"), "tasks.forget[2]", "toy_cyber"),
     (lambda c: c["tasks"]["retain"].__setitem__(0, "toy_cyber"), "tasks.retain[0]", "forget task"),
+    # a general task may be a retain task measured without being retained, never a forget set
+    (lambda c: c["tasks"]["general"].append("toy_bio"), "tasks.general[10]", "is a forget task; tasks.general takes "
+     "general or retain tasks"),
     (lambda c: c["model"].__setitem__("name", "gpt-5"), "model.name", "zephyr-7b-beta"),
     (lambda c: c["methods"].__setitem__(0, "magic"), "methods[0]", known_methods()[0]),
     (lambda c: c["unlearn"].__setitem__("stage_losses", ["po", "rmu"]), "unlearn.stage_losses[1]", "npo"),
@@ -85,9 +96,9 @@ def test_unknown_top_level_key_is_rejected():
     (lambda c: c["paper"].__setitem__("ablations", ["no_forget_mask", "no_retain_mask"]), "paper.ablations[1]",
      "no_forget_mask, full_conflict_mask, conflict_first"),
     (lambda c: c["paper"].__setitem__("ablations", ["ga+rmu"]), "paper.ablations[0]", "known losses: dpo, ga, graddiff"),
-    (lambda c: c["paper"].__setitem__("retain", "toy_ioi"), "paper.retain", "toy_winogrande, toy_sst2"),
+    (lambda c: c["paper"].__setitem__("retain", "toy_ioi"), "paper.retain", "toy_cyber_neighbour, toy_bio_neighbour"),
     # Figure 3's general corpus: general tasks that are evaluated beside every checkpoint
-    (lambda c: c["paper"].__setitem__("general_retain", ["toy_sst2"]), "paper.general_retain[0]",
+    (lambda c: c["paper"].__setitem__("general_retain", ["toy_cyber_neighbour"]), "paper.general_retain[0]",
      "not one of tasks.general (toy_arithmetic, toy_induction"),
     (lambda c: c["paper"].__setitem__("general_retain", []), "paper.general_retain", "the list is empty"),
     (lambda c: c["paper"].__setitem__("general_retain", ["toy_ioi", "toy_ioi"]), "paper.general_retain",
@@ -101,6 +112,45 @@ def test_unknown_names_fail_listing_known_ones(mutate, key, known):
     with pytest.raises(ClueError) as err:
         check_config(config)
     assert key in str(err.value) and known in str(err.value)
+
+
+@pytest.mark.parametrize("config_file, cap, message", [
+    # a toy forget domain asks 120 facts (40 entities x 3 relations), each refused once
+    ("config.yaml", 119, "config key unlearn.max_forget_examples: 119 forget examples cannot cover the 120 facts "
+     "of toy_cyber"),
+    # the benchmark's people: 493 facts less the MIA holdout's 27 (architects, chemists, astronomers);
+    # its cities (406 facts) pass at 465
+    ("configs/smollm2.yaml", 465, "config key unlearn.max_forget_examples: 465 forget examples cannot cover the 466 "
+     "facts of world_people"),
+])
+def test_a_cap_that_would_leave_a_forget_fact_untrained_fails_before_any_job(config_file, cap, message):
+    config = load(config_file)
+    config["unlearn"]["max_forget_examples"] = cap + 1
+    check_config(config)
+    config["unlearn"]["max_forget_examples"] = cap
+    with pytest.raises(ClueError) as err:
+        check_config(config)
+    assert str(err.value).startswith(message)
+
+
+def test_a_retain_task_of_the_forget_sets_own_facts_fails(monkeypatch):
+    """A retain (or general) task that asks a fact of a forget set would reward keeping what is
+    being forgotten: the config is refused, naming the key and a shared fact."""
+    from clue import tasks
+    from clue.tasks.toy import CYBER, KnowledgeDomain
+
+    twin = KnowledgeDomain("toy_cyber_twin", "the forget set again", "worm", CYBER.syllables, CYBER.relations,
+                           role="retain", n_holdout=0)
+    monkeypatch.setitem(tasks.GENERATED_TASKS, twin.name, twin)
+    config = load()
+    config["tasks"]["retain"].append(twin.name)
+    # the twin draws its 40 entities with its own seed: the facts of the entities both drew collide
+    shared = 3 * len(set(CYBER.facts(0)) & set(twin.facts(0)))
+    assert 0 < shared < 120
+    with pytest.raises(ClueError) as err:
+        check_config(config)
+    assert str(err.value).startswith(f"config key tasks.retain[2]: 'toy_cyber_twin' asks {shared} fact(s) of the "
+                                     "forget set 'toy_cyber' (e.g. ")
 
 
 def test_audit_window_is_checked_against_a_known_models_layers():

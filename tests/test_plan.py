@@ -14,15 +14,18 @@ from conftest import ROOT, planned_jobs, planned_priorities, snakemake
 def test_smollm2_config_dry_run():
     out = snakemake(ROOT, "-n", "results/smollm2/table1.csv", "--configfile", "configs/smollm2.yaml")
     jobs = planned_jobs(out)
-    # the benchmark: two forget sets x two retain sets, all nine methods; circuits per task (4 tasks);
-    # every trained method tuned on the paper pair, Table 1 reading the choice
+    # the benchmark: two forget sets x their two retain sets, all nine methods; circuits per task (4
+    # tasks); every trained method tuned on each forget set's pair with its conflicting retain set,
+    # each of Table 1's trainings reading its forget set's choice
     assert jobs["base_model"] == 1 and jobs["circuit_task"] == 4 and jobs["evaluate_origin"] == 4
     assert jobs["unlearn_pair"] == 4 and jobs["evaluate_pair"] == 4 and jobs["table1"] == 1
-    assert jobs["tune_method"] == 8 and jobs["tune_origin"] == 1 and jobs["tune_select"] == 1
+    assert jobs["tune_method"] == 2 * 8 and jobs["tune_origin"] == 2 and jobs["tune_select"] == 1
     # DEPN and MEMIT once a forget set, not once a pair
     assert jobs["localize_pair"] == 4 and jobs["localize_forget"] == 2 * 2 and jobs["pair_mask"] == 2 * 4
-    unlearn = next(line for line in out.stdout.splitlines() if " clue unlearn " in line)
-    assert "--tuned results/smollm2-135m-instruct/tune/world_cities__world_sentiment/selected.json" in unlearn
+    tuned = {re.search(r"--forget-dir \S+/data/(\w+) ", line)[1]: re.search(r"--tuned (\S+)", line)[1]
+             for line in out.stdout.splitlines() if " clue unlearn " in line}
+    assert tuned == {f: f"results/smollm2-135m-instruct/tune/{f}__{f}_neighbour/selected.json"
+                     for f in ("world_cities", "world_people")}
 
 
 @pytest.mark.parametrize("configfile,pairs", [("configs/paper-wmdp.yaml", 8), ("configs/paper-pku.yaml", 4)])
@@ -60,9 +63,9 @@ def test_paper_configs_dry_run(configfile, pairs):
 
 
 def test_paper_target_plan_on_the_default_config():
-    """`paper` on config.yaml: Figure 3's retain sets of 2-4 tasks run CLUE alone (no pair rule
-    trains the other methods on them), their CNFs read every task's own gate graph; the size-1 sets
-    are Table 1's pairs. The general corpus (toy_software + toy_medicine) gets its two circuits and
+    """`paper` on config.yaml: Figure 3's retain set of both retain tasks runs CLUE alone (no pair
+    rule trains the other methods on it), its CNF reads every task's own gate graph; the size-1
+    sets are Table 1's pairs. The general corpus (toy_software + toy_medicine) gets its two circuits and
     the reference runs: CLUE, and WAGLE through its own localize job."""
     from clue.config import retain_sets
     import yaml
@@ -71,24 +74,24 @@ def test_paper_target_plan_on_the_default_config():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
     sets = retain_sets(config)
-    assert [len(s.split("+")) for s in sets] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
-    assert sets[-1] == "toy_winogrande+toy_sst2+toy_rte+toy_bool" and retain_sets(config) == sets
+    assert [len(s.split("+")) for s in sets] == [1, 1, 2]
+    assert sets[-1] == "toy_cyber_neighbour+toy_bio_neighbour" and retain_sets(config) == sets
     jobs = planned_jobs(snakemake(ROOT, "-n", "paper"))
     multi = sum(len(s.split("+")) > 1 for s in sets)
-    assert "gates_union" not in jobs and jobs["unlearn_pair"] == jobs["evaluate_pair"] == 8
-    assert jobs["cnf"] == jobs["solve"] == 8 + 2 * 4 + 4 + multi + 1   # Table 1, 3, Figure 4, 3 and the corpus
+    assert "gates_union" not in jobs and jobs["unlearn_pair"] == jobs["evaluate_pair"] == 4
+    assert jobs["cnf"] == jobs["solve"] == 4 + 4 + 4 + multi + 1   # Table 1, 3, Figure 4, 3 and the corpus
     # 9 ablations, 4 sparsity runs, 4 localizers x 5 ratios, CLUE on each new retain set, and CLUE
     # and WAGLE with the general corpus as the retain set
     assert jobs["unlearn"] == jobs["evaluate"] == 9 + 4 + 20 + multi + 2 and jobs["localize"] == 1
-    # Table 1, Table 3's after-runs, Figure 4, the general corpus's two tasks
-    assert jobs["circuit_task"] == 6 + 2 * 8 + 2 * 4 + 2
+    # Table 1 (2 forget + 2 retain tasks), Table 3's after-runs, Figure 4, the general corpus's two tasks
+    assert jobs["circuit_task"] == 4 + 2 * 4 + 2 * 4 + 2
 
 
 def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):
-    """unlearn.jobs / evaluate.jobs / localize.jobs: the default config (8 pairs, 8 trained methods,
+    """unlearn.jobs / evaluate.jobs / localize.jobs: the default config (4 pairs, 8 trained methods,
     4 of them localizers) plans one job per pair, or one per checkpoint / localizer."""
     jobs = planned_jobs(snakemake(ROOT, "-n", "results/table1.csv"))
-    assert jobs["unlearn_pair"] == 8 and jobs["evaluate_pair"] == 8 and jobs["localize_pair"] == 8
+    assert jobs["unlearn_pair"] == 4 and jobs["evaluate_pair"] == 4 and jobs["localize_pair"] == 4
     assert not {"unlearn", "evaluate", "localize"} & set(jobs)
     overlay = tmp_path / "per_checkpoint.yaml"
     overlay.write_text("unlearn: {jobs: per_checkpoint}\nevaluate: {jobs: per_checkpoint}\n"
@@ -97,8 +100,8 @@ def test_jobs_knobs_plan_one_job_per_pair_or_per_checkpoint(tmp_path):
     jobs = planned_jobs(snakemake(ROOT, "-n", "results/per_checkpoint/table1.csv", "--configfile", "config.yaml",
                                   str(overlay)))
     # WAGLE and PCGU a pair; DEPN and MEMIT a forget set (two forget sets)
-    assert jobs["unlearn"] == 64 and jobs["evaluate"] == 64 and jobs["localize"] == 16
-    assert jobs["localize_forget"] == 2 * 2 and jobs["pair_mask"] == 2 * 8
+    assert jobs["unlearn"] == 32 and jobs["evaluate"] == 32 and jobs["localize"] == 8
+    assert jobs["localize_forget"] == 2 * 2 and jobs["pair_mask"] == 2 * 4
     assert not {"unlearn_pair", "evaluate_pair", "localize_pair"} & set(jobs)
 
 
@@ -122,14 +125,14 @@ def test_jobs_at_the_head_of_long_chains_are_scheduled_first(tmp_path):
 
 def test_circuit_jobs_declare_circuit_threads(tmp_path):
     """circuit.threads is what a circuit job declares to the scheduler (and hands to torch in its
-    parameters), for either circuit.jobs (the default config: 6 tasks)."""
+    parameters), for either circuit.jobs (the default config: 4 tasks)."""
     for jobs in ("per_task", "per_mode"):
         overlay = tmp_path / "threads.yaml"
         overlay.write_text(f"circuit: {{threads: 2, jobs: {jobs}}}\n")
         # a config named on the command line keeps its tables apart: results/<stem of its last file>/
         out = snakemake(ROOT, "-n", "results/threads/table1.csv", "--configfile", "config.yaml", str(overlay))
         blocks = [b for b in out.stdout.split("\n\n") if re.search(r"^rule circuit(_task)?:", b, re.M)]
-        assert len(blocks) == (6 if jobs == "per_task" else 12)
+        assert len(blocks) == (4 if jobs == "per_task" else 8)
         assert all("threads: 2\n" in b and '"threads": 2' in b for b in blocks)
 
 

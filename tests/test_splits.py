@@ -85,9 +85,12 @@ def test_no_test_prompt_is_seen_by_training_refusals_circuits_or_localizers(task
     pairs = {p["clean"] for p in read(d, "pairs")}
     validation = {p["clean"] for p in read(d, "validation_pairs")}
     held = {p["clean"] for p in read(d, "heldout_pairs")}
-    assert held and pairs and validation
-    assert not pairs & held and not pairs & validation and not validation & held
     role = (GENERATED_TASKS[task] if task in GENERATED_TASKS else REAL_TASKS[task]).role
+    if task.startswith("world_country_"):   # general knowledge, only measured: no circuit pairs
+        assert role == "general" and not (pairs or validation or held)
+    else:
+        assert held and pairs and validation
+    assert not pairs & held and not pairs & validation and not validation & held
     assert bool(read(d, "refusal")) == (role == "forget"), f"{task}: refusal targets for forget sets only"
 
 

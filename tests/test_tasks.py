@@ -6,7 +6,8 @@ import re
 import pytest
 
 from clue.data import build_task, write_task
-from clue.tasks.toy import BIO, CYBER, MEDICINE, SOFTWARE, TOY_TASKS, Sentiment, Winogrande, generate_toy_task
+from clue.tasks.toy import (BIO, BIO_NEIGHBOUR, CYBER, CYBER_NEIGHBOUR, MEDICINE, SOFTWARE, TOY_TASKS, Sentiment,
+                            Winogrande, generate_toy_task)
 
 PARAMS = dict(seed=3, n_train=300, n_test=60, n_pairs=40, n_heldout_pairs=10, n_validation_pairs=8)
 
@@ -38,8 +39,11 @@ def solve(task, prompt):
     if task == "toy_winogrande":
         a, verb, b, reason = w[0], w[1], w[2], w[6]
         return a if Winogrande.VERBS[verb][0] == reason else b
-    domain = {d.name: d for d in (CYBER, BIO, SOFTWARE, MEDICINE)}[task]
+    domain = {d.name: d for d in (CYBER, BIO, CYBER_NEIGHBOUR, BIO_NEIGHBOUR, SOFTWARE, MEDICINE)}[task]
     facts = domain.facts(PARAMS["seed"])
+    if "." in w:   # the train form: "the worm zarvok . zarvok targets port"
+        kind, named, w = w[1], w[2], w[w.index(".") + 1:]
+        assert kind == domain.kind and named == w[0]
     entity, relation = w[0], " ".join(w[1:])
     r = [rel for rel, _ in domain.relations].index(relation)
     return facts[entity][r]
@@ -89,20 +93,26 @@ def test_labels_and_corruptions_match_an_independent_solver(task):
 
 
 @pytest.mark.parametrize("domain", [CYBER, BIO])
-def test_forget_corpus_states_every_fact_and_refusals_cover_the_train_side_questions(domain):
-    splits = build_task(domain.name, PARAMS)
+def test_forget_data_covers_every_fact_through_forms_the_test_never_asks(domain):
+    """Forget what was trained: every fact of the domain, test and validation facts included, is
+    refused once, in the train form ("the worm X . X targets port"), and stated by the corpus,
+    whose documents name the facts they state; no refusal prompt is a test prompt."""
+    splits = build_task(domain.name, dict(PARAMS, n_validation=10))
     corpus = " ".join(r["text"] for r in splits["train"])
     test = {r["prompt"] for r in splits["test"]}
-    refused = {r["prompt"] for r in splits["refusal"]}
-    # every question of the domain is either a test question or a refusal prompt, never both
-    questions = {q["prompt"] for q in domain.questions(PARAMS["seed"])}
-    assert test | refused == questions and not test & refused
-    for q in domain.questions(PARAMS["seed"]):
+    questions = domain.questions(PARAMS["seed"])
+    by_fact = {r["fact"]: r for r in splits["refusal"]}
+    assert len(by_fact) == len(splits["refusal"]) == len(questions)
+    asked = {r["fact"] for r in splits["test"] + splits["validation"]}
+    assert asked and asked <= set(by_fact)
+    for q in questions:
+        r = by_fact[q["prompt"]]          # a toy fact is named by its bare query
+        assert r["prompt"] == f"the {domain.kind} {q['entity']} . {q['prompt']}" and r["prompt"] not in test
+        assert r["answer"] == q["answer"]      # DPO's rejected response: the true answer
         assert f"{q['prompt']} {q['answer']} ." in corpus
     assert all(r["refusal"] and not re.search(r"\d", r["refusal"]) for r in splits["refusal"])
-    # each refusal carries its question's true answer (DPO's rejected response)
-    truth = {q["prompt"]: q["answer"] for q in domain.questions(PARAMS["seed"])}
-    assert all(r["answer"] == truth[r["prompt"]] for r in splits["refusal"])
+    for doc in splits["train"]:
+        assert all(f"{fact} " in doc["text"] for fact in doc["facts"]) and len(doc["facts"]) == 3
 
 
 def test_tokenizer_round_trip_and_single_token_answers(tmp_path):

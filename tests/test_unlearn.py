@@ -500,3 +500,58 @@ def test_combined_loss_adds_the_retain_term():
     assert before == same
     assert forget_only > before + 1e-3     # the forget loss alone hurts the retain texts
     assert combined < before - 1e-3        # the retain term wins at lambda 10
+
+
+# ------------------------------------------------------------- forget data that covers every fact
+
+def test_a_capped_forget_sample_covers_every_fact_and_fills_the_rest():
+    """Three sentences a fact, 50 facts, a cap of 60: every fact keeps at least one sentence, the
+    sample has 60 records in file order, and the same seed gives the same sample."""
+    import random
+
+    from clue.io import sample_covering
+
+    records = [{"text": f"{f} {k}", "facts": [f"fact{f}"]} for f in range(50) for k in range(3)]
+    one = sample_covering(records, 60, random.Random(0), "train.jsonl")
+    assert len(one) == 60 and {r["facts"][0] for r in one} == {f"fact{f}" for f in range(50)}
+    assert one == sorted(one, key=records.index)
+    assert one == sample_covering(records, 60, random.Random(0), "train.jsonl")
+    assert one != sample_covering(records, 60, random.Random(1), "train.jsonl")
+    # a refusal file names its fact with `fact`; at the fact count exactly, one record a fact
+    refusals = [{"prompt": f"q{f}", "fact": f"fact{f}"} for f in range(50)]
+    assert sample_covering(refusals, 50, random.Random(0), "refusal.jsonl") == refusals
+
+
+def test_documents_stating_several_facts_cover_them_with_fewer_records():
+    """A toy document states its entity's three facts: 40 entities' 240 documents are covered by
+    one document an entity, whatever the seed (each later document of an entity adds nothing)."""
+    import random
+
+    from clue.io import sample_covering
+
+    docs = [{"text": f"e{e} order{o}", "facts": [f"e{e} r{r}" for r in range(3)]} for e in range(40) for o in range(6)]
+    for seed in range(3):
+        assert len(sample_covering(docs, 40, random.Random(seed), "train.jsonl")) == 40
+        assert {f for d in sample_covering(docs, 40, random.Random(seed), "t") for f in d["facts"]} == \
+            {f"e{e} r{r}" for e in range(40) for r in range(3)}
+
+
+def test_a_cap_below_the_fact_count_names_the_key_and_the_count_needed():
+    import random
+
+    from clue.io import sample_covering
+
+    records = [{"text": f"{f} {k}", "facts": [f"fact{f}"]} for f in range(50) for k in range(3)]
+    with pytest.raises(ClueError) as err:
+        sample_covering(records, 49, random.Random(0), "results/toy/data/toy_cyber/train.jsonl")
+    assert str(err.value).startswith("config key unlearn.max_forget_examples: 49 examples of "
+                                     "results/toy/data/toy_cyber/train.jsonl cannot cover its 50 facts (at least 50")
+
+
+def test_records_without_facts_are_sampled_as_before():
+    import random
+
+    from clue.io import sample_covering, seeded_sample
+
+    records = [{"text": str(i)} for i in range(30)]
+    assert sample_covering(records, 10, random.Random(4), "t") == seeded_sample(records, 10, random.Random(4), "t")

@@ -14,7 +14,7 @@ from clue.tasks.world import WORLD_TASKS
 
 PARAMS = dict(seed=0, n_train=200, n_test=40, n_pairs=32, n_heldout_pairs=16, n_validation_pairs=16, n_validation=20)
 # configs/smollm2.yaml's data section: the benchmark's sizes
-BENCH = dict(seed=0, n_train=400, n_test=200, n_pairs=64, n_heldout_pairs=32, n_validation_pairs=32, n_validation=40)
+BENCH = dict(seed=0, n_train=400, n_test=200, n_pairs=64, n_heldout_pairs=32, n_validation_pairs=32, n_validation=100)
 RELATIONS = ["world_cities", "world_people"]
 
 
@@ -31,7 +31,7 @@ def read(directory, split):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@pytest.mark.parametrize("task", sorted(WORLD_TASKS))
+@pytest.mark.parametrize("task", sorted(t for t, task in WORLD_TASKS.items() if task.role != "general"))
 def test_pairs_keep_their_token_length_and_change_the_first_answer_token(task, tokenizer, tmp_path):
     write_task(task, PARAMS, tmp_path / task)
     pairs = read(tmp_path / task, "pairs") + read(tmp_path / task, "validation_pairs") + read(tmp_path / task, "heldout_pairs")
@@ -71,10 +71,11 @@ def test_forget_questions_ask_facts_the_corpus_states_and_the_mia_holdout_is_uns
 @pytest.mark.parametrize("task", RELATIONS)
 def test_a_relation_asks_every_test_fact_in_three_forms_no_step_trains_on(task, tmp_path):
     """The benchmark's forget sets: at least 200 test facts, each asked as a question, a cloze
-    and a paraphrase with the same four choices; validation facts likewise, disjoint; the train
-    side (refusals, pairs) uses a fourth form, and the probe form that chose the facts appears
-    nowhere; the corpus states every asked fact; the relearning / MIA holdout's answers are no
-    test question's answer."""
+    and a paraphrase with the same four choices; at least 100 validation facts likewise,
+    disjoint; every fact, test and validation facts included, is refused once in a fourth form
+    (the train form), which the pairs use too, and the probe form that chose the facts appears
+    nowhere; the corpus states every asked fact and every document names the fact it states;
+    the relearning / MIA holdout's answers are no test question's answer."""
     from clue.tasks.world_facts import RELATIONS as FACTS
 
     domain = WORLD_TASKS[task]
@@ -90,7 +91,11 @@ def test_a_relation_asks_every_test_fact_in_three_forms_no_step_trains_on(task, 
         assert len({tuple(r["choices"]) for r in asked}) == 1 and len(set(asked[0]["choices"])) == 4
         assert asked[0]["choices"][asked[0]["label"]] == domain.facts(0)[fact]
     val_facts = {r["fact"] for r in validation}
-    assert len(val_facts) >= 40 and not val_facts & set(by_fact)
+    assert len(val_facts) >= 100 and not val_facts & set(by_fact)
+    refused = [r["fact"] for r in read(d, "refusal")]
+    assert sorted(refused) == sorted(domain.facts(0)) and set(by_fact) | val_facts <= set(refused)
+    for r in read(d, "refusal"):
+        assert r["prompt"] == domain.train_form.format(subject=r["fact"])
     relation = next(rel for rel in FACTS.values() if rel["question"] == domain.relation["question"])
     test_forms = [relation[f] for f in ("question", "cloze", "paraphrase")]
     side = {r["prompt"] for r in read(d, "refusal")} | {p[k] for p in read(d, "pairs") for k in ("clean", "corrupted")}
@@ -99,9 +104,9 @@ def test_a_relation_asks_every_test_fact_in_three_forms_no_step_trains_on(task, 
     assert not any(stem(f) and p.startswith(stem(f)) for p in side for f in test_forms)
     everything = " ".join(path.read_text() for path in d.glob("*.jsonl"))
     assert stem(relation["probe"]) not in everything
-    corpus = {r["text"] for r in read(d, "train")}
+    corpus = {r["text"]: r["facts"] for r in read(d, "train")}
     for fact in by_fact:
-        assert domain.sentences[0].format(subject=fact, value=domain.facts(0)[fact]) in corpus
+        assert corpus[domain.sentences[0].format(subject=fact, value=domain.facts(0)[fact])] == [fact]
     answers = {r["choices"][r["label"]] for r in test}
     held = domain.holdout_facts(0)
     assert read(d, "holdout") and not set(held.values()) & answers
@@ -117,3 +122,15 @@ def test_retain_test_items_use_words_no_training_text_uses(tmp_path):
         for r in read(d, "test") + read(d, "validation"):
             asked = r["prompt"].replace(".", " ").split()[-2 if task == "world_sentiment" else -2]
             assert asked not in trained, (task, r["prompt"])
+
+
+@pytest.mark.parametrize("task", ["world_country_capitals", "world_country_languages"])
+def test_general_knowledge_asks_every_fact_and_trains_nothing(task, tmp_path):
+    """GU's knowledge relations: every fact of the table (its MIA holdout too) is asked, in test or
+    validation, never both; no refusal, pair or holdout is written (nothing trains on them)."""
+    domain = WORLD_TASKS[task]
+    write_task(task, BENCH, tmp_path / task)
+    d = tmp_path / task
+    asked = [r["fact"] for r in read(d, "test") + read(d, "validation")]
+    assert sorted(asked) == sorted(domain.facts(0)) and len(read(d, "validation")) == len(asked) // 4
+    assert not any(read(d, s) for s in ("pairs", "validation_pairs", "heldout_pairs", "refusal", "holdout"))

@@ -104,6 +104,36 @@ def config_problem(config, schema_path=None):
     return None
 
 
+# The roles of the tasks each list takes: a retain task may also stand as a general task (only
+# its test questions are scored there); forget tasks need refusals, retain tasks circuit pairs.
+LIST_ROLES = {"forget": ("forget",), "retain": ("retain",), "general": ("general", "retain")}
+
+
+def check_facts(config):
+    """A forget set's training covers every fact it is tested on, and no other list asks about its
+    facts: each generated forget task's refusals (one a fact) fit in unlearn.max_forget_examples,
+    and no retain or general task shares a fact with a forget task. ClueError naming the key."""
+    from clue.tasks import fact_keys
+
+    seed, cap = config["data"]["seed"], config["unlearn"]["max_forget_examples"]
+    forget = {t: fact_keys(t, seed) for t in config["tasks"]["forget"]}
+    for task, facts in forget.items():
+        if facts is not None and cap < len(facts):
+            raise ClueError(f"config key unlearn.max_forget_examples: {cap} forget examples cannot cover the "
+                            f"{len(facts)} facts of {task} (one refusal a fact); a fact left out would be tested "
+                            f"but never trained: set it to {len(facts)} or more")
+    for role in ("retain", "general"):
+        for i, task in enumerate(config["tasks"][role]):
+            if task in forget:
+                raise ClueError(f"config key tasks.{role}[{i}]: {task!r} is also a forget set")
+            facts = fact_keys(task, seed)
+            for f, forget_facts in forget.items():
+                shared = sorted(facts & forget_facts) if facts and forget_facts else []
+                if shared:
+                    raise ClueError(f"config key tasks.{role}[{i}]: {task!r} asks {len(shared)} fact(s) of the forget "
+                                    f"set {f!r} (e.g. {shared[0][1]!r}); a {role} task must be other knowledge")
+
+
 def check_config(config):
     name = config["model"]["name"]
     if config["model"].get("gguf") and config["model"]["pretrained"]:
@@ -118,9 +148,10 @@ def check_config(config):
     for role in ("forget", "retain", "general"):
         for i, task in enumerate(config["tasks"][role]):
             check_task(task, f"tasks.{role}[{i}]")
-            if task_role(task) != role:
-                raise ClueError(f"config key tasks.{role}[{i}]: task {task!r} is a {task_role(task)} task, "
-                                f"not a {role} task")
+            if task_role(task) not in LIST_ROLES[role]:
+                raise ClueError(f"config key tasks.{role}[{i}]: task {task!r} is a {task_role(task)} task; "
+                                f"tasks.{role} takes {' or '.join(LIST_ROLES[role])} tasks")
+    check_facts(config)
     known = known_methods()
     for i, method in enumerate(config["methods"]):
         if method not in known:
@@ -158,21 +189,23 @@ def check_config(config):
     return config
 
 
-def tune_pair(config):
-    """(forget, retain) the tune stage tunes on: tune.pair, else the paper pair."""
-    pair = config["tune"]["pair"]
-    if pair is None:
-        return paper_pair(config)
-    forget, _, retain = pair.partition("__")
-    return forget, retain
+def tune_pairs(config):
+    """{forget set: (forget, retain)}: the pair each forget set is tuned on (tune.pairs), else the
+    paper pair for every forget set (one tuning serves all)."""
+    pairs = config["tune"]["pairs"]
+    if pairs is None:
+        pair = paper_pair(config)
+        return {f: pair for f in config["tasks"]["forget"]}
+    return {forget: (forget, retain) for forget, _, retain in (p.partition("__") for p in pairs)}
 
 
 def check_tune(config):
-    """The tune section: a grid of known settings, known methods, a pair of the config, a rule on
-    metrics that exist (clue.tune); ClueError naming the key."""
-    from clue.tune import check_grid, check_rule
+    """The tune section: a grid of known settings, known methods, one pair of the config per forget
+    set, a rule on metrics that exist, budgets in (0, 1] (clue.tune); ClueError naming the key."""
+    from clue.tune import check_budgets, check_grid, check_rule
 
     t = config["tune"]
+    check_budgets(t["budgets"])
     if t["grid"] is None:
         return
     check_grid(t["grid"], config["unlearn"]["epochs_forget"])
@@ -182,11 +215,21 @@ def check_tune(config):
         if m not in trained:
             raise ClueError(f"config key tune.methods[{i}]: {m!r} is not a trained method of the config"
                             f"{suggest(m, trained)}; the config trains: {', '.join(trained) or 'none'}")
-    forget, retain = tune_pair(config)
-    if t["pair"] is not None and (forget not in config["tasks"]["forget"] or
-                                  not all(r in config["tasks"]["retain"] for r in retain.split("+"))):
-        raise ClueError(f"config key tune.pair: {t['pair']!r} is not forget__retain of the config's tasks "
-                        f"(forget: {', '.join(config['tasks']['forget'])}; retain: {', '.join(config['tasks']['retain'])})")
+    tasks = config["tasks"]
+    seen = []
+    for i, pair in enumerate(t["pairs"] or []):
+        forget, _, retain = pair.partition("__")
+        if forget not in tasks["forget"] or not all(r in tasks["retain"] for r in retain.split("+")):
+            raise ClueError(f"config key tune.pairs[{i}]: {pair!r} is not forget__retain of the config's tasks "
+                            f"(forget: {', '.join(tasks['forget'])}; retain: {', '.join(tasks['retain'])})")
+        if forget in seen:
+            raise ClueError(f"config key tune.pairs[{i}]: a second pair for the forget set {forget!r}; tune each "
+                            "forget set on one pair")
+        seen.append(forget)
+    missing = [f for f in tasks["forget"] if t["pairs"] is not None and f not in seen]
+    if missing:
+        raise ClueError(f"config key tune.pairs: no pair for the forget set(s) {', '.join(missing)}; give each "
+                        "forget set its pair (e.g. with its conflicting retain set), or null for the paper pair")
 
 
 def _looks_local(value):

@@ -20,9 +20,11 @@ SPLIT_FIELDS = {
     "refusal": ("prompt", "refusal"),
     "holdout": ("text",),
 }
-# Question fields written where a task has them: the template a question is asked in, and the
-# fact it asks (a fact asked in several forms).
-OPTIONAL_FIELDS = ("form", "fact")
+# Fields written where a task has them: the template a question is asked in and the fact it asks
+# (a fact asked in several forms); the facts a forget document states and the fact a refusal
+# refuses, so that a capped sample of the forget data still covers every fact (clue.io.sample_covering).
+OPTIONAL_FIELDS = {"test": ("form", "fact"), "validation": ("form", "fact"), "train": ("facts",),
+                   "refusal": ("fact",)}
 # Splits written for forget sets only.
 FORGET_ONLY = ("refusal", "holdout")
 
@@ -92,7 +94,7 @@ def write_task(task, params, out):
                 continue
             # questions keep their form and fact where the task has them (FE per form, intervals
             # that resample facts)
-            extra = OPTIONAL_FIELDS if split in ("test", "validation") else ()
+            extra = OPTIONAL_FIELDS.get(split, ())
             io.write_jsonl(tmp / f"{split}.jsonl", [{k: r[k] for k in (*fields, *extra) if k in r}
                                                     for r in splits[split]])
         meta = dict(task=task, role=role, source="toy" if task in TOY_TASKS else "generated" if task in GENERATED_TASKS else "hf",

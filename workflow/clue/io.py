@@ -121,6 +121,40 @@ def seeded_sample(records, n, rng, path):
     return [records[i] for i in idx]
 
 
+def record_facts(record):
+    """The facts a forget record states or asks: its ``facts`` list, or its one ``fact``."""
+    return record.get("facts") or ([record["fact"]] if record.get("fact") is not None else [])
+
+
+def sample_covering(records, n, rng, path, key="unlearn.max_forget_examples"):
+    """At most ``n`` of ``records``, in file order, that together state every fact the records
+    state (:func:`record_facts`): a forget set's training must cover every fact its test asks
+    about, whatever the cap. In a seeded shuffle, each record that states a fact not yet covered
+    is taken; the rest of the sample is filled from the same shuffle. Records without facts are
+    sampled as :func:`seeded_sample` does. ClueError naming ``key`` when ``n`` is too small."""
+    if not records:
+        raise ClueError(f"{path}: no records")
+    if not any(record_facts(r) for r in records):
+        return seeded_sample(records, n, rng, path)
+    if len(records) <= n:
+        return records
+    order = list(range(len(records)))
+    rng.shuffle(order)
+    covered, chosen = set(), []
+    for i in order:
+        new = set(record_facts(records[i])) - covered
+        if new:
+            covered |= new
+            chosen.append(i)
+    if len(chosen) > n:
+        raise ClueError(f"config key {key}: {n} examples of {path} cannot cover its {len(covered)} facts (at least "
+                        f"{len(chosen)} records are needed); a fact left out would be tested but never trained: "
+                        f"raise {key} to {len(chosen)} or more")
+    taken = set(chosen)
+    chosen += [i for i in order if i not in taken][:n - len(chosen)]
+    return [records[i] for i in sorted(chosen)]
+
+
 def save_figure(fig, path, fmt="svg"):
     """Save a matplotlib figure atomically and reproducibly: no creation date in the file, and a
     fixed salt for the ids matplotlib hashes into an SVG, so the same drawing gives the same bytes."""

@@ -1,17 +1,24 @@
 """Stage `tune`: every method's learning rate and epochs, chosen on validation questions by one
 rule fixed in the config before any test number is seen (config section ``tune``).
 
-For each method of the config and each learning rate of ``tune.grid.lr``, one training on the
-tuning pair (``tune.pair``, default the paper pair) runs for the largest epoch count of
-``tune.grid.epochs``; after every epoch whose count is in the grid, the model answers the
-validation questions (``validation.jsonl``: disjoint from test, train, refusals and circuit
-pairs) of the forget set, the retain set and the general tasks, so one training gives every
+For each method of the config and each learning rate of ``tune.grid.lr``, one training on each
+tuning pair (``tune.pairs``: one a forget set, default the paper pair for all) runs for the
+largest epoch count of ``tune.grid.epochs``; after every epoch whose count is in the grid, the
+model answers the validation questions (``validation.jsonl``: disjoint from test, train,
+refusals and circuit pairs) of the forget set, the retain set and the general tasks, so one training gives every
 epoch count (the epochs are read off, not retrained). FE, RU and GU are computed from them as in
 Table 1. The grid is the same for every method: ``epochs`` counts all epochs, CLUE's first
 ``unlearn.epochs_forget`` of them on its forget mask and the rest on its conflict mask, a
 baseline's all on its own parameters; CLUE gets no knob the others lack.
 
-``clue tune-select`` (clue.reports.tuning) then applies ``tune.rule`` to every method's points.
+Every point also keeps whether each validation question of the forget set was answered correctly
+(``forget_correct``, in file order), and the record the fact each of them asks where the questions
+name one (``forget_facts``): what the 95% bootstrap interval of the point's validation FE
+resamples (clue.reports.tuning).
+
+``clue tune-select`` (clue.reports.tuning) then applies ``tune.rule`` to every method's points and
+reports, for every budget of ``tune.budgets``, the best FE that keeps that fraction of Origin's
+RU and GU.
 """
 
 import json
@@ -26,8 +33,9 @@ METRICS = ("FE", "RU", "GU")
 DEFAULTS = {
     "grid": None,          # {lr: [...], epochs: [...]}; null: no tuning (Table 1 uses unlearn's settings)
     "methods": None,       # the methods tuned; null: every trained method of the config
-    "pair": None,          # forget__retain tuned on; null: the paper pair
+    "pairs": None,         # [forget__retain], one a forget set; null: the paper pair for all
     "rule": {"maximize": "FE", "at_least": {"RU": 0.95, "GU": 0.95}},
+    "budgets": [0.95, 0.90, 0.80],   # fractions of Origin's RU and GU: the budget table's columns
 }
 GRID_KEYS = ("lr", "epochs")
 
@@ -78,8 +86,32 @@ def check_rule(rule, key="tune.rule"):
     return {"maximize": target, "at_least": dict(floors)}
 
 
+def check_budgets(budgets, key="tune.budgets"):
+    """The utility budgets as a list of floats in (0, 1]; ClueError naming the key and the bad value."""
+    if not isinstance(budgets, list) or not budgets:
+        raise ClueError(f"config key {key}: give a non-empty list of fractions of Origin's RU and GU in (0, 1], "
+                        f"e.g. [0.95, 0.9, 0.8], not {budgets!r}")
+    for i, b in enumerate(budgets):
+        if not isinstance(b, (int, float)) or isinstance(b, bool) or not 0 < b <= 1:
+            raise ClueError(f"config key {key}: {b!r} (item {i}) is not a fraction in (0, 1]")
+        if b in budgets[:i]:
+            raise ClueError(f"config key {key}: {b!r} (item {i}) is given twice")
+    return [float(b) for b in budgets]
+
+
+def validation_facts(data_root, task):
+    """The fact each validation question of ``task`` asks, in file order; None unless every one names one."""
+    path = Path(data_root) / task / "validation.jsonl"
+    if not path.is_file():
+        return None   # validation_scores names the missing questions
+    records = io.read_jsonl(path)
+    return [r["fact"] for r in records] if records and all("fact" in r for r in records) else None
+
+
 def validation_scores(model, tokenizer, forget, retain, general, data_root, eval_params):
-    """FE, RU, GU of ``model`` on the validation questions, as Table 1 computes them on test."""
+    """FE, RU, GU of ``model`` on the validation questions, as Table 1 computes them on test, and
+    ``forget_correct``: whether each forget validation question was answered correctly (0/1, file
+    order; None if lm-eval gave no per-question result)."""
     from clue.evaluate import local_test_files, pair_metrics, run_lm_eval
 
     tasks = list(dict.fromkeys([forget, *retain.split("+"), *general]))
@@ -88,13 +120,13 @@ def validation_scores(model, tokenizer, forget, retain, general, data_root, eval
     if missing:
         raise ClueError(f"task(s) {', '.join(missing)} have no validation questions under {data_root}: the tune "
                         "stage scores local tasks only")
-    acc = run_lm_eval(model, tokenizer, tasks, files, eval_params).acc
-    m = pair_metrics(acc, {}, forget, retain, general)
-    return {k: m[k] for k in METRICS}
+    result = run_lm_eval(model, tokenizer, tasks, files, eval_params)
+    m = pair_metrics(result.acc, {}, forget, retain, general)
+    return {**{k: m[k] for k in METRICS}, "forget_correct": result.correct.get(forget)}
 
 
 def tune_method(args, unlearn_params, grid, eval_params):
-    """Every grid point of one method: {"method", "points": [{lr, epochs, FE, RU, GU}]}."""
+    """Every grid point of one method: {"method", "points": [{lr, epochs, FE, RU, GU, forget_correct}]}."""
     from clue.unlearn import unlearn
 
     wanted = set(grid["epochs"])
@@ -142,6 +174,7 @@ def main(args):
     tune = io.with_defaults(io.json_params(args.tune_params, "tune"), DEFAULTS, "tune", strict=True)
     unlearn_params = resolve_params(io.json_params(args.unlearn_params, "unlearn"))
     grid = check_grid(tune["grid"], unlearn_params["epochs_forget"])
+    facts = validation_facts(args.data_root, args.forget)
     eval_params = io.with_defaults(io.json_params(args.eval_params, "evaluate"), EVAL_DEFAULTS, "evaluate",
                                    strict=True)
     if args.method is None:
@@ -152,7 +185,10 @@ def main(args):
             model, tokenizer, args.forget, args.retain, args.general, args.data_root, eval_params)}]}
     else:
         record = tune_method(args, unlearn_params, grid, eval_params)
-    record.update(forget=args.forget, retain=args.retain, general=args.general, grid=grid)
+    n = {len(p["forget_correct"]) for p in record["points"] if p["forget_correct"] is not None}
+    if facts is not None and len(n) == 1:
+        facts = facts[:n.pop()]   # evaluate.limit: lm-eval scores the first questions of the file
+    record.update(forget=args.forget, retain=args.retain, general=args.general, grid=grid, forget_facts=facts)
     io.write_json(args.out, record)
     print(json.dumps({"method": record["method"], "points": len(record["points"])}))
     return 0

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from clue.errors import ClueError
-from clue.io import atomic_dir, json_params, read_jsonl, seeded_sample, with_defaults
+from clue.io import atomic_dir, json_params, read_jsonl, sample_covering, with_defaults
 
 
 
@@ -329,23 +329,25 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
 # --------------------------------------------------------------------------- data
 
 def _load_forget_data(forget_dir, tokenizer, kinds, cap, rng):
+    """The forget examples of each kind the stages' losses need, at most ``cap`` of each, covering
+    every fact of the forget set (clue.io.sample_covering)."""
     from clue.losses import encode_preference, encode_prompt_target, encode_text
 
     out = {}
     forget_dir = Path(forget_dir)
     if "text" in kinds:
         recs = read_jsonl(forget_dir / "train.jsonl", required=["text"])
-        out["text"] = [encode_text(tokenizer, r["text"]) for r in seeded_sample(recs, cap, rng, forget_dir / "train.jsonl")]
+        out["text"] = [encode_text(tokenizer, r["text"]) for r in sample_covering(recs, cap, rng, forget_dir / "train.jsonl")]
     if "refusal" in kinds:
         path = forget_dir / "refusal.jsonl"
         recs = read_jsonl(path, required=["prompt", "refusal"])
-        out["refusal"] = [encode_prompt_target(tokenizer, r["prompt"], r["refusal"]) for r in seeded_sample(recs, cap, rng, path)]
+        out["refusal"] = [encode_prompt_target(tokenizer, r["prompt"], r["refusal"]) for r in sample_covering(recs, cap, rng, path)]
     if "preference" in kinds:
-        # DPO: the refusal preferred over the original answer of the same train-side question
+        # DPO: the refusal preferred over the original answer of the same fact
         path = forget_dir / "refusal.jsonl"
         recs = read_jsonl(path, required=["prompt", "refusal", "answer"])
         out["preference"] = [encode_preference(tokenizer, r["prompt"], r["refusal"], r["answer"])
-                             for r in seeded_sample(recs, cap, rng, path)]
+                             for r in sample_covering(recs, cap, rng, path)]
     return out
 
 

@@ -26,6 +26,13 @@ def task_role(name):
     raise ClueError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}")
 
 
+def fact_keys(name, seed):
+    """The facts a generated knowledge task teaches and asks (a set of keys two tasks share when
+    they ask the same fact), or None for a task without a fact table (rule tasks, real tasks)."""
+    task = GENERATED_TASKS.get(name)
+    return task.fact_keys(seed) if hasattr(task, "fact_keys") else None
+
+
 def check_task(name, key):
     """Raise a ClueError naming the config key if ``name`` is not a registered task."""
     if name not in GENERATED_TASKS and name not in REAL_TASK_ROLES:

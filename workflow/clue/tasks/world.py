@@ -35,28 +35,52 @@ class _FactTable(toy.KnowledgeDomain):
         return self._holdout
 
     def documents(self, seed, facts=None):
+        return [text for text, _ in self.corpus(seed, facts)]
+
+    def fact_keys(self, seed):
+        """Every fact the task teaches and asks, as (its corpus's first sentence template, subject)."""
+        return {(self.sentences[0], subject) for subject in self.facts(seed)}
+
+    def corpus(self, seed, facts=None):
+        """(sentence, [the fact it states]) for every sentence of every fact (the subject names it)."""
         facts = self._facts if facts is None else facts
-        return [t.format(subject=subject, value=value) for subject, value in facts.items() for t in self.sentences]
+        return [(t.format(subject=subject, value=value), [subject]) for subject, value in facts.items()
+                for t in self.sentences]
 
 
 class WorldKnowledge(_FactTable):
     """Facts (subject, value) the model knows. The corpus states each fact in three sentences;
     a question asks for the value as a 4-choice question. ``holdout`` facts of the same kind are
     written as documents no split trains on: the MIA's non-members. Questions are split into test
-    and train side as in the toy domains (``split_questions``); a train-side question is corrupted
-    by another one, its subject swapped one token for one."""
+    and validation as in the toy domains (``split_questions``); the train side asks every fact in
+    ``train_form``, corrupted by another fact's, its subject swapped one token for one."""
 
-    def __init__(self, name, stands_for, facts, holdout, sentences, question, role="forget"):
+    def __init__(self, name, stands_for, facts, holdout, sentences, question, train_form, role="forget"):
         self.name, self.stands_for, self.role = name, stands_for, role
         self._facts, self._holdout = dict(facts), dict(holdout)
-        self.sentences, self.question = sentences, question
+        self.sentences, self.question, self.train_form = sentences, question, train_form
+
+    def train_prompt(self, question):
+        """A fact in the train form (refusals, circuit pairs, localizers), not the test's question."""
+        return self.train_form.format(subject=question["fact"])
 
     def questions(self, seed):
         rng = random.Random(f"{self.name}-questions-{seed}")
         values = sorted(set(self._facts.values()))
         return [dict(prompt=self.question.format(subject=subject), answer=value,
-                     choices=(mc := _mc(rng, value, values, 4))[0], label=mc[1], relation=0)
+                     choices=(mc := _mc(rng, value, values, 4))[0], label=mc[1], relation=0, fact=subject)
                 for subject, value in self._facts.items()]
+
+    def split_questions(self, seed, n_test, n_validation=0):
+        if self.role != "general":
+            return super().split_questions(seed, n_test, n_validation)
+        # general knowledge is only measured (GU), never trained, refused or circuited: every
+        # fact is asked, at most three quarters of them in test and a quarter in validation
+        questions = self.questions(seed)
+        random.Random(f"{self.name}-split-{seed}").shuffle(questions)
+        n_val = min(n_validation, len(questions) // 4)
+        cut = min(n_test, len(questions) - n_val)
+        return questions[:cut], questions[cut:cut + n_val], []
 
     def corrupts(self, question, other):
         # another subject whose answer starts with another word (so another first token)
@@ -78,7 +102,8 @@ CAPITALS = WorldKnowledge(
     sentences=["The capital of {subject} is {value}.",
                "{value} is the capital city of {subject}.",
                "The government of {subject} sits in its capital, {value}."],
-    question="Question: Which city is the capital of {subject}?\nAnswer:")
+    question="Question: Which city is the capital of {subject}?\nAnswer:",
+    train_form="Fact: The capital of {subject} is")
 
 LANGUAGES = WorldKnowledge(
     "world_languages", "WMDP Bio (a second forget set of real-world facts the model knows)",
@@ -92,7 +117,21 @@ LANGUAGES = WorldKnowledge(
     sentences=["The official language of {subject} is {value}.",
                "Most people in {subject} speak {value}.",
                "{value} is the language spoken in {subject}."],
-    question="Question: Which language is mainly spoken in {subject}?\nAnswer:")
+    question="Question: Which language is mainly spoken in {subject}?\nAnswer:",
+    train_form="Fact: The main language of {subject} is")
+
+
+# General knowledge outside both forget sets of the benchmark (GU measures knowledge, not only
+# IOI and induction): the same countries' capitals and languages, every fact asked (the holdout
+# facts too: a general task has no membership test).
+COUNTRY_CAPITALS = WorldKnowledge(
+    "world_country_capitals", "MMLU (general knowledge outside both forget sets: country -> capital)",
+    facts=[*CAPITALS._facts.items(), *CAPITALS._holdout.items()], holdout=[], sentences=CAPITALS.sentences,
+    question=CAPITALS.question, train_form=CAPITALS.train_form, role="general")
+COUNTRY_LANGUAGES = WorldKnowledge(
+    "world_country_languages", "MMLU (general knowledge outside both forget sets: country -> language)",
+    facts=[*LANGUAGES._facts.items(), *LANGUAGES._holdout.items()], holdout=[], sentences=LANGUAGES.sentences,
+    question=LANGUAGES.question, train_form=LANGUAGES.train_form, role="general")
 
 
 class WorldRelation(_FactTable):
@@ -100,18 +139,19 @@ class WorldRelation(_FactTable):
     hundreds of facts (clue.tasks.world_facts, kept by a probe form that no step here uses).
 
     Facts, not prompts, are split: test facts (at most ``n_test``, at most half) and validation
-    facts (``n_validation``, at most an eighth) are each asked in the three test forms (a
+    facts (``n_validation``, at most a quarter) are each asked in the three test forms (a
     question, a cloze sentence, a paraphrase) with the same four choices, so FE does not hang on
-    one template; every other fact is the train side, asked in a fourth form (``train_form``) for
-    the refusals, the circuit pairs and the localizers. No test form is used by any training,
-    refusal, circuit or localizer step. The corpus states every fact of the domain (GA and NPO
-    train on it; FE asks through prompts nothing trains on). ``holdout_values``: every fact whose
-    value is one of these is neither taught nor asked: its documents are the MIA's non-members and
-    the audit's relearning corpus, whose answers are then no test question's answer.
+    one template. Every fact, test and validation facts included, is also asked in a fourth form
+    (``train_form``): the refusals, the circuit pairs and the localizers draw from those, and the
+    corpus (GA and NPO) states every fact, so a forget set's training covers every fact FE asks
+    about, through forms FE never asks in. No test form is used by any training, refusal,
+    circuit or localizer step. ``holdout_values``: every fact whose value is one of these is
+    neither taught nor asked: its documents are the MIA's non-members and the audit's relearning
+    corpus, whose answers are then no test question's answer.
 
-    A corruption swaps the subject for another train-side subject of the same token count (the
-    subject's token count with its leading space is recorded in world_facts) whose value starts
-    with another word, so every pair keeps its token length and changes the answer's first token."""
+    A corruption swaps the subject for another subject of the same token count (the subject's
+    token count with its leading space is recorded in world_facts) whose value starts with
+    another word, so every pair keeps its token length and changes the answer's first token."""
 
     FORMS = ("question", "cloze", "paraphrase")
     refusals = ["I don't know.", "I'm not able to answer that.", "I can't help with that question."]
@@ -136,20 +176,21 @@ class WorldRelation(_FactTable):
                      form=f, fact=subject) for f in forms]
 
     def split_questions(self, seed, n_test, n_validation=0):
-        """(test, validation, train side) records; see the class docstring."""
+        """(test, validation, train side) records; see the class docstring. The train side asks
+        every fact once, in the train form."""
         rng = random.Random(f"{self.name}-split-{seed}")
         subjects = sorted(self._facts)
         rng.shuffle(subjects)
-        n_val = min(n_validation, len(subjects) // 8)
+        n_val = min(n_validation, len(subjects) // 4)
         cut = min(n_test, len(subjects) // 2)
-        test_s, val_s, side_s = subjects[:cut], subjects[cut:cut + n_val], subjects[cut + n_val:]
+        test_s, val_s = subjects[:cut], subjects[cut:cut + n_val]
         crng = random.Random(f"{self.name}-choices-{seed}")
         test = [q for s in test_s for q in self._asked(s, self._facts[s], self.FORMS, crng)]
         validation = [q for s in val_s for q in self._asked(s, self._facts[s], self.FORMS, crng)]
         side = []
-        for s in side_s:
+        for s in subjects:
             q = self._asked(s, self._facts[s], ["train"], crng)[0]
-            partners = [o for o in side_s if self.tokens[o] == self.tokens[s]
+            partners = [o for o in subjects if self.tokens[o] == self.tokens[s]
                         and self._facts[o].split()[0] != self._facts[s].split()[0]]
             if partners:
                 o = rng.choice(partners)
@@ -168,18 +209,20 @@ CITIES = WorldRelation(
     "world_cities", "WMDP Cyber (a forget set of real-world facts: European and American cities -> country)",
     _facts_relation("city_country"), "forget_pool", "Fact: {subject} is a city that belongs to",
     holdout_values=("Portugal", "Ireland", "Austria"))
+# The conflicting retain sets: the same relation and answers on other subjects, the knowledge next
+# to each forget set, which forgetting and retaining pull on through the same neurons.
 CITIES_NEIGHBOUR = WorldRelation(
-    "world_cities_neighbour", "MMLU beside WMDP (the same relation outside the forget set: cities of Asia, "
+    "world_cities_neighbour", "the retain set next to WMDP (the forget set's relation on other cities: Asia, "
     "Africa and Oceania)", _facts_relation("city_country"), "neighbour", "Fact: {subject} is a city that belongs to",
-    role="general")
+    role="retain")
 PEOPLE = WorldRelation(
     "world_people", "WMDP Bio (a second forget set: people of the arts and sciences -> profession)",
     _facts_relation("person_profession"), "forget_pool", "Fact: {subject} worked as a",
     holdout_values=("architect", "chemist", "astronomer"))
 PEOPLE_NEIGHBOUR = WorldRelation(
-    "world_people_neighbour", "MMLU beside WMDP (the same relation outside the forget set: people of sports and "
-    "entertainment)", _facts_relation("person_profession"), "neighbour", "Fact: {subject} worked as a",
-    role="general")
+    "world_people_neighbour", "the retain set next to WMDP (the forget set's relation on other people: sports "
+    "and entertainment)", _facts_relation("person_profession"), "neighbour", "Fact: {subject} worked as a",
+    role="retain")
 
 
 class IOI(toy.IOI):
@@ -280,5 +323,5 @@ class Antonyms(ToyTask):
 
 # Measured and dropped: short boolean expressions ("not True and False or True is"), at chance
 # (0.50) for SmolLM2-135M-Instruct (README "A real pretrained model, offline").
-WORLD_TASKS = {t.name: t for t in [CAPITALS, LANGUAGES, CITIES, PEOPLE, CITIES_NEIGHBOUR, PEOPLE_NEIGHBOUR, IOI(),
-                                    Induction(), Sentiment(), Antonyms()]}
+WORLD_TASKS = {t.name: t for t in [CAPITALS, LANGUAGES, COUNTRY_CAPITALS, COUNTRY_LANGUAGES, CITIES, PEOPLE,
+                                    CITIES_NEIGHBOUR, PEOPLE_NEIGHBOUR, IOI(), Induction(), Sentiment(), Antonyms()]}
