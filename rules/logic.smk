@@ -88,3 +88,25 @@ rule solve:
         "clue solve --cnf {input.cnf} --wcnf {input.wcnf} --forget-gates {input.forget}"
         " --retain-gates {input.retain} --params {params.section:q} --out {output.json}"
         " --drawing {output.drawing} > {log} 2>&1"
+
+
+rule membership:
+    """Table 2's set-membership ablation: forget = neurons of the forget circuit only, conflict = of
+    both circuits, no CNF and no solver (clue.logic.membership)."""
+    input:
+        forget="results/{model}/gates/{forget}.json",
+        retain=lambda w: [f"results/{w.model}/gates/{t}.json" for t in w.retain.split("+")],
+    output:
+        "results/{model}/assign-membership/{forget}__{retain}.json",
+    log:
+        "logs/{model}/membership/{forget}__{retain}.log",
+    benchmark:
+        "benchmarks/{model}/membership/{forget}__{retain}.tsv"
+    priority: PRIORITY["logic"]
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "clue membership --forget-gates {input.forget} --retain-gates {input.retain} --out {output} > {log} 2>&1"

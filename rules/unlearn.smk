@@ -22,6 +22,28 @@ rule masks:
         " --model-name {wildcards.model} --out {output} > {log} 2>&1"
 
 
+rule membership_masks:
+    """The set-membership ablation's categories -> its masks (trained as CLUE's: clue-membership)."""
+    input:
+        assign="results/{model}/assign-membership/{forget}__{retain}.json",
+        base="results/{model}/base",
+    output:
+        "results/{model}/masks/{forget}__{retain}/clue-membership.safetensors",
+    log:
+        "logs/{model}/masks/{forget}__{retain}/clue-membership.log",
+    benchmark:
+        "benchmarks/{model}/masks/{forget}__{retain}/clue-membership.tsv"
+    priority: PRIORITY["logic"]
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "clue masks --assign {input.assign} --model-dir {input.base} --localizer clue"
+        " --model-name {wildcards.model} --out {output} > {log} 2>&1"
+
+
 # Table 1's methods go one job per checkpoint (unlearn.jobs: per_checkpoint) or one per pair
 # (per_pair: rule unlearn_pair takes them over); method variants (clue-<ablation>,
 # <localizer>-r<ratio>) and sparsity runs always go one job per checkpoint.

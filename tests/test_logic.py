@@ -543,3 +543,81 @@ def test_gates_cli_needs_both_circuits(tmp_path, capsys):
     with pytest.raises(SystemExit):
         clue(["gates", "--noising", "n.json", "--task", "t", "--out", str(tmp_path / "g.json")])
     assert "the following arguments are required: --denoising" in capsys.readouterr().err
+
+
+# ------------------------------------------------ typed gates against set membership (Table 2)
+
+def test_typed_gates_against_set_membership_worked_by_hand(tmp_path):
+    """Writers A = a0.h0, B = a0.h1, C = m0, D = m1, each wired to out.
+
+    Forget task: noising keeps A->out and B->out, denoising B->out and C->out, so A->out is AND
+    (noising only), B->out ADDER (both), C->out OR (denoising only); in the forget circuit ADDER
+    is OR: out_f = A & (B | C). Retain task: noising keeps B->out and C->out, denoising C->out and
+    D->out: B AND, C ADDER (AND in the retain circuit), D OR: out_r = B & C & D.
+
+    1. Phi (out_f = 0, out_r = 1) is satisfiable, with one model: B = C = D = 1 for the retain
+       circuit, then out_f = A, so A = 0. Typed gates: A forget, B, C, D retain, no conflict.
+       Set membership calls B and C (in both circuits) conflict neurons: the logic differs.
+    2. The retain noising circuit also keeps A->out (AND): out_r = A & B & C & D needs all four,
+       and then out_f = 1, so Phi is UNSAT. One conflict neuron suffices, A (A@forget = 0,
+       A@retain = 1); B or C alone cannot (with A = 1, out_f = B | C = 1 as the retain circuit
+       needs both on). So A is the only conflict neuron and B, C, D are retain neurons, none
+       forget; set membership calls A, B and C conflict neurons."""
+    from clue.logic.membership import assignment
+    from clue.logic.gates import load_gates
+
+    A, B, C, D = "a0.h0", "a0.h1", "m0", "m1"
+    w = lambda *ws: [(x, "out", True) for x in ws]   # noqa: E731
+
+    def gates_of(task, noising, denoising):
+        n = write(tmp_path, f"{task}.n.json", circuit_json("noising", noising))
+        d = write(tmp_path, f"{task}.d.json", circuit_json("denoising", denoising))
+        out = str(tmp_path / f"{task}.gates.json")
+        assert clue(["gates", "--noising", n, "--denoising", d, "--task", task, "--out", out]) == 0
+        return json.loads(Path(out).read_text())
+
+    forget = gates_of("f", w(A, B), w(B, C))
+    assert {(e["src"], e["type"]) for e in forget["edges"]} == {(A, "AND"), (B, "ADDER"), (C, "OR")}
+    assert forget["counts"] == {"AND": 1, "OR": 1, "ADDER": 1, "writers_noising_only": 1,
+                                "writers_denoising_only": 1, "writers_both": 1}
+    for case, retain_noising, typed, by_overlap in [
+            ("sat", w(B, C), {A: "forget", B: "retain", C: "retain", D: "retain"},
+             {A: "forget", B: "conflict", C: "conflict", D: "retain"}),
+            ("unsat", w(A, B, C), {A: "conflict", B: "retain", C: "retain", D: "retain"},
+             {A: "conflict", B: "conflict", C: "conflict", D: "retain"})]:
+        retain = gates_of(f"r_{case}", retain_noising, w(C, D))
+        (tmp_path / case).mkdir()
+        _, _, res = run_pipeline(tmp_path / case, forget, retain)
+        assert res["status"] == case.upper()
+        assert {n: res["neurons"][n]["category"] for n in (A, B, C, D)} == typed
+        got = assignment(load_gates(tmp_path / "f.gates.json"), [load_gates(tmp_path / f"r_{case}.gates.json")])
+        assert {n: got["neurons"][n]["category"] for n in (A, B, C, D)} == by_overlap
+        assert got["status"] == "MEMBERSHIP" and got["counts"]["safe"] == len(forget["neurons"]) - 4
+
+
+def test_membership_cli_writes_an_assignment_the_masks_stage_reads(tmp_path, capsys):
+    A, B = "a0.h0", "m0"
+    f = write(tmp_path, "f.json", gates([(A, "out", "AND"), (B, "out", "OR")], [A, "a0.h1", B], "f"))
+    r = write(tmp_path, "r.json", gates([(B, "out", "ADDER")], [A, "a0.h1", B], "r"))
+    out = tmp_path / "m.json"
+    assert clue(["membership", "--forget-gates", f, "--retain-gates", r, "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["forget"] == "f" and res["retain"] == "r"
+    assert res["counts"] == {"forget": 1, "conflict": 1, "retain": 0, "safe": 1}
+    assert "set membership: forget 1, conflict 1, retain 0, safe 1" in capsys.readouterr().out
+
+
+def test_a_gates_file_whose_types_do_not_match_its_circuits_fails_naming_it(tmp_path, capsys):
+    n = write(tmp_path, "n.json", circuit_json("noising", [("a0.h0", "out", True), ("m0", "out", True)]))
+    d = write(tmp_path, "d.json", circuit_json("denoising", [("m0", "out", True)]))
+    g = tmp_path / "g.json"
+    assert clue(["gates", "--noising", n, "--denoising", d, "--task", "t", "--out", str(g)]) == 0
+    graph = json.loads(g.read_text())
+    graph["edges"][0]["type"] = "OR" if graph["edges"][0]["type"] != "OR" else "AND"   # edited by hand
+    g.write_text(json.dumps(graph))
+    assert clue(["cnf", "--forget-gates", str(g), "--retain-gates", str(g), "--out-cnf", str(tmp_path / "x.cnf"),
+                 "--out-wcnf", str(tmp_path / "x.wcnf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"clue cnf: error: {g}: its edges are typed ")
+    assert "the types do not match its circuits; rebuild it with clue gates" in err[0]
+    assert not (tmp_path / "x.cnf").exists()

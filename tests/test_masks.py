@@ -55,22 +55,54 @@ def test_head_slices_are_its_rows_and_columns(tmp_path):
 
 @pytest.mark.parametrize("heads,kv_heads,head,kv", [(4, 2, 0, 0), (4, 2, 1, 0), (4, 2, 3, 1), (8, 2, 5, 1), (8, 2, 3, 0)])
 def test_gqa_maps_query_head_to_its_kv_head(tmp_path, heads, kv_heads, head, kv):
+    """One forget head of a group of several: its q rows and o columns are forget, but its group's
+    k/v rows, which the group's other heads read too, are conflict rows (GQA-exact masks)."""
     model = make_model("gqa", hidden_size=32, heads=heads, kv_heads=kv_heads, layers=1)
     hd = 32 // heads
-    got = load_masks(write(tmp_path, model, {"forget": [f"a0.h{head}"], "conflict": []}), model)["forget"]
+    masks = load_masks(write(tmp_path, model, {"forget": [f"a0.h{head}"], "conflict": []}), model)
+    got, conflict = masks["forget"], masks["conflict"]
     kv_shape = (kv_heads * hd, 32)
+    assert set(got) == {ATTN.format(0, p) for p in "qo"}
     assert torch.equal(got[ATTN.format(0, "q")], rows_mask((32, 32), head * hd, (head + 1) * hd))
     assert torch.equal(got[ATTN.format(0, "o")], cols_mask((32, 32), head * hd, (head + 1) * hd))
+    assert set(conflict) == {ATTN.format(0, p) for p in "kv"}
     for p in "kv":
-        assert torch.equal(got[ATTN.format(0, p)], rows_mask(kv_shape, kv * hd, (kv + 1) * hd)), p
+        assert torch.equal(conflict[ATTN.format(0, p)], rows_mask(kv_shape, kv * hd, (kv + 1) * hd)), p
 
 
 def test_kv_head_selected_when_any_head_of_group_is(tmp_path):
-    # 4 query heads share 2 kv heads: heads 2 and 3 read kv head 1; selecting both gives it once
+    # 4 query heads share 2 kv heads: heads 2 and 3 read kv head 1; both forget: it is forget, once
     model = make_model("gqa", hidden_size=32, heads=4, kv_heads=2, layers=1)
-    got = load_masks(write(tmp_path, model, {"forget": ["a0.h2", "a0.h3"], "conflict": []}), model)["forget"]
+    masks = load_masks(write(tmp_path, model, {"forget": ["a0.h2", "a0.h3"], "conflict": []}), model)
+    got = masks["forget"]
     assert torch.equal(got[ATTN.format(0, "k")], rows_mask((16, 32), 8, 16))
     assert torch.equal(got[ATTN.format(0, "q")], rows_mask((32, 32), 16, 32))
+    assert masks["conflict"] == {}
+
+
+def test_a_group_whose_heads_fall_in_two_categories_gives_its_kv_rows_to_conflict(tmp_path):
+    """8 query heads, 2 kv heads (4 a group). Layer 0: group 0 all forget (k/v forget), group 1
+    forget and conflict (k/v conflict). Layer 1: group 0 one conflict head, the rest outside both
+    (k/v conflict). The masks are disjoint, so the forget and conflict percentages add up to the
+    union's, which the unlearned-parameter percentage counts; worked out by hand below."""
+    model = make_model("gqa", hidden_size=32, heads=8, kv_heads=2, layers=2)   # head_dim 4
+    by_cat = {"forget": ["a0.h0", "a0.h1", "a0.h2", "a0.h3", "a0.h4", "a0.h5"], "conflict": ["a0.h6", "a1.h1"]}
+    masks = load_masks(write(tmp_path, model, by_cat), model)
+    f, c = masks["forget"], masks["conflict"]
+    assert torch.equal(f[ATTN.format(0, "k")], rows_mask((8, 32), 0, 4))
+    assert torch.equal(c[ATTN.format(0, "k")], rows_mask((8, 32), 4, 8))
+    assert torch.equal(c[ATTN.format(1, "v")], rows_mask((8, 32), 0, 4)) and ATTN.format(1, "v") not in f
+    assert torch.equal(f[ATTN.format(0, "q")], rows_mask((32, 32), 0, 24))
+    assert torch.equal(c[ATTN.format(0, "q")], rows_mask((32, 32), 24, 28))
+    for name in set(f) & set(c):
+        assert not (f[name] & c[name]).any(), name
+    pct = {k: mask_param_pct({k: m}, model) for k, m in masks.items()}
+    union = mask_param_pct(masks, model)
+    # 14 matrices; layer 0: q 24/32 + 4/32 rows, o the same columns, k and v 4/8 + 4/8 rows;
+    # layer 1: q and o 4/32, k and v 4/8
+    assert pct["forget"] == pytest.approx(100 * (2 * 24 / 32 + 2 * 4 / 8) / 14)
+    assert pct["conflict"] == pytest.approx(100 * (2 * 4 / 32 + 2 * 4 / 8 + 2 * 4 / 32 + 2 * 4 / 8) / 14)
+    assert pct["forget"] + pct["conflict"] == pytest.approx(union)
 
 
 def test_mlp_neuron_owns_gate_up_rows_and_down_columns(tmp_path):
@@ -83,9 +115,10 @@ def test_mlp_neuron_owns_gate_up_rows_and_down_columns(tmp_path):
 
 def test_qwen2_head_includes_its_qkv_bias_rows(tmp_path):
     model = make_model("qwen2", hidden_size=32, heads=4, kv_heads=2, layers=1)
-    got = load_masks(write(tmp_path, model, {"forget": ["a0.h1"], "conflict": []}), model)["forget"]
+    # heads 0 and 1 make up kv group 0: both forget, so its k/v bias rows are forget rows too
+    got = load_masks(write(tmp_path, model, {"forget": ["a0.h0", "a0.h1"], "conflict": []}), model)["forget"]
     q_bias = torch.zeros(32, dtype=torch.bool)
-    q_bias[8:16] = True
+    q_bias[0:16] = True
     kv_bias = torch.zeros(16, dtype=torch.bool)
     kv_bias[0:8] = True
     assert torch.equal(got["model.layers.0.self_attn.q_proj.bias"], q_bias)

@@ -45,9 +45,11 @@ def test_paper_configs_dry_run(configfile, pairs):
     assert jobs["localize_forget"] == 2 * (pairs // 4) and jobs["pair_mask"] == 2 * pairs
     # a retain set of several tasks keeps each task's gate graph (no merged graph); no general corpus
     assert jobs["masks"] == pairs + sparsities + sets and "gates_union" not in jobs
-    # eight trained methods per pair; Table 2's nine CLUE ablations, the sparsity runs, the four
-    # localizers at five ratios and CLUE on each retain set, on the paper pair
-    assert jobs["unlearn"] == jobs["evaluate"] == 8 * pairs + 9 + sparsities + 20 + sets
+    # eight trained methods per pair; Table 2's ten CLUE ablations (set membership with masks of
+    # its own), the sparsity runs, the four localizers at five ratios and CLUE on each retain set,
+    # on the paper pair
+    assert jobs["unlearn"] == jobs["evaluate"] == 8 * pairs + 10 + sparsities + 20 + sets
+    assert jobs["membership"] == jobs["membership_masks"] == 1
     unlearn = next(line for line in out.stdout.splitlines() if " clue unlearn " in line)
     for setting in ('"lr": 1e-05', '"epochs_forget": 1', '"epochs_conflict": 5', '"lambda": 1.0',
                     '"dtype": "bfloat16"'):
@@ -80,9 +82,9 @@ def test_paper_target_plan_on_the_default_config():
     multi = sum(len(s.split("+")) > 1 for s in sets)
     assert "gates_union" not in jobs and jobs["unlearn_pair"] == jobs["evaluate_pair"] == 4
     assert jobs["cnf"] == jobs["solve"] == 4 + 4 + 4 + multi + 1   # Table 1, 3, Figure 4, 3 and the corpus
-    # 9 ablations, 4 sparsity runs, 4 localizers x 5 ratios, CLUE on each new retain set, and CLUE
+    # 10 ablations, 4 sparsity runs, 4 localizers x 5 ratios, CLUE on each new retain set, and CLUE
     # and WAGLE with the general corpus as the retain set
-    assert jobs["unlearn"] == jobs["evaluate"] == 9 + 4 + 20 + multi + 2 and jobs["localize"] == 1
+    assert jobs["unlearn"] == jobs["evaluate"] == 10 + 4 + 20 + multi + 2 and jobs["localize"] == 1
     # Table 1 (2 forget + 2 retain tasks), Table 3's after-runs, Figure 4, the general corpus's two tasks
     assert jobs["circuit_task"] == 4 + 2 * 4 + 2 * 4 + 2
 

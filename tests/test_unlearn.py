@@ -135,6 +135,19 @@ def test_invariant_with_grouped_query_attention(world, tmp_path):
     assert d[8:16].any() and not d[:8].any()
 
 
+def test_stage_one_leaves_the_kv_rows_a_conflict_or_retain_head_reads(world, tmp_path):
+    """GQA-exact masks: a0.h1 is a forget neuron but a0.h0, which reads the same key/value head,
+    is not; stage 1 alone (no conflict epochs) moves a0.h1's q rows and o columns and leaves the
+    shared k/v rows bit-identical (they are conflict rows, for stage 2)."""
+    rec, base, new = run(world, tmp_path, kind="gqa", epochs_conflict=0)
+    assert [s["name"] for s in rec["stages"]] == ["forget", "conflict"] and rec["stages"][1]["epochs"] == 0
+    d = changed(base, new)
+    assert d["model.layers.0.self_attn.q_proj.weight"][8:16].any()
+    assert d["model.layers.0.self_attn.o_proj.weight"][:, 8:16].any()
+    for p in "kv":
+        assert not d[f"model.layers.0.self_attn.{p}_proj.weight"].any(), p
+
+
 def test_unlearned_param_pct_recorded(world, tmp_path):
     rec, base, new = run(world, tmp_path)
     names = [n for n in base if n.endswith("_proj.weight")]

@@ -112,7 +112,7 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     wd = tmp_path / "wf"
     shutil.copytree(tiny_run, wd, symlinks=True)
     overlay = wd / "paper-test.yaml"
-    overlay.write_text("seeds: [0, 1]\nmethods: [origin, wagle, clue]\npaper:\n  ablations: [no_forget_mask, ga+po]\n"
+    overlay.write_text("seeds: [0, 1]\nmethods: [origin, wagle, clue]\npaper:\n  ablations: [no_forget_mask, ga+po, membership]\n"
                        "  sparsities: [0.6]\n  ratios: [0.3]\n")
     toy = wd / "results/toy"
     ckpt = toy / "unlearned/toy_cyber__toy_sst2/clue/model.safetensors"
@@ -135,8 +135,8 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     # Table 2: each ablation's row is its eval minus CLUE's, from its own checkpoint
     clue = evals[0]
     table2 = {r["ablation"]: r for r in csv.DictReader(open(wd / "results/test/table2.csv"))}
-    assert list(table2) == ["none", "no_forget_mask", "ga+po"]
-    for ablation in ("no_forget_mask", "ga+po"):
+    assert list(table2) == ["none", "no_forget_mask", "ga+po", "membership"]
+    for ablation in ("no_forget_mask", "ga+po", "membership"):
         rec = json.loads((toy / f"eval/toy_cyber__toy_sst2/clue-{ablation}.json").read_text())
         for m in ("FE", "RU", "GU"):
             assert float(table2[ablation][f"d{m}"]) == pytest.approx(rec[m] - clue[m], abs=1e-4)
@@ -147,6 +147,17 @@ def test_paper_target_with_repeats_and_ablations(tiny_run, tmp_path):
     # (the tiny model's forget mask may be empty: then only the conflict stage, with PO, runs)
     assert [s["loss"] for s in runs["ga+po"]["stages"]] in (["ga", "po"], ["po"])
     assert "| -M_f |" in (wd / "results/test/table2.md").read_text()
+    # set membership: CLUE's training inside masks of the circuits' overlap, no solver
+    from clue.logic.gates import load_gates
+    from clue.logic.membership import categorize
+
+    member = json.loads((toy / "assign-membership/toy_cyber__toy_sst2.json").read_text())
+    assert {n: v["category"] for n, v in member["neurons"].items()} == {
+        n: v["category"] for n, v in categorize(load_gates(toy / "gates/toy_cyber.json"),
+                                                  [load_gates(toy / "gates/toy_sst2.json")]).items()}
+    run = json.loads((toy / "unlearned/toy_cyber__toy_sst2/clue-membership/clue_unlearn.json").read_text())
+    assert run["masks"].endswith("masks/toy_cyber__toy_sst2/clue-membership.safetensors")
+    assert "| set membership |" in (wd / "results/test/table2.md").read_text()
 
     # Table 5: every general task's accuracy; Table 6: 1-accuracy, MIA, Rouge-L
     t5 = [r for r in csv.DictReader(open(wd / "results/test/table5.csv")) if r["method"] != "wagle"]

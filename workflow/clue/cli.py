@@ -15,6 +15,7 @@ STAGES = {
     "gates": ("clue.logic.gates", "type node-level edges AND / OR / ADDER from the two circuits"),
     "cnf": ("clue.logic.cnf", "Tseitin CNF (Eq. 4) and the weighted MaxSAT instance"),
     "solve": ("clue.logic.solve", "solve the CNF and sort neurons into forget / conflict / retain"),
+    "membership": ("clue.logic.membership", "Table 2's set-membership ablation: categories by circuit overlap, no logic"),
     "explain": ("clue.logic.explain", "show the clauses that make a neuron a conflict neuron"),
     "masks": ("clue.masks", "neuron categories to forget and conflict axis masks (safetensors)"),
     "localize": ("clue.localizers", "baseline localizers (WAGLE, DEPN, PCGU, MEMIT-style tracing) -> masks"),

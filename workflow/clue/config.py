@@ -278,13 +278,17 @@ def check_paths(config):
                     raise ClueError(f"config key {key}: {name} is not a file")
 
 
-ABLATION_LABELS = {"no_forget_mask": "-M_f", "full_conflict_mask": "-M_c", "conflict_first": "M_c to M_f"}
+ABLATION_LABELS = {"no_forget_mask": "-M_f", "full_conflict_mask": "-M_c", "conflict_first": "M_c to M_f",
+                   "membership": "set membership"}
+# Table 2's ablations of CLUE's masks rather than of its training: each trains CLUE's two stages
+# inside its own mask file, clue-<ablation>.safetensors (membership: clue.logic.membership)
+MASK_ABLATIONS = ("membership",)
 
 
 def method_variant(method):
     """A method name of the workflow as (the method it runs, the unlearn params it overrides, the
     name of the mask file it trains inside). ``clue-<ablation>`` and ``clue-<loss>+<loss>`` are
-    Table 2's CLUE variants (CLUE's masks); ``<localizer>-r<ratio>`` is a localizer at another
+    Table 2's CLUE variants (CLUE's masks; ``clue-membership`` its own, MASK_ABLATIONS); ``<localizer>-r<ratio>`` is a localizer at another
     forget ratio (Figure 6; its own mask file); every other name is itself. ClueError names the
     known variants."""
     from clue.localizers import LOCALIZERS
@@ -293,6 +297,8 @@ def method_variant(method):
     base, sep, variant = method.partition("-")
     if not sep:
         return method, {}, method
+    if base == "clue" and variant in MASK_ABLATIONS:
+        return "clue", {}, method
     if base == "clue" and variant in ABLATION_LABELS:
         return "clue", {"ablation": variant}, "clue"
     losses = variant.split("+")

@@ -12,8 +12,12 @@ Neuron -> parameter slices (Llama naming):
 - ``a{L}.h{H}``: rows ``H*head_dim:(H+1)*head_dim`` of ``q_proj`` (and its bias, when the model
   has one, as Qwen2 does), the same columns of ``o_proj``, and rows ``G*head_dim:(G+1)*head_dim``
   of ``k_proj`` and ``v_proj`` (and their biases) for its key/value head
-  ``G = H // (num_attention_heads // num_key_value_heads)``; a key/value head is selected when any
-  query head of its group is.
+  ``G = H // (num_attention_heads // num_key_value_heads)``. Under grouped-query attention a key/
+  value head is read by every query head of its group, so in CLUE's masks (forget and conflict
+  categories) its rows go to the forget mask only when every query head of the group is a forget
+  neuron; a group that mixes categories gives them to the conflict mask (trained in stage 2, with
+  the retain loss), so stage 1 never edits what a conflict or retain head reads and the two masks
+  are disjoint. Other mask files select a key/value head when any query head of its group is.
 - ``m{L}``: every row of ``gate_proj`` and ``up_proj``, every column of ``down_proj``.
 """
 
@@ -120,18 +124,44 @@ def _axis_len(shape, axis):
     return shape[0] if axis == "rows" else shape[1]
 
 
+def kv_categories(neurons_by_category, config):
+    """{(layer, key/value head): category} for CLUE's categories (forget, conflict): forget when
+    every query head of the group is a forget neuron, else conflict when any is a forget or a
+    conflict neuron (module docstring)."""
+    _, heads, kv_heads, _ = attention_geometry(config)
+    per_group = heads // kv_heads
+    forget = set(neurons_by_category.get("forget", []))
+    out = {}
+    for category in ("forget", "conflict"):
+        for neuron in neurons_by_category.get(category, []):
+            m = _HEAD_RE.match(neuron)
+            if m:
+                layer, g = int(m.group(1)), kv_head(int(m.group(2)), heads, kv_heads)
+                whole = all(f"a{layer}.h{g * per_group + k}" in forget for k in range(per_group))
+                out[(layer, g)] = "forget" if whole else "conflict"
+    return out
+
+
 def axis_masks_from_neurons(neurons_by_category, config, shapes):
-    """``{category: [neuron, ...]}`` -> ``{category: {param: {axis: uint8 vector}}}``."""
+    """``{category: [neuron, ...]}`` -> ``{category: {param: {axis: uint8 vector}}}``. With CLUE's
+    categories (forget and conflict), a key/value head's rows go where :func:`kv_categories` says."""
     import torch
 
-    out = {}
+    clue_layout = {"forget", "conflict"} <= set(neurons_by_category)
+    kv_owner = kv_categories(neurons_by_category, config) if clue_layout else {}
+    _, heads, kv_heads, _ = attention_geometry(config)
+    kv_params = {n for (_, proj, _), n in projection_params(shapes).items() if proj in ("k", "v")}
+    out = {category: {} for category in neurons_by_category}
     for category, neurons in neurons_by_category.items():
-        cat = out.setdefault(category, {})
         for neuron in neurons:
+            head = _HEAD_RE.match(neuron)
             for param, axis, start, stop in neuron_slices(neuron, config, shapes):
-                vec = cat.setdefault(param, {}).get(axis)
+                owner = category
+                if head and clue_layout and param in kv_params:
+                    owner = kv_owner[(int(head.group(1)), kv_head(int(head.group(2)), heads, kv_heads))]
+                vec = out[owner].setdefault(param, {}).get(axis)
                 if vec is None:
-                    vec = cat[param][axis] = torch.zeros(_axis_len(shapes[param], axis), dtype=torch.uint8)
+                    vec = out[owner][param][axis] = torch.zeros(_axis_len(shapes[param], axis), dtype=torch.uint8)
                 vec[start:stop] = 1
     return out
 

@@ -131,9 +131,19 @@ def build_gate_graph(noising, denoising, task, paths=("noising", "denoising")):
     for src, dst in sorted(ns | dn, key=lambda e: (order[e[1]], order[e[0]])):
         kind = "ADDER" if (src, dst) in ns and (src, dst) in dn else "AND" if (src, dst) in ns else "OR"
         edges.append({"src": src, "dst": dst, "type": kind})
-    graph = {"task": task, "neurons": neurons, "edges": edges}
+    graph = {"task": task, "neurons": neurons, "edges": edges, "counts": gate_counts(edges, ns, dn)}
     validate_gates(graph, f"gates of {task}")
     return graph
+
+
+def gate_counts(edges, noising, denoising):
+    """How many edges of each gate type, and how many writers each mode's circuit keeps (a source
+    of a kept node-level edge) that the other's does not: in a node-level circuit, the only way an
+    edge gets a type other than ADDER (docs/circuits.md)."""
+    kept = [{src for src, _ in mode} for mode in (noising, denoising)]
+    return {**{k: sum(e["type"] == k for e in edges) for k in GATE_TYPES},
+            "writers_noising_only": len(kept[0] - kept[1]), "writers_denoising_only": len(kept[1] - kept[0]),
+            "writers_both": len(kept[0] & kept[1])}
 
 
 class GateGraph:
@@ -172,6 +182,14 @@ def validate_gates(graph, path):
                             f"(not a neuron and not 'out')")
         if seen.setdefault((src, dst), kind) != kind:
             raise ClueError(f"{path}: edge {src} -> {dst} is typed both {seen[(src, dst)]} and {kind}")
+    counts = graph.get("counts")
+    if counts is not None:
+        # the types as the circuits gave them (gate_counts); a file edited since no longer adds up
+        typed = {k: sum(kind == k for kind in seen.values()) for k in GATE_TYPES}
+        if {k: counts.get(k) for k in GATE_TYPES} != typed:
+            raise ClueError(f"{path}: its edges are typed {', '.join(f'{k} {v}' for k, v in typed.items())}, but its "
+                            f"circuits gave {', '.join(f'{k} {counts.get(k)}' for k in GATE_TYPES)}: the types do not "
+                            "match its circuits; rebuild it with clue gates")
     edges = [(s, d, k) for (s, d), k in seen.items()]
     return GateGraph(graph.get("task"), neurons, edges, _topological(edges, neurons, path))
 
@@ -252,6 +270,7 @@ def main(args):
     write_json(args.out, graph)
     if args.drawing:
         draw(graph, args.drawing)
-    counts = {k: sum(e["type"] == k for e in graph["edges"]) for k in GATE_TYPES}
-    print(f"{args.task}: {len(graph['edges'])} node-level edges "
-          + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    c = graph["counts"]
+    print(f"{args.task}: {len(graph['edges'])} node-level edges " + ", ".join(f"{k} {c[k]}" for k in GATE_TYPES)
+          + f"; writers kept by noising only {c['writers_noising_only']}, by denoising only "
+          f"{c['writers_denoising_only']}, by both {c['writers_both']}")

@@ -1,7 +1,8 @@
 """Stage `table2`: the paper's Table 2, CLUE's ablations on one forget x retain pair, each as the
 change from CLUE's own row (the paper prints the drops with arrows). Rows: -M_f (no forget-mask
-stage), -M_c (the conflict mask replaced by a full mask), M_c to M_f (the conflict stage first) and
-the stage-loss combinations (GA+GA ... PO+NPO), each its own checkpoint clue-<ablation>."""
+stage), -M_c (the conflict mask replaced by a full mask), M_c to M_f (the conflict stage first), set
+membership (CLUE's training in masks from the circuits' overlap, no CNF or solver) and the
+stage-loss combinations (GA+GA ... PO+NPO), each its own checkpoint clue-<ablation>."""
 
 from clue import io
 from clue.config import ABLATION_LABELS, method_variant
