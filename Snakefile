@@ -43,6 +43,7 @@ include: "rules/report.smk"
 include: "rules/audit.smk"
 include: "rules/paper.smk"
 include: "rules/tune.smk"
+include: "rules/stability.smk"
 include: "rules/cluster.smk"
 
 

@@ -51,7 +51,7 @@ REPEATS = [""] + [f"seed{s}/" for s in SEEDS[1:]]
 TUNING = bool(config["tune"]["grid"])
 TUNE_PAIRS = {f: "__".join(pair) for f, pair in tune_pairs(config).items()}  # forget set -> its tuning pair
 SEED_RUN = r"(seed-?[0-9]+/)?"
-CIRCUIT_RUN = r"(sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?"
+CIRCUIT_RUN = r"(sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/|cseed[0-9]+/)?"
 MODES = ["noising", "denoising"]  # the two circuit interventions (paper section 4.1)
 # Methods that fine-tune every parameter with their forget loss (no localization): every
 # registered forget loss. Localizers are the registered ones (clue/localizers).
@@ -69,7 +69,7 @@ wildcard_constraints:
     forget=r"[A-Za-z0-9_]+",
     retain=r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*",  # several tasks joined by +: one retain set (Figure 3)
     method=r"[A-Za-z0-9_]+",
-    run=r"(seed-?[0-9]+/|sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/)?",
+    run=r"(seed-?[0-9]+/|sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/|cseed[0-9]+/)?",
 
 
 def job_params(params):
@@ -101,18 +101,27 @@ def unlearn_section(run, method=None):
 
 
 def circuit_section(run):
-    """The circuit section of a run. A sparsity run has one target (for every task), an after-run
+    """The circuit section of a run. A circuit-seed run (cseed{s}/, `stability`) is Table 1's search
+    with circuit.seed s. A sparsity run has one target (for every task), an after-run
     the sparsity its circuit before unlearning was chosen at (`clue circuit --same-sparsity-as`).
     Both keep the floor as the stopping rule of Table 1's circuits (stop at the first check that
     reaches it), but keep their one candidate when it is not reached: Figure 4 measures
     faithfulness, and an unlearned model may no longer tell a forget set's clean input from its
     corruption at all."""
     c = dict(config["circuit"])
+    if run.startswith("cseed"):  # the stability check: the same circuit search with another seed
+        c["seed"] = int(run[len("cseed") : -1])
+        return job_params(c)
     if run.startswith("sparsity"):
         c.update(target_sparsity=float(run[len("sparsity") : -1]), target_sparsity_per_task={})
     if run:  # a run's circuit is Edge Pruning's at its target (a node-level one has its own sparsity)
         c.update(if_unfaithful="most_faithful", node_level_fallback=False)
     return job_params(c)
+
+
+def circuit_seed_run(seed):
+    """The {run} of circuit seed s (the stability target): Table 1's own for circuit.seed, else cseed{s}/."""
+    return "" if seed == config["circuit"]["seed"] else f"cseed{seed}/"
 
 
 def circuits_before(w, modes=MODES):

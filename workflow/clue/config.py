@@ -134,6 +134,19 @@ def check_facts(config):
                                     f"set {f!r} (e.g. {shared[0][1]!r}); a {role} task must be other knowledge")
 
 
+def check_stability_seeds(seeds, key="stability.seeds"):
+    """The circuit seeds the stability check compares: two or more distinct non-negative integers;
+    ClueError naming the key."""
+    if not isinstance(seeds, list) or len(seeds) < 2:
+        raise ClueError(f"config key {key}: give at least two circuit seeds to compare, not {seeds!r}")
+    for s in seeds:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise ClueError(f"config key {key}: {s!r} is not a non-negative integer seed")
+    if len(set(seeds)) != len(seeds):
+        raise ClueError(f"config key {key}: a seed repeats ({seeds!r})")
+    return list(seeds)
+
+
 def check_config(config):
     name = config["model"]["name"]
     if config["model"].get("gguf") and config["model"]["pretrained"]:
@@ -183,6 +196,7 @@ def check_config(config):
     if toy["hidden_size"] % toy["num_heads"]:
         raise ClueError("config key model.toy.num_heads: must divide model.toy.hidden_size")
     check_audit(config)
+    check_stability_seeds(config["stability"]["seeds"])
     check_paper(config)
     check_tune(config)
     check_paths(config)

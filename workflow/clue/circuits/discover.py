@@ -111,6 +111,10 @@ DEFAULTS = {
 # Hard-concrete stretch: s in (0, 1) is stretched to (L, R) and clamped to [0, 1].
 BETA, L, R = 2 / 3, -0.1, 1.1
 LOG_ALPHA_INIT = 3.0   # every gate starts almost surely open: the circuit starts as the full model
+# circuit.seed other than 0 (the stability check, `clue stability`): the discovery pairs in a
+# seeded order and each gate's log alpha drawn around LOG_ALPHA_INIT with this spread; seed 0
+# keeps the file order and the constant start, so Table 1's circuits do not move
+INIT_SPREAD = 0.01
 SPARSITY_TOLERANCE = 0.01  # how close the final expected sparsity must come to the target
 
 
@@ -516,7 +520,10 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         # [E]: ``values`` on the candidate edges, 0 elsewhere
         return torch.zeros(graph.n_edges, device=device).index_put((gate_index,), values)
 
-    log_alpha = torch.full((len(gate_index),), LOG_ALPHA_INIT, device=device, requires_grad=True)
+    log_alpha = torch.full((len(gate_index),), LOG_ALPHA_INIT, device=device)
+    if p["seed"]:
+        log_alpha += INIT_SPREAD * torch.randn(len(gate_index), generator=torch.Generator().manual_seed(p["seed"])).to(device)
+    log_alpha.requires_grad_(True)
     lambdas = torch.zeros(2, device=device, requires_grad=True)
     gate_opt = torch.optim.Adam([log_alpha], lr=p["lr"])
     lagrange_opt = torch.optim.SGD([lambdas], lr=p["lagrangian_lr"], maximize=True)
@@ -819,6 +826,18 @@ def chosen_candidate(path):
         raise ClueError(f"--same-sparsity-as {path}: not a circuit JSON with a selection ({e!r})") from None
 
 
+def discovery_order(pairs, seed):
+    """The discovery pairs (load_pairs) in the order training meets them: the file's for seed 0,
+    a seeded permutation of the same pairs for any other seed (INIT_SPREAD)."""
+    if not seed:
+        return pairs
+    import random
+
+    order = list(range(len(pairs["last"])))
+    random.Random(f"circuit-pairs-{seed}").shuffle(order)
+    return {k: v[torch.tensor(order)] for k, v in pairs.items()}
+
+
 def main(args):
     if len(args.out) != len(args.mode) or (args.drawing and len(args.drawing) != len(args.mode)):
         raise ClueError(f"--mode names {len(args.mode)} mode(s): give as many --out paths"
@@ -845,7 +864,7 @@ def main(args):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, p["dtype"]))
     check_supported(model)
     check_context(tokenizer, model.config.max_position_embeddings, args.data_dir, args.task, args.model_dir)
-    pairs = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"])
+    pairs = discovery_order(load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"]), p["seed"])
     validation = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"], "validation_pairs.jsonl")
     heldout = load_pairs(args.data_dir, args.task, tokenizer, p["max_pairs"], "heldout_pairs.jsonl")
 
