@@ -183,9 +183,11 @@ def main():
         return measure(args)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([args.workflow, os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
+    from clue.losses import machine
+
     print(f"{args.pairs} IOI pairs x {args.tokens} tokens, {args.threads} threads, candidate nodes "
           f"{args.candidate_nodes}, model in {args.dtype}, step precision {args.autocast or args.dtype}, "
-          f"clue from {args.workflow}")
+          f"clue from {args.workflow}; {machine()}")
     print("| layers | writers | edges | candidate edges | attribution (s, once) | s / step "
           "| plain forward + backward (s) | ratio | plain pass under autocast (s) | peak extra RSS (MB) |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -44,8 +44,9 @@ def main():
         runs[autocast] = run_lm_eval(model, tokenizer, args.tasks, files, dict(params, autocast=autocast))
         runs[autocast].seconds = time.perf_counter() - start
     fp32, bf16 = runs[None], runs["bfloat16"]
-    print(f"{args.checkpoint}, {args.threads} thread(s), batch {args.batch_size}, torch {torch.__version__} "
-          f"kernels {torch.backends.cpu.get_cpu_capability()}")
+    from clue.losses import machine
+
+    print(f"{args.checkpoint}, {args.threads} thread(s), batch {args.batch_size}, {machine()}")
     print(f"float32 {fp32.seconds:.1f} s, bf16 autocast {bf16.seconds:.1f} s ({fp32.seconds / bf16.seconds:.2f}x)")
     print("| task | questions | answers changed | accuracy fp32 / bf16 | P(correct) fp32 / bf16 |")
     print("|---|---|---|---|---|")

@@ -37,18 +37,12 @@ def run(cmd, cwd):
 
 
 def cpu():
-    """The CPU model and torch's kernel level: the toy world's numbers are bit-identical on one kind
-    of CPU, not across kinds (another kernel rounds differently, and 2,000 base-model steps grow it)."""
-    import torch
+    """The CPU model, its bf16 flags and torch's kernel level: the toy world's numbers are
+    bit-identical on one kind of CPU, not across kinds (another kernel rounds differently, and
+    2,000 base-model steps grow it)."""
+    from clue.losses import machine
 
-    info = {}
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    name = info.get("model name", "unknown CPU")
-    return (f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), {os.cpu_count()} "
-            f"cores, torch {torch.__version__} kernels {torch.backends.cpu.get_cpu_capability()}")
+    return machine()
 
 
 def tables(wd, configfiles):

@@ -112,9 +112,11 @@ def main():
             t = step()
             if r >= 2:
                 times.append(t)
+    from clue.losses import machine
+
     print(f"{args.pairs} IOI pairs x {args.tokens} tokens, {args.threads} threads, candidate nodes "
           f"{args.candidate_nodes} ({len(gate_index):,} edges), step precision {args.autocast}, "
-          f"{args.rounds} interleaved steps each")
+          f"{args.rounds} interleaved steps each; {machine()}")
     print("| masked forward | median s / step | mean | fastest | median / first's | gates equal to the first's |")
     print("|---|---|---|---|---|---|")
     reference = statistics.median(seconds[0])

@@ -59,8 +59,10 @@ def main():
         per_step = (stamps[-1] - stamps[0]) / (steps * (len(stamps) - 1))
         rows.append((autocast or "off", fused, per_step, record["losses"][-1]["loss"]))
         print(f"autocast {autocast or 'off'}, fused AdamW {fused}: {per_step:.3f} s a step", file=sys.stderr)
+    from clue.losses import machine
+
     print(f"{args.method} on {args.forget} x {args.retain}, {args.threads} thread(s), {steps} steps an epoch, "
-          f"torch {torch.__version__} kernels {torch.backends.cpu.get_cpu_capability()}")
+          f"{machine()}")
     print("| autocast | fused AdamW | s a step | x faster | last loss |")
     print("|---|---|---|---|---|")
     for autocast, fused, per_step, loss in rows:

@@ -144,11 +144,13 @@ def circuit_model(w):
 
 def method_masks(model, forget, retain, method, run=""):
     """The mask a method trains inside: CLUE's forget/conflict masks (for its Table 2 variants
-    too; a sparsity run's own), a localizer's mask (at its ratio), or none (GA, NPO, PO train every
-    parameter)."""
+    too; a sparsity run's own), its random-mask control's (one a run seed), a localizer's mask (at
+    its ratio), or none (GA, NPO, PO train every parameter)."""
     base, _, mask = method_variant(method)
     if base in FULL_FINETUNE:
         return []
+    if base == "random":  # CLUE's random-mask control, drawn with the run's seed
+        return f"results/{model}/masks/{forget}__{retain}/random-s{run_seed(run)}.safetensors"
     prefix = run if run.startswith("sparsity") and base == "clue" else ""
     return f"results/{model}/{prefix}masks/{forget}__{retain}/{mask}.safetensors"
 
@@ -161,7 +163,7 @@ def unlearn_loss(method):
     """What `clue unlearn --method` trains: CLUE's two stages, a forget loss on every parameter,
     or, for a localizer's row, PO inside its mask."""
     method = method_variant(method)[0]
-    return "clue" if method == "clue" else (method if method in FULL_FINETUNE else "po")
+    return "clue" if method in ("clue", "random") else (method if method in FULL_FINETUNE else "po")
 
 
 def table1_evals():

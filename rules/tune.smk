@@ -2,7 +2,8 @@
 # config's rule (config section `tune`; clue.tune), on each forget set's tuning pair. Table 1's
 # trainings of a forget set read the choice made on its pair.
 TUNE_PAIR_NAMES = sorted(set(TUNE_PAIRS.values()))
-TUNE_METHODS = (config["tune"]["methods"] or TRAINED) if TUNING else []
+# the random-mask control is not tuned: it trains with CLUE's choice
+TUNE_METHODS = [m for m in (config["tune"]["methods"] or TRAINED) if m != "random"] if TUNING else []
 TUNE_GENERAL = config["tasks"]["general"]
 # what a tuning training reads of the section: its grid (the rule, budgets and pairs only choose
 # among its points, so editing them reruns tune_select alone)

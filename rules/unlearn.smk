@@ -44,6 +44,31 @@ rule membership_masks:
         " --model-name {wildcards.model} --out {output} > {log} 2>&1"
 
 
+rule random_masks:
+    """CLUE's random-mask control: its categories moved to random heads of each layer, every matrix
+    keeping CLUE's forget and conflict fractions (clue.masks.random_control), one mask a seed."""
+    input:
+        assign="results/{model}/assign/{forget}__{retain}.json",
+        base="results/{model}/base",
+    output:
+        "results/{model}/masks/{forget}__{retain}/random-s{seed}.safetensors",
+    log:
+        "logs/{model}/masks/{forget}__{retain}/random-s{seed}.log",
+    benchmark:
+        "benchmarks/{model}/masks/{forget}__{retain}/random-s{seed}.tsv"
+    wildcard_constraints:
+        seed="[0-9]+",
+    priority: PRIORITY["logic"]
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "clue masks --assign {input.assign} --model-dir {input.base} --localizer random --seed {wildcards.seed}"
+        " --model-name {wildcards.model} --out {output} > {log} 2>&1"
+
+
 # Table 1's methods go one job per checkpoint (unlearn.jobs: per_checkpoint) or one per pair
 # (per_pair: rule unlearn_pair takes them over); method variants (clue-<ablation>,
 # <localizer>-r<ratio>) and sparsity runs always go one job per checkpoint.
@@ -98,7 +123,7 @@ if not PER_CHECKPOINT and TRAINED:
             retain=retain_dirs,
             # the general tasks' test questions: the unrelated knowledge of the global-effect record
             general=[data_dir(t) for t in config["tasks"]["general"]],
-            masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method)] if m],
+            masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method, w.run)] if m],
             tuned=tuned_choice,
         output:
             [directory(f"results/{{model}}/{{run}}unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
@@ -121,7 +146,7 @@ if not PER_CHECKPOINT and TRAINED:
             methods=[unlearn_loss(m) for m in TRAINED],
             rows=TRAINED,
             tuned=lambda w, input: f"--tuned {input.tuned}" if input.tuned else "",
-            masks=lambda w: [method_masks(w.model, w.forget, w.retain, m) or "none" for m in TRAINED],
+            masks=lambda w: [method_masks(w.model, w.forget, w.retain, m, w.run) or "none" for m in TRAINED],
         shell:
             "OMP_NUM_THREADS={threads} clue unlearn --base-dir {input.base} --forget-dir {input.forget}"
             " --retain-dir {input.retain} --unrelated-dirs {input.general} --method {params.methods}"

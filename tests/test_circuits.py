@@ -548,7 +548,7 @@ def test_unsupported_model_fails_naming_the_class():
     ({"node_level_fallback": "yes"}, "node_level_fallback must be true or false"),
     ({"threads": 0}, "threads must be a positive integer, got 0"),
     ({"early_stop_every": -1}, "early_stop_every must be 0 \\(off\\) or a positive integer, got -1"),
-    ({"autocast": "bf16"}, "circuit.autocast must be null or one of bfloat16, float16, not 'bf16'"),
+    ({"autocast": "bf16"}, "circuit.autocast must be null, auto or one of bfloat16, float16, not 'bf16'"),
     ({"dtype": "float64"}, "circuit config: dtype must be one of float32, bfloat16, float16, got 'float64'"),
     ({"keep_other_runs": "no"}, "circuit config: keep_other_runs must be true or false, got 'no'")])
 def test_bad_params(params, message):

@@ -133,6 +133,17 @@ def test_a_cap_that_would_leave_a_forget_fact_untrained_fails_before_any_job(con
     assert str(err.value).startswith(message)
 
 
+def test_a_random_control_without_clue_to_match_fails_naming_the_key():
+    config = load()
+    config["methods"] = ["origin", "po", "random"]
+    with pytest.raises(ClueError) as err:
+        check_config(config)
+    assert str(err.value) == ("config key methods[2]: random is CLUE's random-mask control (CLUE's training in "
+                              "random heads of the sizes of CLUE's masks): list clue too")
+    config["methods"].append("clue")
+    check_config(config)
+
+
 def test_a_retain_task_of_the_forget_sets_own_facts_fails(monkeypatch):
     """A retain (or general) task that asks a fact of a forget set would reward keeping what is
     being forgotten: the config is refused, naming the key and a shared fact."""

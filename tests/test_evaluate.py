@@ -185,7 +185,7 @@ def test_autocast_evaluates_in_bf16_close_to_float32(world, tmp_path):
     assert all(bf16[t] == pytest.approx(fp32[t], abs=0.01) for t in TASKS)
     mia = [recs[n]["forget_efficacy"]["toy_cyber"]["MIA"] for n in ("fp32", "bf16")]
     assert mia[1] == pytest.approx(mia[0], abs=0.05)
-    with pytest.raises(ClueError, match=re.escape("evaluate.autocast must be null or one of bfloat16, float16, "
+    with pytest.raises(ClueError, match=re.escape("evaluate.autocast must be null, auto or one of bfloat16, float16, "
                                                   "not 'bf16'")):
         evaluate.mixed_precision({"autocast": "bf16"})
 

@@ -143,3 +143,30 @@ def test_retain_loss_matches_the_hf_language_modelling_loss():
                for ids, _ in enc) / (4 + 2)
     got = retain_loss(model, collate(enc, pad_id=tok.pad_token_id))
     assert got.item() == pytest.approx(want, rel=1e-6)  # HF computes its loss in float32
+
+
+# ------------------------------------------------------------- precision that follows the hardware
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(tmp_path, monkeypatch):
+    """`autocast: auto` reads the CPU's flags: AVX2 alone (torch emulates bf16, ~12x slower than
+    float32) gives float32; avx512_bf16 or amx_bf16 gives bf16; a CUDA device asks torch."""
+    import torch
+
+    import clue.losses as losses
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert losses.cpu_flags(avx2) == {"fpu", "sse2", "avx", "avx2", "fma"}
+    assert losses.cpu_flags(tmp_path / "missing") == set()
+    assert not losses.native_bf16("cpu", losses.cpu_flags(avx2))
+    assert losses.native_bf16("cpu", losses.cpu_flags(amx))
+    read = losses.cpu_flags
+    for path, want in ((avx2, None), (amx, torch.bfloat16)):
+        monkeypatch.setattr(losses, "cpu_flags", lambda cpuinfo=None, path=path: read(path))   # this machine's CPU
+        assert losses.autocast_dtype("auto", "unlearn.autocast", "cpu") is want
+        with losses.autocast("auto", "unlearn.autocast", "cpu"):
+            assert torch.is_autocast_enabled("cpu") == (want is not None)
+    assert losses.autocast_dtype("bfloat16", "unlearn.autocast", "cpu") is torch.bfloat16   # asked for: kept
+    assert losses.autocast_dtype(None, "unlearn.autocast", "cpu") is None

@@ -321,3 +321,65 @@ def test_checkpoint_geometry_names_a_config_that_is_not_llama_family(tmp_path):
     (tmp_path / "config.json").unlink()
     with pytest.raises(ClueError, match=r"config\.json: file not found"):
         checkpoint_geometry(tmp_path)
+
+
+# ------------------------------------------------------------------ the random-mask control
+
+def per_matrix(masks, model):
+    """{(category, matrix): fraction of its elements} of dense masks."""
+    return {(c, n): m.float().mean().item() for c, params in masks.items() for n, m in params.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_the_random_control_keeps_every_matrix_fraction_and_moves_the_heads(tmp_path, seed):
+    """8 query heads in 2 key/value groups, 2 layers: layer 0 has a whole forget group, a mixed
+    group and an MLP conflict neuron; layer 1 one conflict head. The control's masks cover each
+    matrix exactly as much as CLUE's, category by category (k/v too: a group's make-up moves with
+    it), keep the MLPs where CLUE has them, and put the heads elsewhere for some seed."""
+    from clue.masks import random_control
+
+    model = make_model("gqa", hidden_size=32, heads=8, kv_heads=2, layers=2)
+    by_cat = {"forget": ["a0.h0", "a0.h1", "a0.h2", "a0.h3", "a0.h5"], "conflict": ["a0.h6", "m0", "a1.h1"]}
+    clue = load_masks(write(tmp_path, model, by_cat, "clue.safetensors"), model)
+    moved = random_control(by_cat, model.config, seed)
+    assert moved == random_control(by_cat, model.config, seed)
+    assert "m0" in moved["conflict"] and sorted(map(len, moved.values())) == sorted(map(len, by_cat.values()))
+    control = load_masks(write(tmp_path, model, moved, "random.safetensors"), model)
+    assert per_matrix(control, model) == pytest.approx(per_matrix(clue, model))
+    heads = {n for names in moved.values() for n in names if n.startswith("a")}
+    assert len(heads) == 7 and {n for n in heads if n.startswith("a1")} != set() and len(
+        {n for n in heads if n.startswith("a0")}) == 6
+
+
+def test_the_random_control_draws_other_heads_for_other_seeds():
+    from clue.masks import random_control
+
+    model = make_model("gqa", hidden_size=32, heads=8, kv_heads=2, layers=2)
+    by_cat = {"forget": ["a0.h0", "a0.h5"], "conflict": ["a1.h1", "a1.h6"]}
+    draws = {tuple(sorted(random_control(by_cat, model.config, s)["forget"])) for s in range(8)}
+    assert len(draws) > 1
+
+
+def test_the_masks_cli_draws_the_control_with_its_seed_and_names_a_missing_one(tmp_path, capsys):
+    from clue.cli import main
+
+    model = make_model("gqa", hidden_size=32, heads=4, kv_heads=2, layers=2)
+    model.save_pretrained(tmp_path / "base")
+    capsys.readouterr()
+    neurons = {f"a{l}.h{h}": {"value": 1, "category": "safe"} for l in range(2) for h in range(4)}
+    neurons.update({"m0": {"value": 0, "category": "forget"}, "m1": {"value": 1, "category": "retain"},
+                    "a1.h3": {"value": None, "category": "conflict"}})
+    (tmp_path / "assign.json").write_text(json.dumps({"status": "UNSAT", "neurons": neurons}))
+    argv = ["masks", "--assign", str(tmp_path / "assign.json"), "--model-dir", str(tmp_path / "base"),
+            "--localizer", "random", "--model-name", "toy", "--out", str(tmp_path / "r.safetensors")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == ("clue masks: error: --localizer random draws its heads with a seed: "
+                                               "give --seed")
+    assert not (tmp_path / "r.safetensors").exists()
+    assert main(argv + ["--seed", "5"]) == 0
+    with safe_open(str(tmp_path / "r.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert meta["localizer"] == "random" and meta["seed"] == "5"
+    masks = load_masks(tmp_path / "r.safetensors", model)
+    assert set(masks["forget"]) == {MLP.format(0, p) for p in ("gate", "up", "down")}
+    assert masks["conflict"][ATTN.format(1, "q")].sum().item() == 8 * 32   # one head of 8 rows, somewhere

@@ -156,3 +156,20 @@ def test_rules_are_snakefmt_formatted():
     out = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules/"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_random_control_draws_one_mask_a_seed_and_trains_with_clues_choice(tmp_path):
+    """methods with `random` and three seeds: one random mask per pair and seed, each repeat
+    training inside its own seed's mask with CLUE's two stages; with a tune grid the control is not
+    tuned (it reads CLUE's choice)."""
+    overlay = tmp_path / "rand.yaml"
+    overlay.write_text("methods: [origin, po, clue, random]\nseeds: [0, 1, 2]\n"
+                       "tune: {grid: {lr: [0.001], epochs: [2]}}\n")
+    out = snakemake(ROOT, "-n", "-p", "results/rand/table1.csv", "--configfile", "config.yaml", str(overlay))
+    jobs = planned_jobs(out)
+    assert jobs["random_masks"] == 4 * 3 and jobs["tune_method"] == 2   # po and clue, on the paper pair
+    for run, seed in (("", 0), ("seed1/", 1), ("seed2/", 2)):
+        line = next(x for x in out.stdout.splitlines() if " clue unlearn " in x
+                    and f"results/toy/{run}unlearned/toy_cyber__toy_cyber_neighbour/random" in x)
+        assert "--method po clue clue" in line and "--rows po clue random" in line
+        assert f"masks/toy_cyber__toy_cyber_neighbour/random-s{seed}.safetensors" in line

@@ -284,7 +284,7 @@ def test_npo_reference_is_taken_in_the_training_precision(world, tmp_path):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("autocast", "bf16", "unlearn.autocast must be null or one of bfloat16, float16, not 'bf16'"),
+    ("autocast", "bf16", "unlearn.autocast must be null, auto or one of bfloat16, float16, not 'bf16'"),
     ("fused_optimizer", "yes", "unlearn.fused_optimizer must be true or false, not 'yes'"),
 ])
 def test_bad_precision_settings_are_named(key, value, message):
@@ -568,3 +568,13 @@ def test_records_without_facts_are_sampled_as_before():
 
     records = [{"text": str(i)} for i in range(30)]
     assert sample_covering(records, 10, random.Random(4), "t") == seeded_sample(records, 10, random.Random(4), "t")
+
+
+def test_the_random_control_reads_clues_tuned_setting():
+    from clue.unlearn import tuned_params
+
+    tuned = {"clue": {"lr": 3e-5, "epochs": 6}, "po": {"lr": 1e-4, "epochs": 2}}
+    params = {"lr": 1e-3, "epochs_forget": 1, "epochs_conflict": 1}
+    assert tuned_params(params, "random", tuned) == {"lr": 3e-5, "epochs_forget": 1, "epochs_conflict": 5}
+    assert tuned_params(params, "po", tuned)["lr"] == 1e-4
+    assert tuned_params(params, "ga", tuned) == params

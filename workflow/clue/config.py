@@ -68,12 +68,13 @@ def schema_error(config, schema):
 
 def known_methods():
     """Rows of Table 1 this version can produce: Origin, every registered forget loss (trained on
-    every parameter), every registered localizer (PO + retain loss inside its mask) and CLUE. The
+    every parameter), every registered localizer (PO + retain loss inside its mask), CLUE and its
+    random-mask control `random` (CLUE's training in random heads of CLUE's sizes). The
     registries are torch-free to import; see README "Adding a method or a localizer"."""
     from clue.localizers import LOCALIZERS
     from clue.losses import FORGET_LOSSES
 
-    return ["origin", *FORGET_LOSSES, *LOCALIZERS, "clue"]
+    return ["origin", *FORGET_LOSSES, *LOCALIZERS, "clue", "random"]
 
 
 def model_source(config):
@@ -166,6 +167,9 @@ def check_config(config):
                                 f"tasks.{role} takes {' or '.join(LIST_ROLES[role])} tasks")
     check_facts(config)
     known = known_methods()
+    if "random" in config["methods"] and "clue" not in config["methods"]:
+        raise ClueError(f"config key methods[{config['methods'].index('random')}]: random is CLUE's random-mask "
+                        "control (CLUE's training in random heads of the sizes of CLUE's masks): list clue too")
     for i, method in enumerate(config["methods"]):
         if method not in known:
             raise ClueError(f"config key methods[{i}]: unknown method {method!r}{suggest(method, known)}; known methods: "

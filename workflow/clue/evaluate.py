@@ -203,7 +203,8 @@ def mixed_precision(params):
     """``evaluate.autocast`` as a torch dtype (None: every product in the checkpoint's dtype)."""
     from clue.losses import autocast_dtype
 
-    return autocast_dtype(params.get("autocast"), "evaluate.autocast")
+    device = params.get("device", "cpu")
+    return autocast_dtype(params.get("autocast"), "evaluate.autocast", None if device == "auto" else device.split(":")[0])
 
 
 def run_lm_eval(model, tokenizer, tasks, test_files, params):

@@ -465,11 +465,38 @@ def neurons_by_category(assign, categories=CATEGORIES, source="assignment"):
     return out
 
 
+def random_control(by_cat, config, seed):
+    """The random-mask control of CLUE's categories (Table 1's `random` row): in every layer the
+    query heads are relabelled by a seeded random permutation that maps key/value groups onto
+    key/value groups (the groups shuffled, then the heads inside each), so each head's category
+    moves to a random head while every weight matrix keeps exactly CLUE's forget and conflict
+    fractions: q and o as many heads as CLUE's, k and v as many groups of each make-up (GQA-exact
+    rule), the MLP of each layer (one neuron, whole matrices) as CLUE's. Only which heads are
+    trained differs."""
+    import random
+
+    layers, heads, kv_heads, _ = attention_geometry(config)
+    per_group = heads // kv_heads
+    rng = random.Random(f"random-mask-{seed}")
+    mapping = {}
+    for layer in range(layers):
+        groups = list(range(kv_heads))
+        rng.shuffle(groups)
+        for g, target in enumerate(groups):
+            inside = list(range(per_group))
+            rng.shuffle(inside)
+            for i, j in enumerate(inside):
+                mapping[f"a{layer}.h{g * per_group + i}"] = f"a{layer}.h{target * per_group + j}"
+    return {c: [mapping.get(n, n) for n in names] for c, names in by_cat.items()}
+
+
 def add_arguments(parser):
     parser.add_argument("--assign", required=True, help="solve assignment JSON (results/{model}/assign/...)")
     parser.add_argument("--model-dir", required=True, help="base checkpoint directory (its config names the parameters)")
-    parser.add_argument("--localizer", default="clue", choices=["clue"],
-                        help="localizer that produced the categories (only 'clue' reads an assignment)")
+    parser.add_argument("--localizer", default="clue", choices=["clue", "random"],
+                        help="clue: the assignment's categories; random: the random-mask control of them "
+                        "(random_control, with --seed)")
+    parser.add_argument("--seed", type=int, help="the random-mask control's seed (--localizer random)")
     parser.add_argument("--model-name", required=True, help="model wildcard, stored in the metadata")
     parser.add_argument("--out", required=True, help="output .safetensors")
 
@@ -478,8 +505,14 @@ def main(args):
     assign = read_json(args.assign)
     by_cat = neurons_by_category(assign, source=args.assign)
     config, shapes = checkpoint_geometry(args.model_dir)
+    extra = None
+    if args.localizer == "random":
+        if args.seed is None:
+            raise ClueError("--localizer random draws its heads with a seed: give --seed")
+        by_cat, extra = random_control(by_cat, config, args.seed), {"seed": args.seed, "matched_to": args.assign}
     masks = axis_masks_from_neurons(by_cat, config, shapes)
-    write_masks(args.out, masks, model=args.model_name, localizer=args.localizer, categories=CATEGORIES)
+    write_masks(args.out, masks, model=args.model_name, localizer=args.localizer, categories=CATEGORIES,
+                extra_metadata=extra)
     counts = ", ".join(f"{len(by_cat[c])} {c}" for c in CATEGORIES)
     pct = ", ".join(f"{c} {_axis_pct(masks[c], shapes):.2f}%" for c in CATEGORIES)
     print(f"clue masks: {counts} neurons; mask covers {pct} of the attention/MLP weights -> {args.out}",

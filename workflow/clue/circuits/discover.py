@@ -533,7 +533,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     # target below it would wind the multiplier up and push the gates open until they saturate
     start = 1 - len(gate_index) / graph.n_edges
     history = []
-    weights = LowPrecisionWeights(model, autocast_dtype(p["autocast"], "circuit.autocast"))
+    weights = LowPrecisionWeights(model, autocast_dtype(p["autocast"], "circuit.autocast", device.type))
     every = p["early_stop_every"] if validation is not None else 0
     stop = None   # (cut, validation figures) of the check an early stop ends on
     # every check measures on the same validation pairs: their batches and the empty circuit's KL once

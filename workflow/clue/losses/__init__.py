@@ -24,6 +24,7 @@ Conventions (all losses are minimised):
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from clue import import_submodules
@@ -127,14 +128,64 @@ def collate(encoded, pad_id=0, ref_logp=None):
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 
 
-def autocast_dtype(value, key):
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")   # CPU instructions that compute bf16 products natively
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (Linux), or an empty set where they cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    line = next((x for x in text.splitlines() if x.startswith(("flags", "Features"))), "")
+    return set(line.partition(":")[2].split())
+
+
+def native_bf16(device_type, flags=None):
+    """Whether ``device_type`` computes bf16 products natively: a CUDA GPU that supports bf16, or a
+    CPU with avx512_bf16 or amx_bf16. Elsewhere (an AVX2-only CPU) torch emulates them, about 12x
+    slower than float32 (docs/performance.md)."""
+    import torch
+
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(set(BF16_CPU_FLAGS) & (cpu_flags() if flags is None else flags))
+
+
+def machine():
+    """One line naming what a timing ran on: the CPU's model, family and model number, its cores,
+    whether it has native bf16 (the flags `auto` precision reads) and torch's kernel level."""
+    import os
+
+    import torch
+
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    bf16 = sorted(set(BF16_CPU_FLAGS) & cpu_flags())
+    return (f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')}, model "
+            f"{info.get('model', '?')}), {os.cpu_count()} cores, native bf16: {', '.join(bf16) or 'none'}, "
+            f"torch {torch.__version__} kernels {torch.backends.cpu.get_cpu_capability()}")
+
+
+def autocast_dtype(value, key, device_type=None):
     """A config's ``autocast`` setting as a torch dtype (None for null); a ClueError naming ``key``
-    for anything else. Training (``unlearn.autocast``), evaluation (``evaluate.autocast``) and circuit
-    discovery (``circuit.autocast``) share it."""
+    for anything else. ``auto`` is bfloat16 where ``device_type`` (default: CUDA when there is a
+    GPU, else the CPU) computes it natively, else None (float32). Training (``unlearn.autocast``),
+    evaluation (``evaluate.autocast``) and circuit discovery (``circuit.autocast``) share it."""
     if value is None:
         return None
+    if value == "auto":
+        import torch
+
+        device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.bfloat16 if native_bf16(device_type) else None
     if value not in AUTOCAST_DTYPES:
-        raise ClueError(f"{key} must be null or one of {', '.join(AUTOCAST_DTYPES)}, not {value!r}")
+        raise ClueError(f"{key} must be null, auto or one of {', '.join(AUTOCAST_DTYPES)}, not {value!r}")
     import torch
 
     return getattr(torch, value)
@@ -142,10 +193,11 @@ def autocast_dtype(value, key):
 
 def autocast(value, key, device_type):
     """The context a config's ``autocast`` setting asks for: torch.autocast at its dtype, disabled
-    for null (``key`` names the setting in the error)."""
+    for null, or for auto where the device has no native bf16 (``key`` names the setting in the
+    error)."""
     import torch
 
-    dtype = autocast_dtype(value, key)
+    dtype = autocast_dtype(value, key, device_type)
     return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
 
 

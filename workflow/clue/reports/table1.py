@@ -50,7 +50,7 @@ def method_labels():
     from clue.losses import FORGET_LOSSES
 
     return {"origin": "Origin", **{n: x.label for n, x in {**FORGET_LOSSES, **LOCALIZERS}.items()},
-            "clue": "CLUE"}
+            "clue": "CLUE", "random": "Random mask (CLUE's sizes)"}
 
 
 def collect(eval_paths, first_seed=0, with_accuracy=False):
