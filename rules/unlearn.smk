@@ -123,7 +123,9 @@ if not PER_CHECKPOINT and TRAINED:
             retain=retain_dirs,
             # the general tasks' test questions: the unrelated knowledge of the global-effect record
             general=[data_dir(t) for t in config["tasks"]["general"]],
-            masks=lambda w: [m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method, w.run)] if m],
+            masks=lambda w: [
+                m for method in TRAINED for m in [method_masks(w.model, w.forget, w.retain, method, w.run)] if m
+            ],
             tuned=tuned_choice,
         output:
             [directory(f"results/{{model}}/{{run}}unlearned/{{forget}}__{{retain}}/{m}") for m in TRAINED],
