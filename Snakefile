@@ -44,6 +44,7 @@ include: "rules/audit.smk"
 include: "rules/paper.smk"
 include: "rules/tune.smk"
 include: "rules/stability.smk"
+include: "rules/attack.smk"
 include: "rules/cluster.smk"
 
 

@@ -179,8 +179,9 @@ def test_known_methods_follow_the_registries():
     from clue.losses import FORGET_LOSSES
 
     methods = known_methods()
-    assert methods[0] == "origin" and methods[-1] == "clue"
-    assert set(methods[1:-1]) == set(FORGET_LOSSES) | set(LOCALIZERS)
+    # CLUE, then its random-mask control
+    assert methods[0] == "origin" and methods[-2:] == ["clue", "random"]
+    assert set(methods[1:-2]) == set(FORGET_LOSSES) | set(LOCALIZERS)
     # the paper's Table 1 rows
     assert {"ga", "npo", "po", "memit", "pcgu", "depn", "wagle"} <= set(methods)
 

@@ -259,12 +259,10 @@ def krs_curves(base, unlearned, batch, params):
 def relearn(model, tokenizer, forget_dir, task, params, eval_params):
     """FE of ``model`` after each step count of ``relearn_steps`` of fine-tuning on the forget
     set's held-out corpus; trains ``model`` in place. [{"steps": k, "FE": ...}]."""
-    import random
-
     import torch
 
     from clue.evaluate import local_test_files, run_lm_eval
-    from clue.losses import collate, encode_text, mean_nll, to_device
+    from clue.losses import encode_text
 
     if not params["relearn_steps"]:
         return []
@@ -275,36 +273,53 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
     encoded = [encode_text(tokenizer, t) for t in texts]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     test_files = local_test_files([task], Path(forget_dir).parent)
-    rng = random.Random(params["seed"])
-    torch.manual_seed(params["seed"])
+    curve = []
+    for target in finetune(model, encoded, pad, params["relearn_lr"], params["relearn_batch_size"], params["seed"],
+                           params["relearn_steps"]):
+        with torch.no_grad():
+            acc = run_lm_eval(model, tokenizer, [task], test_files, eval_params).acc
+        curve.append({"steps": target, "FE": 1.0 - acc[task]})
+    return curve
+
+
+def finetune(model, encoded, pad, lr, batch_size, seed, targets):
+    """Fine-tune every parameter of ``model`` in place on the ``encoded`` texts (their NLL), in
+    batches of a seeded order, with AdamW steps as unlearning takes them (fp32 master weights for
+    a low-precision model, no clipping); yields each step count of ``targets`` (increasing) once
+    it is reached, so the caller can score the model there. Relearning in the audit and in the
+    relearning attack (clue.attack)."""
+    import random
+
+    import torch
+
+    from clue.losses import collate, mean_nll, to_device
     from clue.unlearn import master_weights, step_each_matrix
 
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
     trained = dict(model.named_parameters())
     for q in trained.values():
         q.requires_grad_(True)
     master = master_weights(trained)   # fp32 steps for a bf16 model, as in unlearning
-    opt = torch.optim.AdamW(list(master.values()), lr=params["relearn_lr"], weight_decay=0.0)
-    curve, done, order = [], 0, []
-    for target in params["relearn_steps"]:
+    opt = torch.optim.AdamW(list(master.values()), lr=lr, weight_decay=0.0)
+    done, order = 0, []
+    for target in targets:
         model.train(False)   # no dropout: the same steps give the same model
         while done < target:
-            if len(order) < params["relearn_batch_size"]:
+            if len(order) < batch_size:
                 fresh = list(range(len(encoded)))
                 rng.shuffle(fresh)
                 order += fresh
-            idx, order = order[:params["relearn_batch_size"]], order[params["relearn_batch_size"]:]
+            idx, order = order[:batch_size], order[batch_size:]
             loss = mean_nll(model, to_device(collate([encoded[i] for i in idx], pad), model.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             with torch.no_grad():   # one matrix at a time, as unlearning steps (no clipping)
                 step_each_matrix(trained, master, None, opt, 0)
             done += 1
-        with torch.no_grad():
-            acc = run_lm_eval(model, tokenizer, [task], test_files, eval_params).acc
-        curve.append({"steps": target, "FE": 1.0 - acc[task]})
+        yield target
     for q in model.parameters():
         q.requires_grad_(False)
-    return curve
 
 
 # --------------------------------------------------------------------------- global negative effect

@@ -29,6 +29,8 @@ STAGES = {
     "stability": ("clue.reports.stability", "Jaccard overlap of CLUE's neuron categories across circuit seeds"),
     "tune": ("clue.tune", "score a method's grid of learning rates and epochs on validation questions"),
     "tune-select": ("clue.reports.tuning", "apply the config's rule to every method's grid: the settings Table 1 uses"),
+    "attack": ("clue.attack", "relearning and 4-bit quantization attacks on a checkpoint: FE before and after"),
+    "robust": ("clue.reports.robust", "the robust-FE table: FE as trained, after relearning and after quantization"),
     "audit": ("clue.audit", "knowledge recovery (KRS) and relearning audit of unlearned checkpoints"),
     "audit-table": ("clue.reports.audit_table", "collect audit JSONs into results/audit.csv and KRS figures"),
 }

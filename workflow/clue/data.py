@@ -22,9 +22,10 @@ SPLIT_FIELDS = {
 }
 # Fields written where a task has them: the template a question is asked in and the fact it asks
 # (a fact asked in several forms); the facts a forget document states and the fact a refusal
-# refuses, so that a capped sample of the forget data still covers every fact (clue.io.sample_covering).
+# refuses, so that a capped sample of the forget data still covers every fact (clue.io.sample_covering);
+# a refusal's true answer (DPO's rejected response, the relearning attack's target).
 OPTIONAL_FIELDS = {"test": ("form", "fact"), "validation": ("form", "fact"), "train": ("facts",),
-                   "refusal": ("fact",)}
+                   "refusal": ("answer", "fact")}
 # Splits written for forget sets only.
 FORGET_ONLY = ("refusal", "holdout")
 
