@@ -151,7 +151,7 @@ def method_masks(model, forget, retain, method, run=""):
         return []
     if base == "random":  # CLUE's random-mask control, drawn with the run's seed
         return f"results/{model}/masks/{forget}__{retain}/random-s{run_seed(run)}.safetensors"
-    prefix = run if run.startswith("sparsity") and base == "clue" else ""
+    prefix = run if run.startswith("sparsity") and mask == "clue" else ""
     return f"results/{model}/{prefix}masks/{forget}__{retain}/{mask}.safetensors"
 
 

@@ -57,7 +57,7 @@ rule random_masks:
     benchmark:
         "benchmarks/{model}/masks/{forget}__{retain}/random-s{seed}.tsv"
     wildcard_constraints:
-        seed="[0-9]+",
+        seed="-?[0-9]+",
     priority: PRIORITY["logic"]
     conda:
         "../envs/clue.yaml"

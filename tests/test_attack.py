@@ -95,6 +95,8 @@ def test_an_attack_that_cannot_move_the_model_leaves_fe_and_one_that_trains_move
     ({"relearn_steps": 0}, "config key attack.relearn_steps: a positive integer, not 0"),
     ({"bits": 0}, "config key attack.bits: a positive integer, not 0"),
     ({"relearn_lr": 0}, "config key attack.relearn_lr: a positive number, not 0"),
+    # one bit of symmetric rounding has no level but zero
+    ({"bits": 1}, "config key attack.bits: 2 to 16 bits, not 1"),
 ])
 def test_an_attack_with_zero_steps_or_bits_is_refused(params, message):
     from clue.attack import resolve_params
@@ -104,8 +106,8 @@ def test_an_attack_with_zero_steps_or_bits_is_refused(params, message):
     assert str(err.value) == message
 
 
-@pytest.mark.parametrize("key, value", [("relearn_steps", 0), ("bits", 0)])
-def test_the_config_refuses_them_before_any_job(key, value):
+@pytest.mark.parametrize("key, value, minimum", [("relearn_steps", 0, 1), ("bits", 1, 2)])
+def test_the_config_refuses_them_before_any_job(key, value, minimum):
     import yaml
 
     from clue.config import config_problem
@@ -114,7 +116,7 @@ def test_the_config_refuses_them_before_any_job(key, value):
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["attack"] = {key: value}
     problem = config_problem(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    assert problem == f"config key attack.{key}: 0 is less than the minimum of 1"
+    assert problem == f"config key attack.{key}: {value} is less than the minimum of {minimum}"
 
 
 def record(method, trained, relearned, quantized, n=20):

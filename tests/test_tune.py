@@ -101,6 +101,9 @@ def load(extra):
      "config key tune.pairs[1]: a second pair for the forget set 'toy_cyber'"),
     ({"grid": {"lr": [1e-3], "epochs": [2]}, "pairs": ["toy_cyber__toy_cyber_neighbour"]},
      "config key tune.pairs: no pair for the forget set(s) toy_bio"),
+    # the random-mask control trains with CLUE's choice
+    ({"grid": {"lr": [1e-3], "epochs": [2]}, "methods": ["clue", "random"]},
+     "config key tune.methods[1]: random trains with CLUE's tuned setting (only its neurons differ); it is not tuned"),
     ({"grid": {"lr": [1e-3], "epochs": [2]}, "rule": {"maximize": "GU", "at_least": {"FE": 2, "XX": 1}}},
      "config key tune.rule.at_least.XX: unknown metric"),
 ])

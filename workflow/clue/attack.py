@@ -39,8 +39,9 @@ def resolve_params(params):
     for key in ("relearn_steps", "relearn_batch_size", "bits", "group_size"):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
             raise ClueError(f"config key attack.{key}: a positive integer, not {p[key]!r}")
-    if p["bits"] > 16:
-        raise ClueError(f"config key attack.bits: at most 16 bits, not {p['bits']!r}")
+    if not 2 <= p["bits"] <= 16:
+        # symmetric rounding keeps 2^(bits-1) - 1 levels a sign: 1 bit would round every weight to 0
+        raise ClueError(f"config key attack.bits: 2 to 16 bits, not {p['bits']!r}")
     if not isinstance(p["relearn_lr"], (int, float)) or isinstance(p["relearn_lr"], bool) or p["relearn_lr"] <= 0:
         raise ClueError(f"config key attack.relearn_lr: a positive number, not {p['relearn_lr']!r}")
     return p

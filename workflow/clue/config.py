@@ -230,6 +230,9 @@ def check_tune(config):
     check_rule(t["rule"])
     trained = [m for m in config["methods"] if m != "origin"]
     for i, m in enumerate(t["methods"] or []):
+        if m == "random":
+            raise ClueError(f"config key tune.methods[{i}]: random trains with CLUE's tuned setting (only its neurons "
+                            "differ); it is not tuned")
         if m not in trained:
             raise ClueError(f"config key tune.methods[{i}]: {m!r} is not a trained method of the config"
                             f"{suggest(m, trained)}; the config trains: {', '.join(trained) or 'none'}")

@@ -10,7 +10,7 @@ from clue.errors import ClueError
 from clue.io import write_json
 from clue.logic.cnf import retain_set_name
 from clue.logic.gates import OUT, load_gates, neuron_kind
-from clue.logic.solve import CATEGORIES
+from clue.logic.solve import _counts
 
 STATUS = "MEMBERSHIP"
 
@@ -30,12 +30,6 @@ def categorize(forget_graph, retain_graphs):
                     else "retain" if n in in_r else "safe")
         out[n] = {"value": None, "category": category}
     return out
-
-
-def _counts(cats, names):
-    c = {k: sum(cats[n]["category"] == k for n in names) for k in CATEGORIES}
-    pct = {k: (round(100.0 * v / len(names), 4) if names else 0.0) for k, v in c.items()}
-    return {"total": len(names), "counts": c, "percentages": pct}
 
 
 def assignment(forget_graph, retain_graphs):

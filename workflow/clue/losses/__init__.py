@@ -148,7 +148,8 @@ def native_bf16(device_type, flags=None):
     import torch
 
     if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # without the emulation a V100- or T4-class GPU would count as supporting bf16
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     return bool(set(BF16_CPU_FLAGS) & (cpu_flags() if flags is None else flags))
 
 

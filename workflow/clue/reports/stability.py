@@ -24,10 +24,9 @@ def jaccard(a, b):
 
 
 def categories(assign, path):
-    neurons = assign.get("neurons")
-    if not isinstance(neurons, dict):
-        raise ClueError(f"{path}: not an assignment of clue solve (no 'neurons' object)")
-    return {c: {n for n, v in neurons.items() if v.get("category") == c} for c in CATEGORIES}
+    from clue.masks import neurons_by_category
+
+    return {c: set(names) for c, names in neurons_by_category(assign, CATEGORIES, path).items()}
 
 
 def rows(pair, seeds, assignments):

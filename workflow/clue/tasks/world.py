@@ -34,9 +34,6 @@ class _FactTable(toy.KnowledgeDomain):
     def holdout_facts(self, seed):
         return self._holdout
 
-    def documents(self, seed, facts=None):
-        return [text for text, _ in self.corpus(seed, facts)]
-
     def fact_keys(self, seed):
         """Every fact the task teaches and asks, as (its corpus's first sentence template, subject)."""
         return {(self.sentences[0], subject) for subject in self.facts(seed)}
