@@ -358,6 +358,8 @@ def test_the_random_control_draws_other_heads_for_other_seeds():
     by_cat = {"forget": ["a0.h0", "a0.h5"], "conflict": ["a1.h1", "a1.h6"]}
     draws = {tuple(sorted(random_control(by_cat, model.config, s)["forget"])) for s in range(8)}
     assert len(draws) > 1
+    pairs = {tuple(sorted(random_control(by_cat, model.config, 0, p)["forget"])) for p in ("a__b", "a__c", "d__b")}
+    assert len(pairs) > 1   # each pair draws its own heads
 
 
 def test_the_masks_cli_draws_the_control_with_its_seed_and_names_a_missing_one(tmp_path, capsys):
@@ -369,7 +371,8 @@ def test_the_masks_cli_draws_the_control_with_its_seed_and_names_a_missing_one(t
     neurons = {f"a{l}.h{h}": {"value": 1, "category": "safe"} for l in range(2) for h in range(4)}
     neurons.update({"m0": {"value": 0, "category": "forget"}, "m1": {"value": 1, "category": "retain"},
                     "a1.h3": {"value": None, "category": "conflict"}})
-    (tmp_path / "assign.json").write_text(json.dumps({"status": "UNSAT", "neurons": neurons}))
+    (tmp_path / "assign.json").write_text(json.dumps({"forget": "f", "retain": "r", "status": "UNSAT",
+                                                      "neurons": neurons}))
     argv = ["masks", "--assign", str(tmp_path / "assign.json"), "--model-dir", str(tmp_path / "base"),
             "--localizer", "random", "--model-name", "toy", "--out", str(tmp_path / "r.safetensors")]
     assert main(argv) == 2
@@ -379,7 +382,7 @@ def test_the_masks_cli_draws_the_control_with_its_seed_and_names_a_missing_one(t
     assert main(argv + ["--seed", "5"]) == 0
     with safe_open(str(tmp_path / "r.safetensors"), "pt") as f:
         meta = f.metadata()
-    assert meta["localizer"] == "random" and meta["seed"] == "5"
+    assert meta["localizer"] == "random" and meta["seed"] == "5" and meta["pair"] == "f__r"
     masks = load_masks(tmp_path / "r.safetensors", model)
     assert set(masks["forget"]) == {MLP.format(0, p) for p in ("gate", "up", "down")}
     assert masks["conflict"][ATTN.format(1, "q")].sum().item() == 8 * 32   # one head of 8 rows, somewhere

@@ -465,19 +465,19 @@ def neurons_by_category(assign, categories=CATEGORIES, source="assignment"):
     return out
 
 
-def random_control(by_cat, config, seed):
+def random_control(by_cat, config, seed, pair=""):
     """The random-mask control of CLUE's categories (Table 1's `random` row): in every layer the
     query heads are relabelled by a seeded random permutation that maps key/value groups onto
     key/value groups (the groups shuffled, then the heads inside each), so each head's category
     moves to a random head while every weight matrix keeps exactly CLUE's forget and conflict
     fractions: q and o as many heads as CLUE's, k and v as many groups of each make-up (GQA-exact
     rule), the MLP of each layer (one neuron, whole matrices) as CLUE's. Only which heads are
-    trained differs."""
+    trained differs. ``pair`` (forget__retain) enters the seed, so each pair draws its own heads."""
     import random
 
     layers, heads, kv_heads, _ = attention_geometry(config)
     per_group = heads // kv_heads
-    rng = random.Random(f"random-mask-{seed}")
+    rng = random.Random(f"random-mask-{pair}-{seed}")
     mapping = {}
     for layer in range(layers):
         groups = list(range(kv_heads))
@@ -509,7 +509,9 @@ def main(args):
     if args.localizer == "random":
         if args.seed is None:
             raise ClueError("--localizer random draws its heads with a seed: give --seed")
-        by_cat, extra = random_control(by_cat, config, args.seed), {"seed": args.seed, "matched_to": args.assign}
+        pair = f"{assign.get('forget')}__{assign.get('retain')}"
+        by_cat = random_control(by_cat, config, args.seed, pair)
+        extra = {"seed": args.seed, "pair": pair, "matched_to": args.assign}
     masks = axis_masks_from_neurons(by_cat, config, shapes)
     write_masks(args.out, masks, model=args.model_name, localizer=args.localizer, categories=CATEGORIES,
                 extra_metadata=extra)
