@@ -87,11 +87,8 @@ def relearn_(model, tokenizer, texts, params):
     """Fine-tune every parameter of ``model`` in place on ``texts`` for relearn_steps AdamW steps,
     as the audit relearns (clue.audit.finetune)."""
     from clue.audit import finetune
-    from clue.losses import encode_text
 
-    encoded = [encode_text(tokenizer, t) for t in texts]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for _ in finetune(model, encoded, pad, params["relearn_lr"], params["relearn_batch_size"], params["seed"],
+    for _ in finetune(model, tokenizer, texts, params["relearn_lr"], params["relearn_batch_size"], params["seed"],
                       [params["relearn_steps"]]):
         pass
 

@@ -262,7 +262,6 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
     import torch
 
     from clue.evaluate import local_test_files, run_lm_eval
-    from clue.losses import encode_text
 
     if not params["relearn_steps"]:
         return []
@@ -270,11 +269,9 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
     if not path.is_file():
         raise ClueError(f"task {task}: {path} not found: relearning needs the forget set's held-out corpus")
     texts = [r["text"] for r in io.read_jsonl(path, required=["text"])]
-    encoded = [encode_text(tokenizer, t) for t in texts]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     test_files = local_test_files([task], Path(forget_dir).parent)
     curve = []
-    for target in finetune(model, encoded, pad, params["relearn_lr"], params["relearn_batch_size"], params["seed"],
+    for target in finetune(model, tokenizer, texts, params["relearn_lr"], params["relearn_batch_size"], params["seed"],
                            params["relearn_steps"]):
         with torch.no_grad():
             acc = run_lm_eval(model, tokenizer, [task], test_files, eval_params).acc
@@ -282,8 +279,8 @@ def relearn(model, tokenizer, forget_dir, task, params, eval_params):
     return curve
 
 
-def finetune(model, encoded, pad, lr, batch_size, seed, targets):
-    """Fine-tune every parameter of ``model`` in place on the ``encoded`` texts (their NLL), in
+def finetune(model, tokenizer, texts, lr, batch_size, seed, targets):
+    """Fine-tune every parameter of ``model`` in place on ``texts`` (their NLL), in
     batches of a seeded order, with AdamW steps as unlearning takes them (fp32 master weights for
     a low-precision model, no clipping); yields each step count of ``targets`` (increasing) once
     it is reached, so the caller can score the model there. Relearning in the audit and in the
@@ -292,9 +289,11 @@ def finetune(model, encoded, pad, lr, batch_size, seed, targets):
 
     import torch
 
-    from clue.losses import collate, mean_nll, to_device
+    from clue.losses import collate, encode_text, mean_nll, to_device
     from clue.unlearn import master_weights, step_each_matrix
 
+    encoded = [encode_text(tokenizer, t) for t in texts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rng = random.Random(seed)
     torch.manual_seed(seed)
     trained = dict(model.named_parameters())

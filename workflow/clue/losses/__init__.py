@@ -131,14 +131,26 @@ AUTOCAST_DTYPES = ("bfloat16", "float16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")   # CPU instructions that compute bf16 products natively
 
 
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags (Linux), or an empty set where they cannot be read."""
+def cpu_info(cpuinfo="/proc/cpuinfo"):
+    """The first CPU's fields of /proc/cpuinfo (Linux) as {key: value}; {} where it cannot be read."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return set()
-    line = next((x for x in text.splitlines() if x.startswith(("flags", "Features"))), "")
-    return set(line.partition(":")[2].split())
+        return {}
+    info = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def _flags(info):
+    return set((info.get("flags") or info.get("Features") or "").split())   # x86, ARM
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (Linux), or an empty set where they cannot be read."""
+    return _flags(cpu_info(cpuinfo))
 
 
 def native_bf16(device_type, flags=None):
@@ -160,14 +172,8 @@ def machine():
 
     import torch
 
-    info = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    bf16 = sorted(set(BF16_CPU_FLAGS) & cpu_flags())
+    info = cpu_info()
+    bf16 = sorted(set(BF16_CPU_FLAGS) & _flags(info))
     return (f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')}, model "
             f"{info.get('model', '?')}), {os.cpu_count()} cores, native bf16: {', '.join(bf16) or 'none'}, "
             f"torch {torch.__version__} kernels {torch.backends.cpu.get_cpu_capability()}")
