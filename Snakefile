@@ -53,3 +53,5 @@ rule all:
     input:
         f"{TABLES}/table1.csv",
         f"{TABLES}/audit.csv" if AUDITED else [],
+        # the tuning report (every grid point, the budget table, the trade-off figures)
+        f"{TABLES}/tuning_budgets.md" if TUNING else [],

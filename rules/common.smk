@@ -14,6 +14,7 @@ from clue.config import (
     model_params,
     model_source,
     paper_pair,
+    pretrained_path,
     retain_sets,
     run_seeds,
     tables_dir,
@@ -50,6 +51,8 @@ REPEATS = [""] + [f"seed{s}/" for s in SEEDS[1:]]
 # epochs from the tune stage's choice for its forget set (tuned_choice).
 TUNING = bool(config["tune"]["grid"])
 TUNE_PAIRS = {f: "__".join(pair) for f, pair in tune_pairs(config).items()}  # forget set -> its tuning pair
+# the methods tuned (the random-mask control is not: it trains with CLUE's choice)
+TUNE_METHODS = [m for m in (config["tune"]["methods"] or TRAINED) if m != "random"] if TUNING else []
 SEED_RUN = r"(seed-?[0-9]+/)?"
 CIRCUIT_RUN = r"(sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/|cseed[0-9]+/)?"
 MODES = ["noising", "denoising"]  # the two circuit interventions (paper section 4.1)
@@ -86,6 +89,55 @@ def section(name):
 
 def data_dir(task):
     return f"results/{MODEL}/data/{task}"
+
+
+def local_files(path):
+    """A local file, or every file under a local directory but hidden ones (a download's .cache
+    holds bookkeeping, not the model or data). Listed one by one: Snakemake dates a directory input
+    by the directory's own mtime, which an edit of a file inside it does not change."""
+    path = os.path.expanduser(path)
+    if not os.path.isdir(path):
+        return [path]
+    found = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [os.path.join(root, f) for f in files if not f.startswith(".")]
+    return sorted(found)
+
+
+def base_model_files():
+    """The files the base model stage reads, as its inputs, so that editing one reruns it and
+    every stage after it: the GGUF file it converts, or every file of a local pretrained model's
+    directory (a later stage loads the model from there; a rerun base stage dates them all). A hub id
+    has none: its download is the hub's, as before."""
+    from clue.base_model import locate_gguf
+
+    source = model_source(config)
+    if source == "gguf":
+        return [str(locate_gguf(config["model"]["gguf"])[0])]
+    path = pretrained_path(config)
+    if source == "pretrained" and os.path.isdir(os.path.expanduser(path)):
+        return local_files(path)
+    return []
+
+
+def data_source_files(w):
+    """The local files the data stage of task w.task reads (config data.sources.<task>), as its
+    inputs, so that editing one reruns that task's data and what is built from it: its data_files
+    (else a local dataset directory `path`) and its corpus_files (else a local `corpus_path`). URLs
+    and hub ids have none."""
+    source = config["data"]["sources"].get(w.task) or {}
+    names = []
+    for files, dataset in (("data_files", "path"), ("corpus_files", "corpus_path")):
+        value = source.get(files)
+        if isinstance(value, dict):  # data_files: split -> a file or a list of files
+            value = list(value.values())
+        elif value is None:  # no local files: the dataset `path` may still be a local one
+            local = source.get(dataset) and os.path.exists(os.path.expanduser(source[dataset]))
+            value = [source[dataset]] if local else []
+        for v in [value] if isinstance(value, str) else value:
+            names += [v] if isinstance(v, str) else v
+    return list(dict.fromkeys(f for name in names if "://" not in name for f in local_files(name)))
 
 
 def run_seed(run):
@@ -199,6 +251,21 @@ def tune_data(w):
     return [data_dir(t) for t in dict.fromkeys(tasks)]
 
 
+def tuned_method(row):
+    """The tuned method whose choice a Table 1 row trains with: the row's own, its method's (a
+    variant such as clue-membership), CLUE's for the random-mask control; None when not tuned."""
+    base = row.split("-")[0]
+    for m in (row, base, "clue" if base == "random" else None):
+        if m in TUNE_METHODS:
+            return m
+    return None
+
+
 def tuned_choice(w):
-    """The tune stage's choice a training of forget set w.forget reads (none without a grid)."""
-    return f"results/{MODEL}/tune/{TUNE_PAIRS[w.forget]}/selected.json" if TUNING else []
+    """The tune stage's choice files (one a method) that the trainings of forget set w.forget read:
+    w.method's, or every trained row's for a job of the whole pair (none without a grid)."""
+    if not TUNING:
+        return []
+    rows = [w.method] if "method" in w.keys() else TRAINED
+    methods = dict.fromkeys(m for m in map(tuned_method, rows) if m)
+    return [f"results/{MODEL}/tune/{TUNE_PAIRS[w.forget]}/selected/{m}.json" for m in methods]

@@ -1,4 +1,6 @@
 rule data:
+    input:
+        sources=data_source_files,  # the task's local data and corpus files: an edit reruns it
     output:
         directory("results/{model}/data/{task}"),
     log:

@@ -2,6 +2,8 @@ rule base_model:
     input:
         # the toy model trains on every task of the config; a pretrained model needs no data
         data=[data_dir(t) for t in all_data_tasks(config)] if model_source(config) == "toy" else [],
+        # a local model's files or the GGUF file: an edit reruns this stage and every one after it
+        model=base_model_files(),
     output:
         directory("results/{model}/base"),
     log:

@@ -2,12 +2,12 @@
 # config's rule (config section `tune`; clue.tune), on each forget set's tuning pair. Table 1's
 # trainings of a forget set read the choice made on its pair.
 TUNE_PAIR_NAMES = sorted(set(TUNE_PAIRS.values()))
-# the random-mask control is not tuned: it trains with CLUE's choice
-TUNE_METHODS = [m for m in (config["tune"]["methods"] or TRAINED) if m != "random"] if TUNING else []
 TUNE_GENERAL = config["tasks"]["general"]
 # what a tuning training reads of the section: its grid (the rule, budgets and pairs only choose
-# among its points, so editing them reruns tune_select alone)
+# among its points, so editing them reruns tune_choose and tune_select alone)
 TUNE_TRAINING = json.dumps({"grid": config["tune"]["grid"]}, sort_keys=True)
+# what a method's choice reads: the rule (editing the budgets reruns only the report)
+TUNE_RULE = json.dumps({"rule": config["tune"]["rule"]}, sort_keys=True)
 
 
 rule tune_origin:
@@ -52,7 +52,7 @@ rule tune_method:
     benchmark:
         "benchmarks/{model}/tune/{forget}__{retain}/{method}.tsv"
     wildcard_constraints:
-        method="(?!origin$)[a-z0-9_]+",
+        method="(?!origin$|selected$)[a-z0-9_]+",
     priority: PRIORITY["tune"]
     conda:
         "../envs/clue.yaml"
@@ -74,17 +74,41 @@ rule tune_method:
         " --tune-params {params.tune:q} --eval-params {params.evaluate:q} --out {output} > {log} 2>&1"
 
 
+rule tune_choose:
+    """The config's rule on one method's grid points on its tuning pair: the learning rate and
+    epochs of that method's trainings in Table 1 (one file a method, so tuning one method again
+    retrains only its rows)."""
+    input:
+        origin="results/{model}/tune/{forget}__{retain}/origin.json",
+        run="results/{model}/tune/{forget}__{retain}/{method}.json",
+    output:
+        "results/{model}/tune/{forget}__{retain}/selected/{method}.json",
+    log:
+        "logs/{model}/tune/{forget}__{retain}/selected/{method}.log",
+    benchmark:
+        "benchmarks/{model}/tune/{forget}__{retain}/selected/{method}.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        tune=TUNE_RULE,
+    shell:
+        "clue tune-select --pair-dirs results/{wildcards.model}/tune/{wildcards.forget}__{wildcards.retain}"
+        " --methods {wildcards.method} --tune-params {params.tune:q} --selected {output} > {log} 2>&1"
+
+
 if TUNING:
 
     rule tune_select:
-        """The config's rule on every method's grid, on each tuning pair: the settings Table 1 trains
-        with (selected.json a pair), every point with its validation FE interval in tuning.csv, the
-        best validation FE at each utility budget (tune.budgets), and a trade-off figure a pair."""
+        """The tuning report over every tuning pair: every point with its validation FE interval in
+        tuning.csv, the best validation FE at each utility budget (tune.budgets), and a trade-off
+        figure a pair."""
         input:
             origin=[f"results/{MODEL}/tune/{p}/origin.json" for p in TUNE_PAIR_NAMES],
             runs=[f"results/{MODEL}/tune/{p}/{m}.json" for p in TUNE_PAIR_NAMES for m in TUNE_METHODS],
         output:
-            selected=[f"results/{MODEL}/tune/{p}/selected.json" for p in TUNE_PAIR_NAMES],
             csv=report(f"{TABLES}/tuning.csv", category="Tuning", caption="../docs/report/tuning.rst"),
             budgets_csv=report(f"{TABLES}/tuning_budgets.csv", category="Tuning", caption="../docs/report/tuning.rst"),
             budgets_md=f"{TABLES}/tuning_budgets.md",
@@ -113,6 +137,7 @@ if TUNING:
     rule tune:
         """Every method's learning rate and epochs, chosen on validation questions (config `tune`)."""
         input:
+            [f"results/{MODEL}/tune/{p}/selected/{m}.json" for p in TUNE_PAIR_NAMES for m in TUNE_METHODS],
             rules.tune_select.output.csv,
             rules.tune_select.output.budgets_md,
             rules.tune_select.output.figures,

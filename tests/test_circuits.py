@@ -332,8 +332,9 @@ def write_task(tmp_path, same_answer=False):
 
 
 # enough steps and a strong enough Lagrangian for the tiny model's gates to reach the target
+# no floor (the default is 0.85): these tests are about the mechanics; the floor's own tests set one
 CLI_PARAMS = {"steps": 150, "batch_size": 4, "target_sparsity": 0.8, "lr": 0.2, "lagrangian_lr": 1.0,
-              "sparsity_penalty": 8.0}
+              "sparsity_penalty": 8.0, "min_faithfulness": 0.0}
 
 
 def run_cli(model_dir, data_dir, out, mode="noising", task="toy_demo", params=None, drawing=None, extra=()):
@@ -476,7 +477,9 @@ def test_no_faithful_candidate_fails_naming_task_mode_and_values(tmp_path, capsy
     assert run_cli(model_dir, data_dir, tmp_path / "x.json", mode="noising", task="toy_weak", params=params) == 2
     err = capsys.readouterr().err
     assert (f"circuit toy_weak noising: no candidate sparsity reaches circuit.min_faithfulness "
-            f"{params['min_faithfulness']} on the 2 validation pairs (0.8: {value:.4f})") in err
+            f"{params['min_faithfulness']} on the 2 validation pairs (0.8: {value:.4f}); add lower candidates to "
+            "circuit.target_sparsity, or lower circuit.min_faithfulness (or set circuit.if_unfaithful: "
+            "most_faithful to keep the most faithful, with a warning)") in err
     assert not (tmp_path / "x.json").exists()
 
 
@@ -512,7 +515,7 @@ def test_same_answer_fails_naming_the_task(tmp_path, capsys):
     model_dir, data_dir = write_task(tmp_path, same_answer=True)
     assert run_cli(model_dir, data_dir, tmp_path / "x.json", task="toy_broken") == 2
     err = capsys.readouterr().err
-    assert "toy_broken" in err and "same clean and corrupted answer" in err
+    assert "toy_broken" in err and "the clean and corrupted answers start with the same token" in err
     assert not (tmp_path / "x.json").exists()
 
 
@@ -595,6 +598,38 @@ def test_memory_of_a_discovery_step_grows_linearly_with_depth(tmp_path):
         mb[layers] = float(out.stdout.strip().splitlines()[-1])
     assert mb[6] > 100          # the step's activations stand out of the RSS noise
     assert mb[12] / mb[6] < 2.3, mb
+
+
+def test_the_default_floor_is_085_in_the_schema_and_the_stage():
+    import yaml
+
+    schema = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "workflow", "schemas",
+                                              "config.schema.yaml")))
+    assert schema["properties"]["circuit"]["properties"]["min_faithfulness"]["default"] == 0.85
+    assert D.resolve_params({})["min_faithfulness"] == 0.85
+
+
+def test_a_circuit_below_the_floor_on_held_out_pairs_is_kept_with_a_warning(tmp_path, capsys):
+    """One candidate, no early stop: the floor changes no edge. No floor: no warning. A floor just
+    above the circuit's held-out faithfulness, with if_unfaithful: most_faithful: the same circuit,
+    and its job log says it is below the floor, with the keys that change it (clue.caveats)."""
+    model_dir, data_dir = write_task(tmp_path)
+    capsys.readouterr()
+    assert run_cli(model_dir, data_dir, tmp_path / "free.json") == 0
+    assert "warning" not in capsys.readouterr().err
+    free = json.loads((tmp_path / "free.json").read_text())
+    held, validation = free["faithfulness"]["faithfulness"], free["validation"]["faithfulness"]
+    floor = round(held + 0.001, 4)
+    params = {**CLI_PARAMS, "min_faithfulness": floor, "if_unfaithful": "most_faithful"}
+    assert run_cli(model_dir, data_dir, tmp_path / "floor.json", params=params) == 0
+    assert json.loads((tmp_path / "floor.json").read_text())["edges"] == free["edges"]
+    missed = "" if validation >= floor else "; no candidate reached the floor on validation, the most faithful kept"
+    assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == [
+        f"clue circuit: warning: circuit toy_demo noising: held-out faithfulness {held:.3f} is below "
+        f"circuit.min_faithfulness {floor:g} (validation {validation:.3f}{missed}): the circuit does not do what the "
+        "model does, so CLUE's neurons from it may be the wrong ones; add lower candidates to "
+        "circuit.target_sparsity (or circuit.target_sparsity_per_task.toy_demo), or lower "
+        "circuit.min_faithfulness to accept it"]
 
 
 def test_with_if_unfaithful_most_faithful_the_best_candidate_is_kept(tmp_path):

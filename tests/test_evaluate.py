@@ -401,3 +401,20 @@ def test_a_job_log_holds_each_warning_once_and_no_progress_bars(world, tmp_path)
     repeated = {line for line in lines if lines.count(line) > 1 and not line.startswith("{")}
     assert not repeated, repeated
     assert not any("it/s]" in line or "%|" in line for line in lines), lines
+
+
+def test_choices_the_model_cannot_tell_apart_are_counted_as_tied(tmp_path):
+    """Choices that all tokenize to the unknown token get one log-likelihood: the question is
+    counted as tied (and lm-eval answers it with the first choice, numpy's argmax)."""
+    tokenizer = make_tokenizer(["the", "answer", "is", "red", "blue"])
+    records = [{"prompt": "the answer is", "choices": ["A", "B", "C"], "label": 1},   # all <unk>
+               {"prompt": "the answer is", "choices": ["red", "blue"], "label": 0},
+               {"prompt": "the answer is", "choices": ["X", "Y"], "label": 0}]        # all <unk>
+    (tmp_path / "qa").mkdir()
+    io.write_jsonl(tmp_path / "qa" / "test.jsonl", records)
+    model = make_model(vocab_size=len(tokenizer), seed=2)
+    files = evaluate.local_test_files(["qa"], tmp_path)
+    r = evaluate.run_lm_eval(model, tokenizer, ["qa"], files, dict(evaluate.DEFAULTS, batch_size=4))
+    assert r.tied["qa"] == pytest.approx(2 / 3)
+    assert [len(set(ll)) for ll in r.loglikelihoods["qa"]] == [1, 2, 1]
+    assert r.correct["qa"][0] == 0 and r.correct["qa"][2] == 1   # the first choice is taken

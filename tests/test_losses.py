@@ -9,7 +9,8 @@ import torch
 
 from clue.errors import ClueError
 from clue.losses import (FORGET_LOSSES, collate, encode_prompt_target, encode_text, get_forget_loss,
-                         retain_kl, retain_loss, sequence_logprob)
+                         sequence_logprob)
+from clue.losses.retain import retain_kl, retain_loss
 from conftest import make_model, make_tokenizer
 
 TABLE = [[0.0, 1.0, 2.0], [0.5, -1.0, 0.0], [1.0, 1.0, 3.0]]

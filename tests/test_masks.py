@@ -386,3 +386,48 @@ def test_the_masks_cli_draws_the_control_with_its_seed_and_names_a_missing_one(t
     masks = load_masks(tmp_path / "r.safetensors", model)
     assert set(masks["forget"]) == {MLP.format(0, p) for p in ("gate", "up", "down")}
     assert masks["conflict"][ATTN.format(1, "q")].sum().item() == 8 * 32   # one head of 8 rows, somewhere
+
+
+def test_the_masks_stage_warns_about_an_empty_forget_mask_with_the_setting_that_changes_it(tmp_path, capsys):
+    """An assignment with a conflict neuron and no forget neuron: the forget mask is empty, and the
+    stage's log says so with the setting that changes it (clue.caveats); with a forget neuron too,
+    or for the random control (CLUE's sizes, warned about once), no warning."""
+    from clue.cli import main
+
+    model = make_model("gqa", hidden_size=32, heads=4, kv_heads=2, layers=2)
+    model.save_pretrained(tmp_path / "base")
+    neurons = {f"a{l}.h{h}": {"value": 1, "category": "safe"} for l in range(2) for h in range(4)}
+    neurons["a1.h3"] = {"value": None, "category": "conflict"}
+    assign = tmp_path / "assign.json"
+    assign.write_text(json.dumps({"forget": "f", "retain": "r", "status": "UNSAT", "neurons": neurons}))
+    argv = ["masks", "--assign", str(assign), "--model-dir", str(tmp_path / "base"), "--localizer", "clue",
+            "--model-name", "toy", "--out", str(tmp_path / "clue.safetensors")]
+    capsys.readouterr()
+    assert main(argv) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "clue masks: warning: pair f__r: CLUE's forget mask is empty: the forget circuit cannot be switched off "
+        "without neurons the retain circuit needs, which all went to the conflict mask, so CLUE forgets only in "
+        "its conflict stage, under the retain loss (unlearn.epochs_conflict); logic.adder_retain: OR (the "
+        "paper's AND makes the retain circuit need every input of an ADDER edge) frees neurons for the forget mask"]
+    assert main(argv[:-2] + ["--localizer", "random", "--seed", "0", "--out", str(tmp_path / "r.safetensors")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    neurons["m0"] = {"value": 0, "category": "forget"}
+    assign.write_text(json.dumps({"forget": "f", "retain": "r", "status": "UNSAT", "neurons": neurons}))
+    assert main(argv) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_mask_sizes_count_what_each_category_sets_and_name_a_bad_file(tmp_path):
+    """Rows a category's axis vectors set, per category (a head: 8 rows of q, k, v and 8 columns
+    of o; the MLP of layer 0 its 64 gate and up rows and 64 down columns), read without torch."""
+    from clue.masks import mask_sizes
+
+    model = make_model("gqa", hidden_size=32, heads=4, kv_heads=2, layers=2)
+    path = write(tmp_path, model, {"forget": ["a0.h0", "a0.h1"], "conflict": []})
+    assert mask_sizes(path) == {"forget": 2 * 8 * 2 + 8 + 8, "conflict": 0}   # q rows, o cols x 2; k, v one group
+    (tmp_path / "bad.safetensors").write_text("not a mask")
+    with pytest.raises(ClueError, match="bad.safetensors: not a readable safetensors file"):
+        mask_sizes(tmp_path / "bad.safetensors")
+    with pytest.raises(ClueError, match="missing.safetensors: mask file not found$"):
+        mask_sizes(tmp_path / "missing.safetensors")

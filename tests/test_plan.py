@@ -12,20 +12,42 @@ from conftest import ROOT, planned_jobs, planned_priorities, snakemake
 
 
 def test_smollm2_config_dry_run():
-    out = snakemake(ROOT, "-n", "results/smollm2/table1.csv", "--configfile", "configs/smollm2.yaml")
+    out = snakemake(ROOT, "-n", "--configfile", "configs/smollm2.yaml")   # the default target
     jobs = planned_jobs(out)
     # the benchmark: two forget sets x their two retain sets, all nine methods; circuits per task (4
     # tasks); every trained method tuned on each forget set's pair with its conflicting retain set,
     # each of Table 1's trainings reading its forget set's choice
     assert jobs["base_model"] == 1 and jobs["circuit_task"] == 4 and jobs["evaluate_origin"] == 4
-    assert jobs["unlearn_pair"] == 4 and jobs["evaluate_pair"] == 4 and jobs["table1"] == 1
+    # one job a checkpoint (a part of the benchmark trains only its own rows)
+    assert jobs["unlearn"] == 4 * 8 and jobs["evaluate"] == 4 * 8 and jobs["table1"] == 1
     assert jobs["tune_method"] == 2 * 8 and jobs["tune_origin"] == 2 and jobs["tune_select"] == 1
+    assert jobs["tune_choose"] == 2 * 8
     # DEPN and MEMIT once a forget set, not once a pair
     assert jobs["localize_pair"] == 4 and jobs["localize_forget"] == 2 * 2 and jobs["pair_mask"] == 2 * 4
-    tuned = {re.search(r"--forget-dir \S+/data/(\w+) ", line)[1]: re.search(r"--tuned (\S+)", line)[1]
+    tuned = {(re.search(r"--forget-dir \S+/data/(\w+) ", line)[1], re.search(r"--rows (\S+)", line)[1]):
+             re.search(r"--tuned (\S+) --params", line)[1]
              for line in out.stdout.splitlines() if " clue unlearn " in line}
-    assert tuned == {f: f"results/smollm2-135m-instruct/tune/{f}__{f}_neighbour/selected.json"
-                     for f in ("world_cities", "world_people")}
+    assert len(tuned) == 2 * 8
+    # each training reads its own method's choice on its forget set's pair
+    assert tuned == {(f, m): f"results/smollm2-135m-instruct/tune/{f}__{f}_neighbour/selected/{m}.json"
+                     for f in ("world_cities", "world_people")
+                     for m in ("ga", "npo", "po", "memit", "pcgu", "depn", "wagle", "clue")}
+
+
+def test_a_part_of_the_benchmark_plans_only_its_own_rows():
+    """results/smollm2/parts/{forget}/{method}.csv: that method's tuning on that forget set's pair,
+    its trainings and evaluations on the forget set's two pairs, Origin's evaluations, nothing of
+    another method or forget set."""
+    out = snakemake(ROOT, "-n", "-p", "results/smollm2/parts/world_cities/po.csv", "--configfile",
+                    "configs/smollm2.yaml")
+    jobs = planned_jobs(out)
+    assert jobs["tune_method"] == jobs["tune_origin"] == jobs["tune_choose"] == jobs["table1_part"] == 1
+    assert jobs["unlearn"] == jobs["evaluate"] == jobs["evaluate_origin"] == 2
+    assert "circuit_task" not in jobs and "localize_pair" not in jobs and "tune_select" not in jobs
+    unlearned = sorted(re.search(r"--out (\S+)", line)[1] for line in out.stdout.splitlines()
+                       if " clue unlearn " in line)
+    assert unlearned == [f"results/smollm2-135m-instruct/unlearned/world_cities__{r}/po"
+                         for r in ("world_cities_neighbour", "world_people_neighbour")]
 
 
 @pytest.mark.parametrize("configfile,pairs", [("configs/paper-wmdp.yaml", 8), ("configs/paper-pku.yaml", 4)])

@@ -292,14 +292,14 @@ def test_bad_values_name_row_and_field(tmp_path, cache_dir):
     bad.write_text("".join(json.dumps(r) + "\n" for r in wg))
     s = source("winogrande", cache_dir)
     s["data_files"]["validation"] = str(bad)
-    with pytest.raises(ClueError, match=r"wg\.jsonl: row 3: field 'answer'"):
+    with pytest.raises(ClueError, match=r"wg\.jsonl: row 4: field 'answer'"):
         load_real_task("winogrande", s, 0, None, None, 4)
 
     bb = rows("bbh_boolean_expressions.jsonl")
     bb[0]["target"] = "False" if bb[0]["target"] == "True" else "True"
     bad = tmp_path / "bb.jsonl"
     bad.write_text("".join(json.dumps(r) + "\n" for r in bb))
-    with pytest.raises(ClueError, match=r"bb\.jsonl: row 0: field 'target'"):
+    with pytest.raises(ClueError, match=r"bb\.jsonl: row 1: field 'target'"):
         load_real_task("bool", {"data_files": {"test": str(bad)}, "cache_dir": cache_dir}, 0, None, None, 4)
 
 

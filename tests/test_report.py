@@ -9,6 +9,7 @@ import pytest
 
 from clue import io
 from clue.cli import main
+from clue.errors import ClueError
 from clue.reports.table1 import COLUMNS, markdown
 
 ROWS = [
@@ -262,3 +263,154 @@ def test_facts_asked_in_several_forms_are_resampled_as_facts(tmp_path):
     half = (float(row["FE_hi"]) - float(row["FE_lo"])) / 2
     assert half == pytest.approx(1.96 * (0.25 / 400) ** 0.5, abs=0.006)
     assert (row["FE_question"], row["FE_cloze"], row["FE_paraphrase"]) == ("0.5000", "0.4000", "0.6000")
+
+
+# --------------------------------------------------------------------------- warnings (issue 43)
+
+def write_test_file(data_dir, n_choices):
+    """A forget set's test.jsonl: one question per entry of ``n_choices``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "test.jsonl").write_text("".join(
+        json.dumps({"prompt": f"q{i}", "choices": [f"c{j}" for j in range(n)], "label": 0}) + "\n"
+        for i, n in enumerate(n_choices)))
+    return str(data_dir)
+
+
+def write_circuit(path, task, heldout, floor, validation=0.9, reached=True):
+    io.write_json(path, {"task": task, "mode": "noising", "config": {"min_faithfulness": floor},
+                         "validation": {"pairs": 4, "faithfulness": validation},
+                         "faithfulness": {"pairs": 4, "kl_circuit": 1.0, "kl_empty": 2.0, "faithfulness": heldout},
+                         "selection": {"reached_min_faithfulness": reached}})
+    return str(path)
+
+
+def write_clue_masks(path, forget, conflict):
+    """CLUE's mask file with a forget and a conflict category, each one head's 4 rows or empty."""
+    import torch
+
+    from clue.masks import write_masks
+
+    rows = {"model.layers.0.self_attn.q_proj.weight": {"rows": torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_masks(path, {"forget": rows if forget else {}, "conflict": rows if conflict else {}}, model="toy",
+                localizer="clue", categories=["forget", "conflict"])
+    return str(path)
+
+
+CHANCE_LINE = ("forget set f: the base model (Origin) answers 0.250 of its 4 test questions, at or below chance "
+               "(0.250: 1 in 4 choices): there is nothing to forget, so FE (Origin's already 0.750) cannot show "
+               "forgetting; choose a forget set the model knows")
+TIED_LINE = ("task g (general task): every choice gets the same log-likelihood on up to 100% of its test questions "
+             "(Origin, CLUE; choices_tied >= 0.5): the model cannot tell the choices apart (they may tokenize "
+             "alike), so its accuracy and probability there mean nothing; give the task choices whose first "
+             "tokens differ")
+CIRCUIT_LINE = ("circuit f noising: held-out faithfulness 0.400 is below circuit.min_faithfulness 0.85 (validation "
+                "0.900): the circuit does not do what the model does, so CLUE's neurons from it may be the wrong "
+                "ones; add lower candidates to circuit.target_sparsity (or circuit.target_sparsity_per_task.f), or "
+                "lower circuit.min_faithfulness to accept it")
+MASK_LINE = ("pair f__r: CLUE's forget mask is empty: the forget circuit cannot be switched off without neurons "
+             "the retain circuit needs, which all went to the conflict mask, so CLUE forgets only in its conflict "
+             "stage, under the retain loss (unlearn.epochs_conflict); logic.adder_retain: OR (the paper's AND "
+             "makes the retain circuit need every input of an ADDER edge) frees neurons for the forget mask")
+
+
+def test_warnings_stand_in_the_log_and_under_table_1(tmp_path, capsys):
+    """A base model at chance on its forget set (1 of 4 right, four choices each), a general task
+    whose choices tie for Origin and CLUE, a circuit at 0.40 held-out under a 0.85 floor and an
+    empty forget mask: each one warning line, in the job's stderr and under Table 1, in that order."""
+    correct = {"f": [1, 0, 0, 0], "r": [1, 1], "g": [1, 0]}
+    paths = [write_eval(tmp_path / "o.json", "origin", correct), write_eval(tmp_path / "c.json", "clue", correct)]
+    for path, tied in zip(paths, (1.0, 0.75)):
+        rec = io.read_json(path)
+        rec["choices_tied"] = {"f": 0.0, "r": 0.49, "g": tied}   # r: just under the threshold
+        io.write_json(path, rec)
+    args = ["table1", "--evals", *paths, "--forget", "f", "--retain", "r", "--methods", "origin", "clue",
+            "--md", str(tmp_path / "t.md"), "--data", write_test_file(tmp_path / "data" / "f", [4, 4, 4, 4]),
+            "--circuits", write_circuit(tmp_path / "c1.json", "f", 0.4, 0.85),
+            write_circuit(tmp_path / "c2.json", "r", 0.86, 0.85),
+            "--masks", write_clue_masks(tmp_path / "masks" / "f__r" / "clue.safetensors", False, True)]
+    capsys.readouterr()
+    assert main(args) == 0
+    lines = [CHANCE_LINE, TIED_LINE, CIRCUIT_LINE, MASK_LINE]
+    assert [w for w in capsys.readouterr().err.splitlines() if "warning" in w] == [
+        f"clue table1: warning: {w}" for w in lines]
+    md = (tmp_path / "t.md").read_text()
+    section = "# Warnings: numbers that may mean nothing\n\n" + "".join(f"- {w}\n" for w in lines) + "\n"
+    # under Table 1, before Table 6
+    assert md.index("# Table 1:") < md.index(section) < md.index("# Table 6:")
+
+
+def test_no_warning_where_the_numbers_can_mean_something(tmp_path, capsys):
+    """Origin above chance (2 of 4 against 1/4), ties under the threshold, a circuit above its floor
+    and both masks set: no warning line and no section. Eval JSONs from before choices_tied
+    (without the field) give no tie warning either."""
+    correct = {"f": [1, 1, 0, 0], "r": [1, 1], "g": [1, 0]}
+    paths = [write_eval(tmp_path / "o.json", "origin", correct), write_eval(tmp_path / "c.json", "clue", correct)]
+    rec = io.read_json(paths[0])
+    rec["choices_tied"] = {"g": 0.2}
+    io.write_json(paths[0], rec)
+    capsys.readouterr()
+    assert main(["table1", "--evals", *paths, "--forget", "f", "--retain", "r", "--methods", "origin", "clue",
+                 "--md", str(tmp_path / "t.md"), "--data", write_test_file(tmp_path / "data" / "f", [4, 4, 4, 4]),
+                 "--circuits", write_circuit(tmp_path / "circuit.json", "f", 0.85, 0.85),
+                 "--masks", write_clue_masks(tmp_path / "masks" / "f__r" / "clue.safetensors", True, True)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert "Warnings" not in (tmp_path / "t.md").read_text()
+
+
+def test_chance_is_the_mean_of_one_over_the_choices_of_the_questions_evaluated(tmp_path):
+    """Two-choice and four-choice questions: chance (1/2 + 1/2 + 1/4 + 1/4) / 4 = 0.375 over all
+    four, 1/2 over the first two (an evaluation limited to two questions)."""
+    from clue import caveats
+
+    test = tmp_path / "test.jsonl"
+    write_test_file(tmp_path, [2, 2, 4, 4])
+    assert caveats.chance(test) == (0.375, 4, [2, 4])
+    assert caveats.chance(test, 2) == (0.5, 2, [2])
+    assert caveats.below_chance("f", 0.375, 0.375, 4, [2, 4]) == (
+        "forget set f: the base model (Origin) answers 0.375 of its 4 test questions, at or below chance (0.375: "
+        "1/choices averaged over the questions, 2-4 choices): there is nothing to forget, so FE (Origin's already "
+        "0.625) cannot show forgetting; choose a forget set the model knows")
+    assert caveats.below_chance("f", 0.376, 0.375, 4, [2, 4]) is None
+    test.write_text(json.dumps({"prompt": "q", "choices": ["a", "b"]}) + "\n" + json.dumps({"prompt": "q2"}) + "\n")
+    with pytest.raises(ClueError, match=r"test.jsonl, line 2: no 'choices' list$"):
+        caveats.chance(test)
+
+
+@pytest.mark.parametrize("forget, conflict, line", [
+    (False, False, "pair f__r: CLUE's forget and conflict masks are both empty: the forget circuit keeps no neuron "
+                   "on a path to its output, so CLUE leaves the model as it is (its row is the base model's); lower "
+                   "circuit.target_sparsity (or circuit.target_sparsity_per_task.f) keeps more of the forget circuit"),
+    (True, False, "pair f__r: CLUE's conflict mask is empty: the forget circuit switches off without a neuron the "
+                  "retain circuit needs (Phi is satisfiable), so the conflict stage (unlearn.epochs_conflict) does "
+                  "not train and CLUE is its forget stage alone; logic.adder_forget and logic.adder_retain decide "
+                  "which shared neurons must differ (logic.adder_retain: AND, the paper's, gives conflict neurons "
+                  "where OR finds none)"),
+    (False, True, MASK_LINE),
+    (True, True, None),
+])
+def test_an_empty_mask_is_read_from_the_mask_file(tmp_path, forget, conflict, line):
+    from clue import caveats
+    from clue.masks import mask_sizes
+
+    sizes = mask_sizes(write_clue_masks(tmp_path / "clue.safetensors", forget, conflict))
+    assert sizes == {"forget": 4 if forget else 0, "conflict": 4 if conflict else 0}
+    assert caveats.empty_masks("f__r", "f", sizes) == line
+
+
+def test_a_circuit_without_a_defined_or_a_reached_faithfulness_is_named(tmp_path):
+    """Held-out KL of the empty circuit 0: faithfulness undefined. A circuit kept by if_unfaithful:
+    most_faithful says so beside its validation figure. A lowered floor silences the warning."""
+    from clue import caveats
+
+    rec = io.read_json(write_circuit(tmp_path / "c.json", "t", None, 0.85))
+    assert caveats.circuit(rec) == (
+        "circuit t noising: its held-out faithfulness is undefined: the corrupted prompts do not change the "
+        "model's output at all (KL of the empty circuit 0), so the circuit says nothing about the task; its "
+        "pairs' clean and corrupted prompts must lead to different answers")
+    rec = io.read_json(write_circuit(tmp_path / "c.json", "t", 0.5, 0.85, validation=0.6, reached=False))
+    assert caveats.circuit(rec).startswith(
+        "circuit t noising: held-out faithfulness 0.500 is below circuit.min_faithfulness 0.85 (validation 0.600; "
+        "no candidate reached the floor on validation, the most faithful kept): ")
+    rec["config"]["min_faithfulness"] = 0.5
+    assert caveats.circuit(rec) is None

@@ -255,11 +255,7 @@ def test_tune_select_over_two_pairs_writes_each_choice_the_points_and_the_budget
     assert main(["tune-select", "--pair-dirs", str(one), str(two), "--methods", "ga", "clue", "--tune-params", "{}",
                  "--csv", str(out / "tuning.csv"), "--budgets-csv", str(out / "tuning_budgets.csv"),
                  "--budgets-md", str(out / "tuning_budgets.md"), "--figures", *map(str, figures)]) == 0
-    rule = {"maximize": "FE", "at_least": {"RU": 0.95, "GU": 0.95}}
-    assert json.loads((one / "selected.json").read_text()) == {"rule": rule, "pair": "toy_cyber__toy_sst2", "methods": {
-        "ga": {"lr": 1e-4, "epochs": 1, "met_rule": True}, "clue": {"lr": 1e-4, "epochs": 1, "met_rule": True}}}
-    assert json.loads((two / "selected.json").read_text()) == {"rule": rule, "pair": "toy_cyber__toy_ioi", "methods": {
-        "ga": {"lr": 1e-4, "epochs": 1, "met_rule": False}, "clue": {"lr": 1e-4, "epochs": 1, "met_rule": True}}}
+    assert sorted(p.name for p in one.iterdir()) == ["clue.json", "ga.json", "origin.json"]   # the report only
 
     with open(out / "tuning.csv") as f:
         reader = csv.DictReader(f)
@@ -336,7 +332,36 @@ def test_tune_select_refuses_unmatched_figures_bad_budgets_and_mixed_records(tmp
     io.write_json(two / "clue.json", {**rec, "retain": "toy_sst2"})
     assert run() == 2
     assert "clue.json: tuned on toy_cyber x toy_sst2, but" in capsys.readouterr().err
-    assert not (one / "selected.json").exists() and not (tmp_path / "t.csv").exists()
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_each_methods_choice_is_a_file_of_its_own(tmp_path, capsys):
+    """`--selected` writes the rule's choice of each method into its own file (a method tuned again
+    retrains only its own rows), the same choice the report marks as selected."""
+    one, two = tune_records(tmp_path / "tune")
+    rule = {"maximize": "FE", "at_least": {"RU": 0.95, "GU": 0.95}}
+    for pair_dir, name, ga_met in ((one, "toy_cyber__toy_sst2", True), (two, "toy_cyber__toy_ioi", False)):
+        files = [pair_dir / "selected" / f"{m}.json" for m in ("ga", "clue")]
+        assert main(["tune-select", "--pair-dirs", str(pair_dir), "--methods", "ga", "clue",
+                     "--selected", *map(str, files)]) == 0
+        assert json.loads(files[0].read_text()) == {"rule": rule, "pair": name, "methods": {
+            "ga": {"lr": 1e-4, "epochs": 1, "met_rule": ga_met}}}
+        assert json.loads(files[1].read_text()) == {"rule": rule, "pair": name, "methods": {
+            "clue": {"lr": 1e-4, "epochs": 1, "met_rule": True}}}
+    assert not (tmp_path / "tune" / "tuning.csv").exists()
+    # unlearn reads several choice files into one {row: choice}
+    from clue.unlearn import read_tuned, tuned_params
+
+    tuned = read_tuned([one / "selected" / "ga.json", one / "selected" / "clue.json"])
+    assert tuned == {"ga": {"lr": 1e-4, "epochs": 1, "met_rule": True}, "clue": {"lr": 1e-4, "epochs": 1, "met_rule": True}}
+    assert tuned_params({"lr": 5e-5, "epochs_forget": 1}, "random", tuned)["lr"] == 1e-4   # CLUE's, for the control
+    assert main(["tune-select", "--pair-dirs", str(one), str(two), "--methods", "ga", "clue",
+                 "--selected", "a.json", "b.json"]) == 2
+    assert "--selected takes one file per method (2) of one --pair-dirs (2 given, 2 files)" in capsys.readouterr().err
+    assert main(["tune-select", "--pair-dirs", str(one), "--methods", "ga", "clue"]) == 2
+    assert "give --selected (the choice of each method), the tuning report" in capsys.readouterr().err
+    assert main(["tune-select", "--pair-dirs", str(one), "--methods", "ga", "--csv", "x.csv"]) == 2
+    assert "give --csv, --budgets-csv, --budgets-md and --figures together" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- clue tune

@@ -4,6 +4,7 @@ empty-assignment case, determinism, the saved checkpoint and masking before grad
 
 import json
 import math
+import os
 import re
 
 import pytest
@@ -188,7 +189,9 @@ def test_trajectory_records_answers_without_changing_training(world, tmp_path):
 
     shutil.copytree(world / "forget", tmp_path / "forget")
     for name, prompts in (("forget", PROMPTS), ("g1", ["the movie was", "a bad"]), ("g2", ["the film", "a good", "the"])):
-        write_jsonl(tmp_path / name / "test.jsonl", [{"prompt": q, "choices": ["a", "b"], "label": 0} for q in prompts])
+        # choices the tokenizer knows (the stage refuses a choice that starts with <unk>)
+        write_jsonl(tmp_path / name / "test.jsonl", [{"prompt": q, "choices": ["good", "bad"], "label": 0}
+                                                     for q in prompts])
     params = {**FAST, "trajectory_forget_questions": 3, "trajectory_unrelated_questions": 4, "trajectory_tokens": 4}
     rec = unlearn(world / "llama", tmp_path / "forget", world / "retain", "ga", tmp_path / "with", params,
                   progress=False, unrelated_dirs=[tmp_path / "g1", tmp_path / "g2"])
@@ -220,10 +223,17 @@ def test_masked_baseline_stays_inside_the_masks(world, tmp_path):
     assert_invariant(base, new, [union(hand_masks(base, FORGET_NEURONS), hand_masks(base, CONFLICT_NEURONS))])
 
 
-def test_empty_assignment_gives_the_unchanged_checkpoint(world, tmp_path):
+def test_empty_assignment_gives_the_unchanged_checkpoint(world, tmp_path, capsys):
+    capsys.readouterr()
     rec, base, new = run(world, tmp_path, masks="empty")
     assert rec["unchanged"] is True and rec["losses"] == [] and rec["unlearned_param_pct"] == 0.0
     assert set(rec["skipped_stages"]) == {"forget", "conflict"}
+    # the log says what would change it (clue.caveats): both empty, a denser forget circuit
+    forget = os.path.basename(rec["forget_dir"])
+    assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == [
+        f"clue unlearn: warning: the {stage} mask is empty; skipping that stage (lower circuit.target_sparsity "
+        f"(or circuit.target_sparsity_per_task.{forget}) keeps more of the forget circuit)"
+        for stage in ("forget", "conflict")]
     assert all(torch.equal(base[n].view(torch.int32), new[n].view(torch.int32)) for n in base)
     saved = json.loads((tmp_path / "out_clue" / "clue_unlearn.json").read_text())
     assert saved["unchanged"] is True

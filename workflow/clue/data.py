@@ -53,8 +53,10 @@ def check_disjoint(task, splits):
                 raise ClueError(f"task {task}: {len(overlap)} {name} prompt(s) also in {split}, e.g. {overlap[0]!r}")
 
 
-def build_task(task, params):
-    """Return the splits of ``task`` as {split: [records]} from the task's `data` params."""
+def build_task(task, params, read_rows=None, warn=None):
+    """Return the splits of ``task`` as {split: [records]} from the task's `data` params. A real
+    task's ``read_rows`` and ``warn`` go to load_real_task (the check before any job reads local
+    files with clue.tasks.real.read_local_rows, which knows each row's line)."""
     check_task(task, "data")
     seed, n_train, n_test, n_pairs = (params["seed"], params["n_train"], params["n_test"], params["n_pairs"])
     n_heldout, n_val_pairs = params.get("n_heldout_pairs", 0), params.get("n_validation_pairs", 0)
@@ -66,7 +68,7 @@ def build_task(task, params):
         from clue.tasks.real import load_real_task
 
         splits = load_real_task(task, params.get("source") or {}, seed, n_train, n_test, n_pairs, n_heldout,
-                                n_val_pairs, n_validation)
+                                n_val_pairs, n_validation, read_rows=read_rows, warn=warn)
     for pair in splits["pairs"] + splits["validation_pairs"] + splits["heldout_pairs"]:
         if pair["clean_answer"] == pair["corrupted_answer"]:
             raise ClueError(f"task {task}: a clean/corrupted pair has the same answer "
@@ -145,6 +147,7 @@ def check_context(tokenizer, max_positions, data_dir, task, model_dir):
     key = (str(Path(data_dir).resolve()), max_positions, tokenizer.name_or_path, len(tokenizer))
     if key in _CONTEXT_CHECKED:
         return
+    check_choice_tokens(tokenizer, data_dir, task, model_dir)
     for split in SPLIT_FIELDS:
         path = Path(data_dir) / f"{split}.jsonl"
         if not path.is_file():
@@ -158,3 +161,81 @@ def check_context(tokenizer, max_positions, data_dir, task, model_dir):
                         f"context of {max_positions} tokens (max_position_embeddings of {model_dir}); "
                         "shorten the task's prompts or use a model with a longer context")
     _CONTEXT_CHECKED.add(key)
+
+
+# ------------------------------------------------------------------------- answers as tokens
+
+def answer_ids(tokenizer, answer):
+    """The tokens of ``answer`` as it continues a prompt: after a space, as lm-eval scores a choice
+    and as circuit discovery predicts an answer's first token (clue.circuits.discover.answer_token)."""
+    return tokenizer(" " + str(answer), add_special_tokens=False)["input_ids"]
+
+
+def _shown(tokenizer, answers, ids):
+    """'A' -> ['▁A'], 'B' -> ['<unk>']: each answer with its first tokens."""
+    out = []
+    for a, i in zip(answers, ids):
+        text = a if len(a) <= 40 else a[:37] + "..."
+        toks = tokenizer.convert_ids_to_tokens(i[:4]) + (["..."] if len(i) > 4 else [])
+        out.append(f"{text!r} -> {toks}")
+    return ", ".join(out)
+
+
+def choice_problem(tokenizer, choices, ids):
+    """Why a question's choices cannot be scored with this tokenizer, or None: a choice that starts
+    with the unknown token (the model is asked for <unk>, not the answer) or two choices that encode
+    to the same tokens (no model can tell them apart)."""
+    unk = tokenizer.unk_token_id
+    for c, i in zip(choices, ids):
+        if not i:
+            return f"{str(c)!r} encodes to no tokens"
+        if unk is not None and i[0] == unk:
+            return f"{str(c)!r} starts with the unknown token {tokenizer.unk_token!r}"
+    for a in range(len(choices)):
+        for b in range(a + 1, len(choices)):
+            if ids[a] == ids[b]:
+                return f"{str(choices[a])!r} and {str(choices[b])!r} encode to the same tokens"
+    return None
+
+
+def check_choice_tokens(tokenizer, data_dir, task, model_dir):
+    """Every test and validation question of a task can be scored with the model's tokenizer
+    (choice_problem); ClueError naming the task, file, line, the choices and their tokens. Called
+    with check_context, before any circuit or training step: a tokenizer that maps the letters B and
+    D to <unk> used to surface as a circuit pair "with the same clean and corrupted answer"."""
+    seen = {}
+    for split in ("test", "validation"):
+        path = Path(data_dir) / f"{split}.jsonl"
+        if not path.is_file():
+            continue
+        for line, rec in enumerate(io.read_jsonl(path, required=SPLIT_FIELDS[split]), 1):
+            choices = tuple(str(c) for c in rec["choices"])
+            if choices not in seen:
+                ids = [answer_ids(tokenizer, c) for c in choices]
+                seen[choices] = (choice_problem(tokenizer, choices, ids), ids)
+            problem, ids = seen[choices]
+            if problem:
+                raise ClueError(f"task {task}: {path} line {line}: {problem} with the tokenizer of {model_dir} "
+                                f"({_shown(tokenizer, choices, ids)}); the model cannot score this question: use a "
+                                "model whose tokenizer has the task's answers, or other choices")
+
+
+def check_pair_tokens(tokenizer, path, task, records):
+    """Each circuit pair's clean and corrupted answers start with different tokens, neither the
+    unknown token: discovery compares the model's prediction of the answers' first tokens.
+    ClueError naming the task, file, line, the answers and their tokens."""
+    unk = tokenizer.unk_token_id
+    for line, rec in enumerate(records, 1):
+        answers = (rec["clean_answer"], rec["corrupted_answer"])
+        ids = [answer_ids(tokenizer, a) for a in answers]
+        if not ids[0] or not ids[1]:
+            problem = "an answer encodes to no tokens"
+        elif unk is not None and unk in (ids[0][0], ids[1][0]):
+            problem = f"an answer starts with the unknown token {tokenizer.unk_token!r}"
+        elif ids[0][0] == ids[1][0]:
+            problem = "the clean and corrupted answers start with the same token"
+        else:
+            continue
+        raise ClueError(f"task {task}: {path} line {line}: {problem} with the tokenizer of "
+                        f"{tokenizer.name_or_path} ({_shown(tokenizer, answers, ids)}); a corruption must change "
+                        "the answer's first token: use a model whose tokenizer has the task's answers")

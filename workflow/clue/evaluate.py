@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +198,11 @@ class LmEvalResult:
     version: str
     acc_norm: dict = field(default_factory=dict)
     correct: dict = field(default_factory=dict)
+    # the fraction of each task's questions whose choices all got the same log-likelihood: the
+    # model cannot tell them apart (e.g. choices that tokenize alike), so its answer there means nothing
+    tied: dict = field(default_factory=dict)
+    # each question's choice log-likelihoods, in document order
+    loglikelihoods: dict = field(default_factory=dict)
 
 
 def mixed_precision(params):
@@ -258,6 +264,9 @@ def run_lm_eval(model, tokenizer, tasks, test_files, params):
             p = prob_correct(samples)
             if p is not None:
                 r.prob[task] = p
+            if samples:
+                r.loglikelihoods[task] = [[float(x[0]) for x in s["filtered_resps"]] for s in samples]
+                r.tied[task] = sum(len(set(ll)) == 1 for ll in r.loglikelihoods[task]) / len(samples)
     return r
 
 
@@ -446,7 +455,8 @@ def evaluate_one(args, params, checkpoint, method, out):
         source = io.read_json(args.from_eval)
         checkpoint = source["checkpoint"]
         result = LmEvalResult(source["accuracy"], source["prob_correct"], source["lm_eval_version"],
-                              source.get("accuracy_norm", {}), source.get("correct", {}))
+                              source.get("accuracy_norm", {}), source.get("correct", {}),
+                              source.get("choices_tied", {}))
         efficacy = source["forget_efficacy"]
         missing = [f for f in forget_sets if f not in efficacy]
         if missing:
@@ -455,6 +465,10 @@ def evaluate_one(args, params, checkpoint, method, out):
     else:
         test_files = local_test_files(tasks, args.data_root)  # bad test files fail before any load
         model, tokenizer = load_checkpoint(checkpoint, params)
+        from clue.data import check_choice_tokens
+
+        for task, path in test_files.items():   # a choice the tokenizer cannot tell apart fails here
+            check_choice_tokens(tokenizer, path.parent, task, checkpoint)
         result = run_lm_eval(model, tokenizer, tasks, test_files, params)
         efficacy = {f: forget_efficacy(model, tokenizer, Path(args.data_root) / f, params) for f in forget_sets}
     record = dict(method=method, checkpoint=str(checkpoint), lm_eval_version=result.version)
@@ -467,6 +481,7 @@ def evaluate_one(args, params, checkpoint, method, out):
         record["accuracy_norm"] = {t: result.acc_norm[t] for t in tasks if t in result.acc_norm}
         record["prob_correct"] = {t: result.prob[t] for t in tasks if t in result.prob}
         record["correct"] = {t: result.correct[t] for t in tasks if t in result.correct}
+        record["choices_tied"] = {t: result.tied[t] for t in tasks if t in result.tied}
         forms, facts = question_meta(args.data_root, tasks)
         # the fact each question asks (a fact asked in several forms): Table 1's intervals resample facts
         record["facts"] = {t: facts[t] for t in tasks if t in facts}
@@ -483,10 +498,31 @@ def evaluate_one(args, params, checkpoint, method, out):
         record["seed"] = io.read_json(meta)["config"]["seed"] if meta is not None and meta.exists() else None
     else:
         record.update(accuracy=result.acc, accuracy_norm=result.acc_norm, prob_correct=result.prob,
-                      correct=result.correct, forget_efficacy=efficacy)
+                      correct=result.correct, choices_tied=result.tied, forget_efficacy=efficacy)
     io.write_json(out, record)
+    for line in caveats_of(record, args, tasks, forget_sets, method):
+        print(f"warning: {line}", file=sys.stderr)
     shown = ("FE", "RU", "GU", "RU_prob", "GU_prob", "MIA", "RougeL")
     print(json.dumps({k: v for k, v in record.items() if k in shown} or record["accuracy"]))
+
+
+def caveats_of(record, args, tasks, forget_sets, method):
+    """The warnings an evaluation finds (clue.caveats): a task whose choices the model cannot tell
+    apart; for the base model, a forget set it answers at or below chance."""
+    from clue import caveats
+
+    roles = {t: "general task" for t in tasks}
+    roles.update({t: "retain set" for t in (args.retain.split("+") if args.retain else [])})
+    roles.update({t: "forget set" for t in forget_sets})
+    lines = [caveats.choices_tied(t, roles[t], [(method, x)]) for t, x in record.get("choices_tied", {}).items()]
+    if method == "origin":
+        for forget in forget_sets:
+            correct = record.get("correct", {}).get(forget)
+            test = Path(args.data_root) / forget / "test.jsonl"
+            if correct and test.is_file():
+                chance, n, counts = caveats.chance(test, len(correct))
+                lines.append(caveats.below_chance(forget, record["accuracy"][forget], chance, n, counts))
+    return [line for line in lines if line]
 
 
 def main(args):

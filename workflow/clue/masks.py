@@ -490,6 +490,32 @@ def random_control(by_cat, config, seed, pair=""):
     return {c: [mapping.get(n, n) for n in names] for c, names in by_cat.items()}
 
 
+def masked_entries(axis_masks):
+    """How many rows, columns and dense entries one category's axis masks set (0: an empty mask)."""
+    return int(sum(int((vec != 0).sum()) for axes in axis_masks.values() for vec in axes.values()))
+
+
+def mask_sizes(path):
+    """{category: masked_entries} of a mask file, read without torch (Table 1's warnings)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ClueError(f"{path}: mask file not found")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+            sizes = {c: 0 for c in metadata.get("categories", "").split(",") if c}
+            for key in f.keys():
+                category = key.partition("/")[0]
+                sizes[category] = sizes.get(category, 0) + int((f.get_tensor(key) != 0).sum())
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise ClueError(f"{path}: not a readable safetensors file ({e})") from None
+    if metadata.get("format") != FORMAT:
+        raise ClueError(f"{path}: metadata format is {metadata.get('format')!r}, expected {FORMAT!r}")
+    return sizes
+
+
 def add_arguments(parser):
     parser.add_argument("--assign", required=True, help="solve assignment JSON (results/{model}/assign/...)")
     parser.add_argument("--model-dir", required=True, help="base checkpoint directory (its config names the parameters)")
@@ -519,7 +545,11 @@ def main(args):
     pct = ", ".join(f"{c} {_axis_pct(masks[c], shapes):.2f}%" for c in CATEGORIES)
     print(f"clue masks: {counts} neurons; mask covers {pct} of the attention/MLP weights -> {args.out}",
           file=sys.stderr)
-    if not any(by_cat.values()):
-        print("clue masks: warning: the assignment has no forget and no conflict neurons; the masks are empty "
-              "and unlearning will leave the model unchanged", file=sys.stderr)
+    if args.localizer == "clue":   # the random control's sizes are CLUE's: warned about once, here
+        from clue import caveats
+
+        warning = caveats.empty_masks(f"{assign.get('forget')}__{assign.get('retain')}", assign.get("forget"),
+                                      {c: masked_entries(masks[c]) for c in CATEGORIES})
+        if warning:
+            print(f"clue masks: warning: {warning}", file=sys.stderr)
     return 0

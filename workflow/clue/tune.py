@@ -28,6 +28,7 @@ from pathlib import Path
 
 from clue import io
 from clue.errors import ClueError
+from clue.names import suggest
 
 METRICS = ("FE", "RU", "GU")
 DEFAULTS = {
@@ -46,8 +47,6 @@ def check_grid(grid, epochs_forget, key="tune.grid"):
         raise ClueError(f"config key {key}: give a grid of settings, e.g. {{lr: [1e-4, 1e-3], epochs: [2, 4, 6]}}")
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
-        from clue.config import suggest
-
         raise ClueError(f"config key {key}.{unknown[0]}: unknown setting{suggest(unknown[0], GRID_KEYS)}; the grid "
                         f"tunes {', '.join(GRID_KEYS)}")
     out = {}
@@ -69,8 +68,6 @@ def check_rule(rule, key="tune.rule"):
     """The selection rule; ClueError naming the key when it names a metric that does not exist."""
     if not isinstance(rule, dict) or set(rule) - {"maximize", "at_least"}:
         raise ClueError(f"config key {key}: give maximize (a metric) and at_least ({{metric: fraction of Origin's}})")
-    from clue.config import suggest
-
     target = rule.get("maximize", "FE")
     if target not in METRICS:
         raise ClueError(f"config key {key}.maximize: unknown metric {target!r}{suggest(target, METRICS)}; "

@@ -243,7 +243,8 @@ def run_stage(model, stage, data, params, log, device, pad_id, rng, progress=Tru
     import torch
     from tqdm import tqdm
 
-    from clue.losses import collate, collate_preference, get_forget_loss, retain_kl, retain_loss, to_device
+    from clue.losses import collate, collate_preference, get_forget_loss, to_device
+    from clue.losses.retain import retain_kl, retain_loss
 
     spec = get_forget_loss(stage["loss"])
     mask = stage["mask"]
@@ -448,8 +449,14 @@ def unlearn(base_dir, forget_dir, retain_dir, method, out, params=None, masks_pa
               "retain_dir": str(retain_dirs[0]) if len(retain_dirs) == 1 else [str(d) for d in retain_dirs], "masks": None if masks_path is None else str(masks_path),
               "stages": [], "skipped_stages": [st["name"] for st in stages if st not in active],
               "losses": [], "unchanged": not active}
+    from clue.caveats import EMPTY_MASK_SETTING
+
+    both = {"forget", "conflict"} <= set(record["skipped_stages"])
     for name in record["skipped_stages"]:
-        print(f"clue unlearn: the {name} mask is empty; skipping that stage", file=sys.stderr)
+        # what an empty CLUE mask means is the masks stage's warning; here the setting that changes it
+        hint = EMPTY_MASK_SETTING["both" if both else name] if name in EMPTY_MASK_SETTING else None
+        setting = f" ({hint.format(forget=Path(forget_dir).name)})" if hint else ""
+        print(f"clue unlearn: warning: the {name} mask is empty; skipping that stage{setting}", file=sys.stderr)
 
     if active:
         kinds = {get_forget_loss(st["loss"]).data for st in active}
@@ -530,19 +537,20 @@ def add_arguments(parser):
     parser.add_argument("--rows", nargs="+", default=None,
                         help="the Table 1 row of each --method, for the log (a localizer's row trains PO: "
                         "--method po --rows wagle)")
-    parser.add_argument("--tuned", help="the tune stage's choice (selected.json): each row's learning rate and "
-                        "epochs replace unlearn.lr and the epochs (a variant such as clue-no_forget_mask takes its "
-                        "method's)")
+    parser.add_argument("--tuned", nargs="+", help="the tune stage's choices (selected/{method}.json): each row's "
+                        "learning rate and epochs replace unlearn.lr and the epochs (a variant such as "
+                        "clue-no_forget_mask takes its method's, the random-mask control CLUE's)")
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
 
 
-def read_tuned(path):
-    """{row: {lr, epochs}} of a tune stage's selected.json, or {} without one."""
-    if path is None:
-        return {}
+def read_tuned(paths):
+    """{row: {lr, epochs}} of the tune stage's choice files (selected/{method}.json), or {} without."""
     from clue.io import read_json
 
-    return read_json(path)["methods"]
+    out = {}
+    for path in paths or []:
+        out.update(read_json(path)["methods"])
+    return out
 
 
 def tuned_params(params, row, tuned):

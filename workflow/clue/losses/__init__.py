@@ -258,4 +258,3 @@ def mean_nll(model, batch):
 # Importing every module of the package registers its losses (keep this at the bottom: the modules
 # import from here).
 import_submodules(__name__, __path__)
-from clue.losses.retain import retain_kl, retain_loss  # noqa: E402,F401

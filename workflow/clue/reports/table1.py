@@ -9,7 +9,14 @@ of several tasks resample every task independently), and CLUE's difference from 
 method of the same pair a paired interval: both methods are scored on the same resampled
 questions, so what the two share cancels. A difference whose interval excludes 0 is marked.
 With several seeds a question's score is its mean over the seeds (the interval is the test
-questions', the ± the seeds' spread)."""
+questions', the ± the seeds' spread).
+
+Warnings (clue.caveats) stand under Table 1 in the Markdown and in the job's log: a forget set the
+base model answers at or below chance (from Origin's eval JSON and the forget set's test file,
+``--data``), a task whose choices the model cannot tell apart (the eval JSONs' ``choices_tied``),
+a circuit below its floor on held-out pairs (``--circuits``) and an empty CLUE mask (``--masks``)."""
+
+import sys
 
 from clue import io
 from clue.errors import ClueError
@@ -73,8 +80,9 @@ def collect(eval_paths, first_seed=0, with_accuracy=False):
             row["correct"] = rec.get("correct", {})
             row["facts"] = rec.get("facts", {})
             row["FE_forms"] = rec.get("FE_forms", {})
+            row["choices_tied"] = rec.get("choices_tied", {})   # absent in eval JSONs from before it
         rows.append(row)
-    extra = ["accuracy", "general", "correct", "facts", "FE_forms"] if with_accuracy else []
+    extra = ["accuracy", "general", "correct", "facts", "FE_forms", "choices_tied"] if with_accuracy else []
     # float columns even where every value is null (MIA without held-out texts)
     return pd.DataFrame(rows, columns=COLUMNS + NORM_COLUMNS + extra).astype(
         {k: float for k in METRICS + NORM_COLUMNS} | {"seed": int})
@@ -207,11 +215,61 @@ def over_seeds(df):
     return g.mean(), g.std(ddof=1)
 
 
-def markdown(df, forget, retain, methods, intervals=None, diffs=None):
+# --------------------------------------------------------------------------- warnings
+
+def warnings(df, data_dirs=(), circuit_paths=(), mask_paths=()):
+    """The warnings of clue.caveats about this table's numbers, in order: forget sets at or below
+    chance for the base model (Origin's rows and each forget set's ``data_dirs`` test file), tasks
+    whose choices tie (every row's ``choices_tied``), circuits below their floor on held-out pairs
+    (``circuit_paths``, circuit JSONs) and empty CLUE masks (``mask_paths``, each
+    ``.../masks/{forget}__{retain}/clue.safetensors``)."""
+    from pathlib import Path
+
+    from clue import caveats
+    from clue.masks import mask_sizes
+
+    out = []
+    tests = {Path(d).name: Path(d) / "test.jsonl" for d in data_dirs}
+    origin = df[df.method == "origin"]
+    for forget in dict.fromkeys(df.forget):
+        rows = origin[origin.forget == forget]
+        if rows.empty or forget not in tests:
+            continue
+        row = rows.iloc[0]
+        accuracy = (row.accuracy if "accuracy" in df.columns else {}).get(forget)
+        if accuracy is None:
+            continue
+        correct = (row.correct if "correct" in df.columns else {}).get(forget)
+        level, n, counts = caveats.chance(tests[forget], len(correct) if correct else None)
+        out.append(caveats.below_chance(forget, accuracy, level, n, counts))
+
+    if "choices_tied" in df.columns:
+        labels = method_labels()
+        roles, fractions = {}, {}
+        for row in df.itertuples():
+            tasks = ([(row.forget, "forget set")] + [(t, "retain set") for t in row.retain.split("+")]
+                     + [(t, "general task") for t in row.general])
+            for task, role in tasks:
+                roles.setdefault(task, [])
+                if role not in roles[task]:
+                    roles[task].append(role)
+                if task in row.choices_tied:
+                    fractions.setdefault(task, []).append((labels.get(row.method, row.method), row.choices_tied[task]))
+        out += [caveats.choices_tied(task, " and ".join(roles[task]), found) for task, found in fractions.items()]
+
+    out += [caveats.circuit(io.read_json(path)) for path in circuit_paths]
+    for path in mask_paths:
+        pair = Path(path).parent.name
+        out.append(caveats.empty_masks(pair, pair.split("__")[0], mask_sizes(path)))
+    return [w for w in out if w]
+
+
+def markdown(df, forget, retain, methods, intervals=None, diffs=None, warnings=None):
     """Each table of TABLES: one block per forget set, one row per method, its cells per retain
     set (mean +- std over the seeds when there are several, then the 95% interval over the test
     questions from ``intervals`` where there is one), and the unlearned parameter % (mean over
-    the block's retain sets) as in the paper; then CLUE's differences (``diffs``)."""
+    the block's retain sets) as in the paper, ``warnings`` (lines) under Table 1; then CLUE's
+    differences (``diffs``)."""
     labels = method_labels()
     mean, std = over_seeds(df)
     n_seeds = df.groupby(["forget", "retain", "method"], sort=False).size()
@@ -250,6 +308,9 @@ def markdown(df, forget, retain, methods, intervals=None, diffs=None):
             lines.append("")
         if title.startswith("Table 1") and any(lo is not None for ci in intervals.values() for lo, _ in ci.values()):
             lines += ["[a, b]: 95% bootstrap interval over the test questions (2,000 resamples).", ""]
+        if title.startswith("Table 1") and warnings:
+            lines += ["# Warnings: numbers that may mean nothing", "",
+                      *[f"- {w}" for w in warnings], ""]
     if diffs is not None and len(diffs):
         lines += ["# CLUE minus each method, with paired 95% intervals", "",
                   "Both methods scored on the same resampled test questions; * marks a difference whose "
@@ -324,6 +385,12 @@ def add_arguments(p):
     p.add_argument("--table6", help="CSV of 1-accuracy, MIA, Rouge-L per checkpoint (appendix G)")
     p.add_argument("--differences", help="CSV of CLUE minus every other method of each pair, with paired 95% "
                    "intervals over the test questions")
+    p.add_argument("--data", nargs="*", default=[], help="the forget sets' data directories (results/{model}/data/"
+                   "{task}): their test.jsonl gives chance, for the warning on a base model at or below it")
+    p.add_argument("--circuits", nargs="*", default=[], help="Table 1's circuit JSONs: a warning for each below "
+                   "circuit.min_faithfulness on its held-out pairs")
+    p.add_argument("--masks", nargs="*", default=[], help="CLUE's mask files (results/{model}/masks/{forget}__"
+                   "{retain}/clue.safetensors): a warning for each empty forget or conflict mask")
 
 
 def main(args):
@@ -337,13 +404,18 @@ def main(args):
         df = add_intervals(df)
         intervals, _ = seed_intervals(df)
         diffs = differences(df, args.methods)
+    found = []
+    if args.md:   # warned about once, by the job that writes the Markdown
+        found = warnings(df, args.data, args.circuits, args.masks)
+        for line in found:
+            print(f"clue table1: warning: {line}", file=sys.stderr)
     forms = list(dict.fromkeys(f for d in df.FE_forms for f in d))
     for form in forms:   # FE in each form a forget question is asked in (Table 1's FE is their mean)
         df[f"FE_{form}"] = [d.get(form, float("nan")) for d in df.FE_forms]
     outputs = [(args.csv, lambda tmp: df[COLUMNS + INTERVAL_COLUMNS + NORM_COLUMNS + [f"FE_{f}" for f in forms]].to_csv(
                     tmp, index=False, float_format="%.4f")),
                (args.md, lambda tmp: tmp.write_text(markdown(df, args.forget, args.retain, args.methods, intervals,
-                                                             diffs) + "\n")),
+                                                             diffs, found) + "\n")),
                (args.differences, lambda tmp: diffs.to_csv(tmp, index=False, float_format="%.4f")),
                (args.table5, lambda tmp: table5(df).to_csv(tmp, index=False, float_format="%.4f")),
                (args.table6, lambda tmp: table6(df).to_csv(tmp, index=False, float_format="%.4f"))]

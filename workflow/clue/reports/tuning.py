@@ -290,14 +290,17 @@ def read_pair(pair_dir, methods):
 def add_arguments(p):
     p.add_argument("--pair-dirs", nargs="+", required=True,
                    help="tuning pair directories results/{model}/tune/{forget}__{retain}/ (origin.json and "
-                   "{method}.json from clue tune); selected.json is written into each")
+                   "{method}.json from clue tune)")
     p.add_argument("--methods", nargs="+", required=True, help="the tuned methods: {method}.json of every pair")
     p.add_argument("--tune-params", default="{}", help="the `tune` config section as JSON (its rule and budgets)")
-    p.add_argument("--csv", required=True, help="every grid point of every pair, its validation scores and FE interval")
-    p.add_argument("--budgets-csv", required=True, help="the best FE of each method within each utility budget (tidy)")
-    p.add_argument("--budgets-md", required=True, help="the budget table in Markdown, one table per pair")
-    p.add_argument("--figures", nargs="+", required=True,
-                   help="validation FE against GU, one figure per pair, in the order of --pair-dirs")
+    p.add_argument("--selected", nargs="+",
+                   help="write the rule's choice of each method into these files, one per method (in the order "
+                   "of --methods) of the one --pair-dirs: {rule, pair, methods: {method: {lr, epochs, ...}}}; "
+                   "without --csv nothing else is written")
+    p.add_argument("--csv", help="every grid point of every pair, its validation scores and FE interval")
+    p.add_argument("--budgets-csv", help="the best FE of each method within each utility budget (tidy)")
+    p.add_argument("--budgets-md", help="the budget table in Markdown, one table per pair")
+    p.add_argument("--figures", nargs="+", help="validation FE against GU, one figure per pair, in the order of --pair-dirs")
 
 
 def main(args):
@@ -308,7 +311,16 @@ def main(args):
     tune = io.with_defaults(io.json_params(args.tune_params, "tune"), DEFAULTS, "tune", strict=True)
     rule = check_rule(tune["rule"])
     budgets = check_budgets(tune["budgets"])
-    if len(args.figures) != len(args.pair_dirs):
+    report = (args.csv, args.budgets_csv, args.budgets_md, args.figures)
+    if any(report) and not all(report):
+        raise ClueError("give --csv, --budgets-csv, --budgets-md and --figures together (the tuning report)")
+    if not args.selected and not all(report):
+        raise ClueError("give --selected (the choice of each method), the tuning report (--csv, --budgets-csv, "
+                        "--budgets-md, --figures), or both")
+    if args.selected and (len(args.pair_dirs) != 1 or len(args.selected) != len(args.methods)):
+        raise ClueError(f"--selected takes one file per method ({len(args.methods)}) of one --pair-dirs "
+                        f"({len(args.pair_dirs)} given, {len(args.selected)} files)")
+    if args.figures and len(args.figures) != len(args.pair_dirs):
         raise ClueError(f"give as many --figures ({len(args.figures)}) as --pair-dirs ({len(args.pair_dirs)}): "
                         "one figure per tuning pair, in the same order")
     pairs = []
@@ -316,14 +328,20 @@ def main(args):
         origin, records = read_pair(pair_dir, args.methods)
         rows, selected = tuning_rows(records, origin, rule)
         pairs.append((pair_dir, origin, rows, selected, budget_rows(rows, budgets), interval_note([origin, *records])))
-    for (pair_dir, origin, rows, selected, _, _), figure in zip(pairs, args.figures):
+    for pair_dir, origin, rows, selected, _, _ in pairs:
         name = f"{origin['forget']}__{origin['retain']}"
-        io.write_json(pair_dir / "selected.json", {"rule": rule, "pair": name, "methods": selected})
-        frontier(pd.DataFrame(rows, columns=COLUMNS), rule, budgets,
-                 f"Tuning on validation questions: {origin['forget']} x {origin['retain']}", figure)
+        for method, out in zip(args.methods, args.selected or []):
+            # one file a method: a method's trainings read its own choice, so a method tuned again
+            # retrains nothing else
+            io.write_json(out, {"rule": rule, "pair": name, "methods": {method: selected[method]}})
         for method, s in selected.items():
             print(f"{name} {method}: lr {s['lr']:g}, {s['epochs']} epochs"
                   + ("" if s["met_rule"] else " (no point met the floors)"))
+    if not all(report):
+        return 0
+    for (pair_dir, origin, rows, selected, _, _), figure in zip(pairs, args.figures):
+        frontier(pd.DataFrame(rows, columns=COLUMNS), rule, budgets,
+                 f"Tuning on validation questions: {origin['forget']} x {origin['retain']}", figure)
     points = pd.DataFrame([r for p in pairs for r in p[2]], columns=COLUMNS)
     chosen = pd.DataFrame([r for p in pairs for r in p[4]], columns=BUDGET_COLUMNS)
     with io.atomic_path(args.csv) as tmp:

@@ -2,6 +2,7 @@
 ``datasets``). Unknown names fail before any job runs, listing the known ones."""
 
 from clue.errors import ClueError
+from clue.names import suggest
 from clue.tasks.real import REAL_TASKS
 from clue.tasks.toy import TOY_TASKS
 from clue.tasks.world import WORLD_TASKS
@@ -36,7 +37,5 @@ def fact_keys(name, seed):
 def check_task(name, key):
     """Raise a ClueError naming the config key if ``name`` is not a registered task."""
     if name not in GENERATED_TASKS and name not in REAL_TASK_ROLES:
-        from clue.config import suggest
-
         raise ClueError(f"config key {key}: unknown task {name!r}{suggest(name, known_tasks())}; "
                         f"known tasks: {', '.join(known_tasks())}")

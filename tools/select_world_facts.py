@@ -1,4 +1,5 @@
-"""Which real-world facts SmolLM2-135M-Instruct knows: the probe behind clue.tasks.world_facts.
+"""Select the real-world facts SmolLM2-135M-Instruct knows and write them as the data module
+clue.tasks.world_facts (the fact lists of the real-model benchmark's world_* tasks).
 
 The candidate facts below were written for this project (lists of well-known facts, no other
 project's files). Each relation names a PROBE prompt form that no other step uses (not the corpus,
@@ -21,8 +22,8 @@ accuracy in the three test forms with the same 4 choices. The test forms never d
 Usage (CPU, one thread; the converted checkpoint is a directory written by
 clue.base_model.convert_gguf, e.g. /work/scratch/smollm2-base):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/probe_world_facts.py --model DIR \\
-        --out probe_world_facts.json [--relations city_country animal_class] \\
+    HF_HUB_OFFLINE=1 .venv/bin/python tools/select_world_facts.py --model DIR \\
+        --out world_facts_probe.json [--relations city_country animal_class] \\
         [--write-module workflow/clue/tasks/world_facts.py]
 
 --write-module renders the kept facts of the relations in MODULE_LAYOUT as the data module.
@@ -742,7 +743,7 @@ def render_module(report, layout, path):
     lines = ['"""Real-world facts SmolLM2-135M-Instruct knows, for forget sets with statistical power.',
              "",
              "The facts were written for this project (lists of well-known facts; no other project's files)",
-             "and selected by bench/probe_world_facts.py, run once on SmolLM2-135M-Instruct:"]
+             "and selected by tools/select_world_facts.py, run once on SmolLM2-135M-Instruct:"]
     lines += _wrap((source + ", converted to an HF checkpoint with clue.base_model.convert_gguf, "
                     "scored on a CPU in float32.").split(), "", width=100)
     lines += ["",
