@@ -362,8 +362,21 @@ def test_the_random_control_draws_other_heads_for_other_seeds():
     assert len(pairs) > 1   # each pair draws its own heads
 
 
+def test_the_controls_overlap_with_clue_counts_heads_by_category():
+    """Counted by hand: the control's forget heads a0.h1 (CLUE: forget) and a1.h0 (CLUE: conflict),
+    its conflict head a0.h2 (CLUE: neither); the MLP neuron m0 does not count."""
+    from clue.masks import control_overlap
+
+    clue = {"forget": ["a0.h1", "m0"], "conflict": ["a1.h0"], "retain": ["a0.h2"]}
+    control = {"forget": ["a0.h1", "a1.h0", "m0"], "conflict": ["a0.h2"], "retain": ["a1.h3"]}
+    assert control_overlap(clue, control) == {"forget": 0.5, "conflict": 0.0, "trained": 2 / 3}
+    assert control_overlap(clue, {"forget": ["m0"], "conflict": []}) == {"forget": None, "conflict": None,
+                                                                         "trained": None}
+
+
 def test_the_masks_cli_draws_the_control_with_its_seed_and_names_a_missing_one(tmp_path, capsys):
     from clue.cli import main
+    from clue.masks import random_control
 
     model = make_model("gqa", hidden_size=32, heads=4, kv_heads=2, layers=2)
     model.save_pretrained(tmp_path / "base")
@@ -383,6 +396,13 @@ def test_the_masks_cli_draws_the_control_with_its_seed_and_names_a_missing_one(t
     with safe_open(str(tmp_path / "r.safetensors"), "pt") as f:
         meta = f.metadata()
     assert meta["localizer"] == "random" and meta["seed"] == "5" and meta["pair"] == "f__r"
+    # CLUE has one conflict head (a1.h3) and no forget head: the control's one conflict head is
+    # CLUE's only if the draw left it in place
+    moved = random_control({"forget": ["m0"], "conflict": ["a1.h3"]}, model.config, 5, "f__r")
+    stays = moved["conflict"] == ["a1.h3"]
+    assert (meta["overlap_forget"], meta["overlap_conflict"], meta["overlap_trained"]) == (
+        "none", f"{float(stays):.4f}", f"{float(stays):.4f}")
+    assert "the control's heads that CLUE also puts there: forget -, conflict" in capsys.readouterr().err
     masks = load_masks(tmp_path / "r.safetensors", model)
     assert set(masks["forget"]) == {MLP.format(0, p) for p in ("gate", "up", "down")}
     assert masks["conflict"][ATTN.format(1, "q")].sum().item() == 8 * 32   # one head of 8 rows, somewhere

@@ -265,6 +265,32 @@ def test_facts_asked_in_several_forms_are_resampled_as_facts(tmp_path):
     assert (row["FE_question"], row["FE_cloze"], row["FE_paraphrase"]) == ("0.5000", "0.4000", "0.6000")
 
 
+def test_intervals_over_several_seeds_resample_the_seeds_too(tmp_path):
+    """Two seeds of CLUE, one answering every forget question right and one none: averaged per
+    question every score is 0.5, so resampling questions alone gives a zero-width interval; drawing
+    the seeds too gives (A, A) FE 0, (B, B) FE 1, each a quarter of the draws, so the 95% interval is
+    [0, 1]. Three identical seeds give the one seed's interval (seeds add no spread), and the
+    Markdown says what the intervals resample."""
+    n = 200
+    half = [1, 0] * (n // 2)
+    paths = [write_eval(tmp_path / "o.json", "origin", {"f": half, "r": half, "g": half})]
+    for seed, right in ((1, [1] * n), (2, [0] * n)):
+        paths.append(write_eval(tmp_path / f"c{seed}.json", "clue", {"f": right, "r": half, "g": half}, seed=seed))
+    for seed in (1, 2, 3):
+        paths.append(write_eval(tmp_path / f"p{seed}.json", "po", {"f": half, "r": half, "g": half}, seed=seed))
+    assert main(["table1", "--evals", *paths, "--forget", "f", "--retain", "r", "--methods", "origin", "po", "clue",
+                 "--md", str(tmp_path / "t.md"), "--differences", str(tmp_path / "d.csv")]) == 0
+    md = (tmp_path / "t.md").read_text()
+    t1 = table(md, "Table 1: performance overview of LLM unlearning", "f")
+    clue = next(r for r in t1 if r[0] == "CLUE")
+    assert clue[2] == "0.500 ± 0.707 [0.00, 1.00]"
+    origin, po = next(r for r in t1 if r[0] == "Origin"), next(r for r in t1 if r[0] == "PO")
+    assert po[2].split(" [")[1] == origin[2].split(" [")[1]   # identical seeds: the questions' interval
+    assert "resample the seeds and the test questions together (a two-level bootstrap)" in md
+    d = {(r["method"], r["metric"]): r for r in csv.DictReader(open(tmp_path / "d.csv"))}
+    assert d[("po", "FE")]["outside"] == "False" and float(d[("po", "FE")]["lo"]) <= -0.45
+
+
 # --------------------------------------------------------------------------- warnings (issue 43)
 
 def write_test_file(data_dir, n_choices):

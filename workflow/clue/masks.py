@@ -490,6 +490,24 @@ def random_control(by_cat, config, seed, pair=""):
     return {c: [mapping.get(n, n) for n in names] for c, names in by_cat.items()}
 
 
+def control_overlap(clue, control):
+    """How much of the random-mask control is CLUE's own mask: {category: fraction of the control's
+    heads of that category that CLUE puts in the same category}, and ``trained``: of its forget and
+    conflict heads together, those CLUE trains too (either category). Heads only: the control keeps
+    CLUE's MLP neurons by construction. None where the control has no head of that kind."""
+    def heads(names):
+        return {n for n in names if n.startswith("a")}
+
+    out = {}
+    for c in ("forget", "conflict"):
+        mine = heads(control.get(c, []))
+        out[c] = len(mine & heads(clue.get(c, []))) / len(mine) if mine else None
+    trained = heads(control.get("forget", [])) | heads(control.get("conflict", []))
+    clue_trained = heads(clue.get("forget", [])) | heads(clue.get("conflict", []))
+    out["trained"] = len(trained & clue_trained) / len(trained) if trained else None
+    return out
+
+
 def masked_entries(axis_masks):
     """How many rows, columns and dense entries one category's axis masks set (0: an empty mask)."""
     return int(sum(int((vec != 0).sum()) for axes in axis_masks.values() for vec in axes.values()))
@@ -536,8 +554,13 @@ def main(args):
         if args.seed is None:
             raise ClueError("--localizer random draws its heads with a seed: give --seed")
         pair = f"{assign.get('forget')}__{assign.get('retain')}"
-        by_cat = random_control(by_cat, config, args.seed, pair)
-        extra = {"seed": args.seed, "pair": pair, "matched_to": args.assign}
+        clue_by_cat, by_cat = by_cat, random_control(by_cat, config, args.seed, pair)
+        overlap = control_overlap(clue_by_cat, by_cat)
+        extra = {"seed": args.seed, "pair": pair, "matched_to": args.assign,
+                 **{f"overlap_{c}": "none" if v is None else f"{v:.4f}" for c, v in overlap.items()}}
+        shown = ", ".join(f"{c} {'-' if v is None else f'{v:.0%}'}" for c, v in overlap.items())
+        print(f"clue masks: the control's heads that CLUE also puts there: {shown} (its MLP neurons are "
+              "CLUE's by construction)", file=sys.stderr)
     masks = axis_masks_from_neurons(by_cat, config, shapes)
     write_masks(args.out, masks, model=args.model_name, localizer=args.localizer, categories=CATEGORIES,
                 extra_metadata=extra)

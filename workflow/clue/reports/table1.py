@@ -8,8 +8,10 @@ task's questions resampled with replacement, 2,000 times, with a fixed seed; GU 
 of several tasks resample every task independently), and CLUE's difference from every other
 method of the same pair a paired interval: both methods are scored on the same resampled
 questions, so what the two share cancels. A difference whose interval excludes 0 is marked.
-With several seeds a question's score is its mean over the seeds (the interval is the test
-questions', the ± the seeds' spread).
+With several seeds the interval combines both sources of spread, a two-level bootstrap: each
+replicate draws the method's seeds with replacement (its checkpoints, the same draw for every task
+of the pair), averages each question's score over the drawn seeds, and resamples the questions (or
+facts) as above; the ± is the seeds' sample std.
 
 Warnings (clue.caveats) stand under Table 1 in the Markdown and in the job's log: a forget set the
 base model answers at or below chance (from Origin's eval JSON and the forget set's test file,
@@ -174,13 +176,61 @@ def add_intervals(df):
     return df
 
 
+def _seed_draws(forget, retain, method, k):
+    """[BOOTSTRAP, k] seed indices of one method of a pair (drawn with replacement), from a seed
+    fixed by the pair and the method: one draw for all the method's tasks."""
+    import hashlib
+
+    import numpy as np
+
+    seed = int.from_bytes(hashlib.sha256(f"seeds/{forget}__{retain}/{method}".encode()).digest()[:8], "little")
+    return np.random.default_rng(seed).integers(0, k, size=(BOOTSTRAP, k))
+
+
+def _seeds_and_questions_replicates(rows, forget, retain, method, tasks, facts=None):
+    """Like _replicates, over several seeds: each replicate averages every question's score over a
+    draw of the seeds with replacement, then resamples the questions (facts) with the pair's draw."""
+    import numpy as np
+
+    f, r, g = tasks
+    facts = facts or {}
+    shared = set.intersection(*(set(row.correct) for row in rows))
+    draws = _seed_draws(forget, retain, method, len(rows))
+
+    def task(t):
+        per_seed = np.asarray([row.correct[t] for row in rows], dtype=float)   # [k, n]
+        drawn = per_seed[draws].mean(1)                                       # [BOOTSTRAP, n]
+        fact_of = facts.get(t)
+        if fact_of is None or len(fact_of) != drawn.shape[1]:
+            idx = _resamples(forget, retain, t, drawn.shape[1])
+            return np.take_along_axis(drawn, idx, 1).mean(1)
+        names = list(dict.fromkeys(fact_of))
+        onehot = np.zeros((drawn.shape[1], len(names)))
+        onehot[np.arange(drawn.shape[1]), [names.index(x) for x in fact_of]] = 1
+        sums, counts = drawn @ onehot, onehot.sum(0)
+        idx = _resamples(forget, retain, t, len(names))
+        return np.take_along_axis(sums, idx, 1).sum(1) / counts[idx].sum(1)
+
+    def means(names):
+        if not names or any(t not in shared or len({len(row.correct[t]) for row in rows}) != 1 for t in names):
+            return None
+        return np.mean([task(t) for t in names], axis=0)
+
+    fe = means(f)
+    return {"FE": None if fe is None else 1.0 - fe, "RU": means(r), "GU": means(g)}
+
+
 def seed_intervals(df):
-    """{(forget, retain, method): {metric: (lo, hi)}} over seed-averaged question scores, and
-    {(forget, retain, method): replicates} for the paired differences."""
+    """{(forget, retain, method): {metric: (lo, hi)}} over question scores (with several seeds,
+    seeds and questions resampled together), and {(forget, retain, method): replicates} for the
+    paired differences."""
     out, reps = {}, {}
     for (f, r, m), block in df.groupby(["forget", "retain", "method"], sort=False):
         rows = list(block.itertuples())
-        rep = _replicates(_seed_mean_scores(rows), f, r, _pair_tasks(rows[0]), rows[0].facts)
+        if len(rows) == 1:
+            rep = _replicates(_seed_mean_scores(rows), f, r, _pair_tasks(rows[0]), rows[0].facts)
+        else:
+            rep = _seeds_and_questions_replicates(rows, f, r, m, _pair_tasks(rows[0]), rows[0].facts)
         reps[(f, r, m)] = rep
         out[(f, r, m)] = {k: _interval(v) for k, v in rep.items()}
     return out, reps
@@ -283,7 +333,9 @@ def markdown(df, forget, retain, methods, intervals=None, diffs=None, warnings=N
 
     df = mean.reset_index()
     lines = []
-    seeds_note = (f" Mean ± sample std over {n_seeds.max()} seeds (Origin, the base model, is evaluated once)."
+    seeds_note = (f" Mean ± sample std over {n_seeds.max()} seeds (Origin, the base model, is evaluated once); "
+                  "the intervals of these rows resample the seeds and the test questions together (a two-level "
+                  "bootstrap), so they hold both sources of spread."
                   if n_seeds.max() > 1 else "")
     for title, note, cells in TABLES:
         lines += [f"# {title}", "", note + seeds_note, ""]
