@@ -203,6 +203,8 @@ def method_masks(model, forget, retain, method, run=""):
         return []
     if base == "random":  # CLUE's random-mask control, drawn with the run's seed
         return f"results/{model}/masks/{forget}__{retain}/random-s{run_seed(run)}.safetensors"
+    if mask.startswith("random-"):  # a localizer's random-mask control, drawn with the run's seed
+        return f"results/{model}/masks/{forget}__{retain}/{mask}-s{run_seed(run)}.safetensors"
     prefix = run if run.startswith("sparsity") and mask == "clue" else ""
     return f"results/{model}/{prefix}masks/{forget}__{retain}/{mask}.safetensors"
 
@@ -253,7 +255,10 @@ def tune_data(w):
 
 def tuned_method(row):
     """The tuned method whose choice a Table 1 row trains with: the row's own, its method's (a
-    variant such as clue-membership), CLUE's for the random-mask control; None when not tuned."""
+    variant such as clue-membership), CLUE's for its random-mask control, a localizer's for its
+    (random-<localizer>); None when not tuned."""
+    if row.startswith("random-"):  # a localizer's random-mask control: the localizer's choice
+        return row.partition("-")[2] if row.partition("-")[2] in TUNE_METHODS else None
     base = row.split("-")[0]
     for m in (row, base, "clue" if base == "random" else None):
         if m in TUNE_METHODS:

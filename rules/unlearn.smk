@@ -69,6 +69,32 @@ rule random_masks:
         " --model-name {wildcards.model} --out {output} > {log} 2>&1"
 
 
+rule random_localizer_masks:
+    """A localizer's random-mask control (Table 1's random-<localizer>): its mask's rows, columns
+    and entries moved at random inside each matrix, every matrix keeping the localizer's sizes
+    (clue.masks.random_like), one mask a seed."""
+    input:
+        "results/{model}/masks/{forget}__{retain}/{localizer}.safetensors",
+    output:
+        "results/{model}/masks/{forget}__{retain}/random-{localizer}-s{seed}.safetensors",
+    log:
+        "logs/{model}/masks/{forget}__{retain}/random-{localizer}-s{seed}.log",
+    benchmark:
+        "benchmarks/{model}/masks/{forget}__{retain}/random-{localizer}-s{seed}.tsv"
+    wildcard_constraints:
+        seed="-?[0-9]+",
+        localizer="|".join(LOCALIZERS),
+    priority: PRIORITY["logic"]
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "clue masks --like {input} --pair {wildcards.forget}__{wildcards.retain} --localizer random"
+        " --seed {wildcards.seed} --model-name {wildcards.model} --out {output} > {log} 2>&1"
+
+
 # Table 1's methods go one job per checkpoint (unlearn.jobs: per_checkpoint) or one per pair
 # (per_pair: rule unlearn_pair takes them over); method variants (clue-<ablation>,
 # <localizer>-r<ratio>) and sparsity runs always go one job per checkpoint.

@@ -144,6 +144,21 @@ def test_a_random_control_without_clue_to_match_fails_naming_the_key():
     check_config(config)
 
 
+def test_a_localizers_random_control_without_the_localizer_fails_naming_the_key():
+    config = load()
+    config["methods"] = ["origin", "po", "random-wagle"]
+    with pytest.raises(ClueError) as err:
+        check_config(config)
+    assert str(err.value) == ("config key methods[2]: random-wagle is wagle's random-mask control (its training "
+                              "inside random entries of the sizes of wagle's mask, with its tuned setting): list "
+                              "wagle too")
+    config["methods"].insert(2, "wagle")
+    check_config(config)
+    config["methods"].append("random-sgd")
+    with pytest.raises(ClueError, match=r"config key methods\[4\]: unknown method 'random-sgd'"):
+        check_config(config)
+
+
 def test_a_retain_task_of_the_forget_sets_own_facts_fails(monkeypatch):
     """A retain (or general) task that asks a fact of a forget set would reward keeping what is
     being forgotten: the config is refused, naming the key and a shared fact."""

@@ -451,3 +451,55 @@ def test_mask_sizes_count_what_each_category_sets_and_name_a_bad_file(tmp_path):
         mask_sizes(tmp_path / "bad.safetensors")
     with pytest.raises(ClueError, match="missing.safetensors: mask file not found$"):
         mask_sizes(tmp_path / "missing.safetensors")
+
+
+def test_a_localizers_random_control_keeps_each_matrixs_sizes_and_moves_the_entries(tmp_path):
+    """WAGLE-style dense entries and PCGU-style rows (and columns): every matrix keeps as many
+    masked entries, rows and columns as the localizer's mask, and the union of rows and columns
+    as many elements; the draw depends on the seed and the pair and repeats for the same ones."""
+    from clue.masks import random_like
+
+    torch.manual_seed(0)
+    dense = torch.rand(6, 8) < 0.3
+    masks = {"forget": {"w1": {"dense": dense.to(torch.uint8)},
+                        "w2": {"rows": torch.tensor([1, 0, 0, 1, 0, 0], dtype=torch.uint8),
+                               "cols": torch.tensor([0, 1, 0, 0, 0, 0, 0, 1], dtype=torch.uint8)}}}
+    moved = random_like(masks, seed=3, key="f__r")
+    again = random_like(masks, seed=3, key="f__r")
+    assert all(torch.equal(moved["forget"][p][a], again["forget"][p][a]) for p in masks["forget"]
+               for a in masks["forget"][p])
+    for param, axes in masks["forget"].items():
+        for axis, vec in axes.items():
+            assert moved["forget"][param][axis].shape == vec.shape
+            assert int(moved["forget"][param][axis].sum()) == int(vec.sum())
+    rows, cols = moved["forget"]["w2"]["rows"].bool(), moved["forget"]["w2"]["cols"].bool()
+    union = (rows[:, None] | cols[None, :]).sum()
+    assert int(union) == 2 * 8 + 2 * 6 - 2 * 2   # as for the localizer's own rows and columns
+    draws = {tuple(random_like(masks, seed=s, key="f__r")["forget"]["w1"]["dense"].flatten().tolist())
+             for s in range(4)}
+    assert len(draws) == 4 and tuple(dense.to(torch.uint8).flatten().tolist()) not in draws
+    other_pair = random_like(masks, seed=3, key="f__s")["forget"]["w1"]["dense"]
+    assert not torch.equal(other_pair, moved["forget"]["w1"]["dense"])
+
+
+def test_the_masks_cli_writes_a_localizers_control_and_names_what_is_missing(tmp_path, capsys):
+    from clue.cli import main
+    from clue.masks import read_masks
+
+    dense = torch.zeros(4, 4, dtype=torch.uint8)
+    dense[0, :3] = 1
+    write_masks(tmp_path / "wagle.safetensors", {"forget": {"w": {"dense": dense}}}, model="toy", localizer="wagle",
+                categories=["forget"])
+    argv = ["masks", "--like", str(tmp_path / "wagle.safetensors"), "--pair", "f__r", "--localizer", "random",
+            "--model-name", "toy", "--out", str(tmp_path / "r.safetensors")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == ("clue masks: error: --like writes a random-mask control: give "
+                                               "--localizer random and --seed")
+    assert main(argv + ["--seed", "1", "--assign", "a.json"]) == 2
+    assert "give --assign (CLUE's masks or their control) or --like (a localizer's control), not both" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "r.safetensors").exists()
+    assert main(argv + ["--seed", "1"]) == 0
+    meta, masks = read_masks(tmp_path / "r.safetensors")
+    assert (meta["localizer"], meta["matched_localizer"], meta["seed"], meta["pair"]) == ("random", "wagle", "1", "f__r")
+    assert int(masks["forget"]["w"]["dense"].sum()) == 3

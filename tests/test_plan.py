@@ -195,3 +195,21 @@ def test_the_random_control_draws_one_mask_a_seed_and_trains_with_clues_choice(t
                     and f"results/toy/{run}unlearned/toy_cyber__toy_cyber_neighbour/random" in x)
         assert "--method po clue clue" in line and "--rows po clue random" in line
         assert f"masks/toy_cyber__toy_cyber_neighbour/random-s{seed}.safetensors" in line
+
+
+def test_a_localizers_random_control_trains_po_in_its_random_mask_with_its_tuned_setting():
+    """Table 1's random-wagle: WAGLE's mask moved at random inside each matrix (one mask a seed),
+    trained with PO as WAGLE's row is, at WAGLE's tuned learning rate and epochs."""
+    out = snakemake(ROOT, "-n", "-p", "results/smollm2/parts/world_cities/random-wagle.csv", "--configfile",
+                    "configs/smollm2.yaml", "--config", "methods=[origin,po,wagle,random-wagle]")
+    jobs = planned_jobs(out)
+    assert jobs["random_localizer_masks"] == 2 and jobs["unlearn"] == 2 and jobs["tune_method"] == 1
+    lines = [line for line in out.stdout.splitlines() if " clue unlearn " in line]
+    for line in lines:
+        assert "--method po " in line and "--rows random-wagle " in line
+        assert re.search(r"--masks results/smollm2-135m-instruct/masks/world_cities__\w+/random-wagle-s0.safetensors ",
+                         line)
+        assert "--tuned results/smollm2-135m-instruct/tune/world_cities__world_cities_neighbour/selected/wagle.json " \
+            in line
+    assert "clue masks --like results/smollm2-135m-instruct/masks/world_cities__world_cities_neighbour/wagle." \
+        "safetensors" in out.stdout

@@ -588,3 +588,7 @@ def test_the_random_control_reads_clues_tuned_setting():
     assert tuned_params(params, "random", tuned) == {"lr": 3e-5, "epochs_forget": 1, "epochs_conflict": 5}
     assert tuned_params(params, "po", tuned)["lr"] == 1e-4
     assert tuned_params(params, "ga", tuned) == params
+    # a localizer's random-mask control trains with the localizer's setting, not CLUE's
+    tuned["wagle"] = {"lr": 7e-5, "epochs": 4}
+    assert tuned_params(params, "random-wagle", tuned) == {"lr": 7e-5, "epochs_forget": 1, "epochs_conflict": 3}
+    assert tuned_params(params, "random-pcgu", tuned) == params   # PCGU not tuned: the section as configured

@@ -61,12 +61,13 @@ def schema_error(config, schema):
 def known_methods():
     """Rows of Table 1 this version can produce: Origin, every registered forget loss (trained on
     every parameter), every registered localizer (PO + retain loss inside its mask), CLUE and its
-    random-mask control `random` (CLUE's training in random heads of CLUE's sizes). The
+    random-mask control `random` (CLUE's training in random heads of CLUE's sizes), and a
+    localizer's, `random-<localizer>` (its training inside random entries of its mask's sizes). The
     registries are torch-free to import; see README "Adding a method or a localizer"."""
     from clue.localizers import LOCALIZERS
     from clue.losses import FORGET_LOSSES
 
-    return ["origin", *FORGET_LOSSES, *LOCALIZERS, "clue", "random"]
+    return ["origin", *FORGET_LOSSES, *LOCALIZERS, "clue", "random", *(f"random-{n}" for n in LOCALIZERS)]
 
 
 def model_source(config):
@@ -163,6 +164,11 @@ def check_config(config):
         raise ClueError(f"config key methods[{config['methods'].index('random')}]: random is CLUE's random-mask "
                         "control (CLUE's training in random heads of the sizes of CLUE's masks): list clue too")
     for i, method in enumerate(config["methods"]):
+        localizer = method.partition("-")[2] if method.startswith("random-") else None
+        if localizer and method in known and localizer not in config["methods"]:
+            raise ClueError(f"config key methods[{i}]: {method} is {localizer}'s random-mask control (its training "
+                            f"inside random entries of the sizes of {localizer}'s mask, with its tuned setting): "
+                            f"list {localizer} too")
         if method not in known:
             raise ClueError(f"config key methods[{i}]: unknown method {method!r}{suggest(method, known)}; known methods: "
                             f"{', '.join(known)}")
@@ -342,6 +348,8 @@ def method_variant(method):
     losses = variant.split("+")
     if base == "clue" and len(losses) == 2 and all(x in FORGET_LOSSES for x in losses):
         return "clue", {"stage_losses": losses}, "clue"
+    if base == "random" and variant in LOCALIZERS:
+        return variant, {}, method   # a localizer's random-mask control: PO inside random entries
     if base in LOCALIZERS and variant.startswith("r"):
         try:
             ratio = float(variant[1:])
@@ -350,6 +358,7 @@ def method_variant(method):
         if ratio is not None and 0 < ratio <= 1:
             return base, {}, method
     raise ClueError(f"unknown method variant {method!r}; known: clue-<ablation> ({', '.join(ABLATION_LABELS)}), "
+                    f"random-<localizer>, "
                     f"clue-<loss>+<loss> (losses: {', '.join(FORGET_LOSSES)}), <localizer>-r<ratio in (0, 1]> "
                     f"(localizers: {', '.join(LOCALIZERS)})")
 

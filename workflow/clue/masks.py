@@ -490,6 +490,30 @@ def random_control(by_cat, config, seed, pair=""):
     return {c: [mapping.get(n, n) for n in names] for c, names in by_cat.items()}
 
 
+def random_like(masks, seed, key=""):
+    """The random-mask control of a localizer's mask (Table 1's `random-<localizer>`): in every
+    matrix, each axis vector (rows, columns, or the dense entries) permuted by a seeded random
+    permutation, so each matrix keeps exactly as many masked rows, columns and entries as the
+    localizer chose (the union of rows and columns too: its size does not depend on where they
+    are); only which ones differs. ``key`` (the pair) enters the seed with the category, the
+    matrix and the axis."""
+    import hashlib
+
+    import torch
+
+    out = {}
+    for category, params in masks.items():
+        out[category] = {}
+        for param, axes in params.items():
+            out[category][param] = {}
+            for axis, vec in axes.items():
+                digest = hashlib.sha256(f"random-like-{key}-{seed}-{category}-{param}-{axis}".encode()).digest()
+                gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+                flat = vec.reshape(-1)
+                out[category][param][axis] = flat[torch.randperm(flat.numel(), generator=gen)].reshape(vec.shape)
+    return out
+
+
 def control_overlap(clue, control):
     """How much of the random-mask control is CLUE's own mask: {category: fraction of the control's
     heads of that category that CLUE puts in the same category}, and ``trained``: of its forget and
@@ -535,8 +559,12 @@ def mask_sizes(path):
 
 
 def add_arguments(parser):
-    parser.add_argument("--assign", required=True, help="solve assignment JSON (results/{model}/assign/...)")
-    parser.add_argument("--model-dir", required=True, help="base checkpoint directory (its config names the parameters)")
+    parser.add_argument("--assign", help="solve assignment JSON (results/{model}/assign/...)")
+    parser.add_argument("--like", help="instead of --assign: a localizer's mask file, whose random-mask control "
+                        "(--localizer random, random_like) is written")
+    parser.add_argument("--pair", default="", help="with --like: the forget__retain pair (it enters the seed)")
+    parser.add_argument("--model-dir", help="base checkpoint directory (its config names the parameters); with "
+                        "--assign")
     parser.add_argument("--localizer", default="clue", choices=["clue", "random"],
                         help="clue: the assignment's categories; random: the random-mask control of them "
                         "(random_control, with --seed)")
@@ -545,7 +573,29 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="output .safetensors")
 
 
+def main_like(args):
+    """A localizer's random-mask control: its mask's entries moved at random inside each matrix."""
+    if args.localizer != "random" or args.seed is None:
+        raise ClueError("--like writes a random-mask control: give --localizer random and --seed")
+    metadata, masks = read_masks(args.like)
+    categories = [c for c in metadata.get("categories", "").split(",") if c]
+    moved = random_like(masks, args.seed, args.pair)
+    write_masks(args.out, moved, model=args.model_name, localizer="random", categories=categories,
+                extra_metadata={"seed": args.seed, "pair": args.pair, "matched_to": args.like,
+                                "matched_localizer": metadata.get("localizer", "")})
+    sizes = ", ".join(f"{c} {masked_entries(moved.get(c, {}))}" for c in categories)
+    print(f"clue masks: {metadata.get('localizer')}'s mask moved at random inside each matrix (seed {args.seed}; "
+          f"masked rows, columns and entries by category: {sizes}, as in {args.like}) -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def main(args):
+    if args.like:
+        if args.assign:
+            raise ClueError("give --assign (CLUE's masks or their control) or --like (a localizer's control), not both")
+        return main_like(args)
+    if not args.assign or not args.model_dir:
+        raise ClueError("give --assign (an assignment JSON) and --model-dir, or --like (a localizer's mask file)")
     assign = read_json(args.assign)
     by_cat = neurons_by_category(assign, source=args.assign)
     config, shapes = checkpoint_geometry(args.model_dir)

@@ -59,7 +59,8 @@ def method_labels():
     from clue.losses import FORGET_LOSSES
 
     return {"origin": "Origin", **{n: x.label for n, x in {**FORGET_LOSSES, **LOCALIZERS}.items()},
-            "clue": "CLUE", "random": "Random mask (CLUE's sizes)"}
+            "clue": "CLUE", "random": "Random mask (CLUE's sizes)",
+            **{f"random-{n}": f"Random mask ({x.label}'s sizes)" for n, x in LOCALIZERS.items()}}
 
 
 def collect(eval_paths, first_seed=0, with_accuracy=False):
