@@ -194,9 +194,11 @@ def test_known_methods_follow_the_registries():
     from clue.losses import FORGET_LOSSES
 
     methods = known_methods()
-    # CLUE, then its random-mask control
-    assert methods[0] == "origin" and methods[-2:] == ["clue", "random"]
-    assert set(methods[1:-2]) == set(FORGET_LOSSES) | set(LOCALIZERS)
+    # CLUE, then its random-mask control, then each localizer's
+    n = len(LOCALIZERS)
+    assert methods[0] == "origin" and methods[-2 - n:-n] == ["clue", "random"]
+    assert methods[-n:] == [f"random-{name}" for name in LOCALIZERS]
+    assert set(methods[1:-2 - n]) == set(FORGET_LOSSES) | set(LOCALIZERS)
     # the paper's Table 1 rows
     assert {"ga", "npo", "po", "memit", "pcgu", "depn", "wagle"} <= set(methods)
 
