@@ -418,3 +418,24 @@ def test_choices_the_model_cannot_tell_apart_are_counted_as_tied(tmp_path):
     assert r.tied["qa"] == pytest.approx(2 / 3)
     assert [len(set(ll)) for ll in r.loglikelihoods["qa"]] == [1, 2, 1]
     assert r.correct["qa"][0] == 0 and r.correct["qa"][2] == 1   # the first choice is taken
+
+
+def test_lm_eval_prints_no_git_lookup_outside_a_checkout(tmp_path, monkeypatch, capfd):
+    """lm-eval runs `git describe` for a hash the eval JSON does not keep; outside a git checkout
+    git printed "fatal: not a git repository" into every evaluation's log."""
+    import subprocess
+
+    outside = tmp_path / "run"
+    outside.mkdir()
+    probe = subprocess.run(["git", "rev-parse", "--git-dir"], cwd=outside, capture_output=True, text=True)
+    assert probe.returncode != 0 and "not a git repository" in probe.stderr   # the setting of the issue
+    monkeypatch.chdir(outside)
+    tokenizer = make_tokenizer(["the", "answer", "is", "red", "blue"])
+    (tmp_path / "qa").mkdir()
+    io.write_jsonl(tmp_path / "qa" / "test.jsonl", [{"prompt": "the answer is", "choices": ["red", "blue"], "label": 0}])
+    model = make_model(vocab_size=len(tokenizer), seed=2)
+    capfd.readouterr()
+    evaluate.run_lm_eval(model, tokenizer, ["qa"], evaluate.local_test_files(["qa"], tmp_path),
+                         dict(evaluate.DEFAULTS, batch_size=4))
+    out, err = capfd.readouterr()
+    assert "not a git repository" not in out + err

@@ -240,7 +240,11 @@ def run_lm_eval(model, tokenizer, tasks, test_files, params):
         # simple_evaluate records torch's collect_env report, which runs `pip list` and probes
         # for GPUs in subprocesses (~1 s per call, longer than evaluating a toy checkpoint); the
         # eval JSON does not keep that report, so skip collecting it.
+        # It also runs `git describe` in the working directory for a git hash that the eval JSON
+        # does not keep either; outside a git checkout that prints "fatal: not a git repository"
+        # into every job log.
         with mock.patch("torch.utils.collect_env.get_pretty_env_info", return_value="not collected"), \
+                mock.patch("lm_eval.evaluator.get_git_commit_hash", return_value=None), \
                 _no_progress_bars_in_logs():
             out = lm_eval.simple_evaluate(
                 model=lm, tasks=names, task_manager=manager, limit=params.get("limit"),
