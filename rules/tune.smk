@@ -87,6 +87,8 @@ rule tune_choose:
         "logs/{model}/tune/{forget}__{retain}/selected/{method}.log",
     benchmark:
         "benchmarks/{model}/tune/{forget}__{retain}/selected/{method}.tsv"
+    # a second's work that the method's trainings wait for: before any training or evaluation
+    priority: PRIORITY["tune"]
     conda:
         "../envs/clue.yaml"
     resources:

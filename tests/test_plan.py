@@ -143,8 +143,9 @@ def test_jobs_at_the_head_of_long_chains_are_scheduled_first(tmp_path):
                        "tune: {grid: {lr: [0.001], epochs: [1]}}\n")
     p = planned_priorities(snakemake(ROOT, "-n", "results/layout/table1.csv", "--configfile", "config.yaml",
                                      str(overlay)))
-    assert p["tune_method"] == p["tune_origin"] > p["circuit"] > p["masks"] > p["localize"] > p["unlearn"] \
-        > p["evaluate"] > 0
+    # a method's tuning choice (a second's work) goes before the trainings that wait for it
+    assert p["tune_method"] == p["tune_origin"] == p["tune_choose"] > p["circuit"] > p["masks"] > p["localize"] \
+        > p["unlearn"] > p["evaluate"] > 0
 
 
 def test_circuit_jobs_declare_circuit_threads(tmp_path):
