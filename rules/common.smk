@@ -22,6 +22,7 @@ from clue.config import (
 )
 from clue.localizers import LOCALIZERS
 from clue.losses import FORGET_LOSSES
+from clue.names import matched_method, tuned_from
 
 # Scheduling: among the jobs ready to run, Snakemake starts those of highest summed priority first.
 # Jobs at the head of long chains go first: tuning (every training waits for its selection),
@@ -51,8 +52,8 @@ REPEATS = [""] + [f"seed{s}/" for s in SEEDS[1:]]
 # epochs from the tune stage's choice for its forget set (tuned_choice).
 TUNING = bool(config["tune"]["grid"])
 TUNE_PAIRS = {f: "__".join(pair) for f, pair in tune_pairs(config).items()}  # forget set -> its tuning pair
-# the methods tuned (the random-mask control is not: it trains with CLUE's choice)
-TUNE_METHODS = [m for m in (config["tune"]["methods"] or TRAINED) if m != "random"] if TUNING else []
+# the methods tuned (a random-mask control is not: it trains with its matched method's choice)
+TUNE_METHODS = [m for m in (config["tune"]["methods"] or TRAINED) if not matched_method(m)] if TUNING else []
 SEED_RUN = r"(seed-?[0-9]+/)?"
 CIRCUIT_RUN = r"(sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/|cseed[0-9]+/)?"
 MODES = ["noising", "denoising"]  # the two circuit interventions (paper section 4.1)
@@ -254,16 +255,9 @@ def tune_data(w):
 
 
 def tuned_method(row):
-    """The tuned method whose choice a Table 1 row trains with: the row's own, its method's (a
-    variant such as clue-membership), CLUE's for its random-mask control, a localizer's for its
-    (random-<localizer>); None when not tuned."""
-    if row.startswith("random-"):  # a localizer's random-mask control: the localizer's choice
-        return row.partition("-")[2] if row.partition("-")[2] in TUNE_METHODS else None
-    base = row.split("-")[0]
-    for m in (row, base, "clue" if base == "random" else None):
-        if m in TUNE_METHODS:
-            return m
-    return None
+    """The tuned method whose choice a Table 1 row trains with (clue.names.tuned_from); None when
+    not tuned."""
+    return next((m for m in tuned_from(row) if m in TUNE_METHODS), None)
 
 
 def tuned_choice(w):

@@ -154,6 +154,13 @@ def test_a_localizers_random_control_without_the_localizer_fails_naming_the_key(
                               "wagle too")
     config["methods"].insert(2, "wagle")
     check_config(config)
+    config["tune"] = {**config["tune"], "grid": {"lr": [1e-3], "epochs": [2]}, "methods": ["wagle", "random-wagle"]}
+    with pytest.raises(ClueError) as err:
+        check_config(config)
+    assert str(err.value) == ("config key tune.methods[1]: random-wagle trains with wagle's tuned setting (only its "
+                              "neurons differ); it is not tuned")
+    config["tune"]["methods"] = None
+    check_config(config)
     config["methods"].append("random-sgd")
     with pytest.raises(ClueError, match=r"config key methods\[4\]: unknown method 'random-sgd'"):
         check_config(config)

@@ -214,3 +214,7 @@ def test_a_localizers_random_control_trains_po_in_its_random_mask_with_its_tuned
             in line
     assert "clue masks --like results/smollm2-135m-instruct/masks/world_cities__world_cities_neighbour/wagle." \
         "safetensors" in out.stdout
+    # the control is never tuned itself: the tune target tunes PO and WAGLE on each tuning pair
+    out = snakemake(ROOT, "-n", "-p", "tune", "--configfile", "configs/smollm2.yaml", "--config",
+                    "methods=[origin,po,wagle,random-wagle]")
+    assert planned_jobs(out)["tune_method"] == 2 * 2 and "random-wagle.json" not in out.stdout

@@ -5,7 +5,7 @@ job runs, with the config key and the known names."""
 from pathlib import Path
 
 from clue.errors import ClueError
-from clue.names import suggest
+from clue.names import matched_method, suggest
 from clue.tasks import check_task, task_role
 
 # Known models: {model} name -> HF id (None: the toy model trained here).
@@ -160,15 +160,14 @@ def check_config(config):
                                 f"tasks.{role} takes {' or '.join(LIST_ROLES[role])} tasks")
     check_facts(config)
     known = known_methods()
-    if "random" in config["methods"] and "clue" not in config["methods"]:
-        raise ClueError(f"config key methods[{config['methods'].index('random')}]: random is CLUE's random-mask "
-                        "control (CLUE's training in random heads of the sizes of CLUE's masks): list clue too")
     for i, method in enumerate(config["methods"]):
-        localizer = method.partition("-")[2] if method.startswith("random-") else None
-        if localizer and method in known and localizer not in config["methods"]:
-            raise ClueError(f"config key methods[{i}]: {method} is {localizer}'s random-mask control (its training "
-                            f"inside random entries of the sizes of {localizer}'s mask, with its tuned setting): "
-                            f"list {localizer} too")
+        matched = matched_method(method)
+        if matched and method in known and matched not in config["methods"]:
+            raise ClueError(f"config key methods[{i}]: " + (
+                "random is CLUE's random-mask control (CLUE's training in random heads of the sizes of CLUE's "
+                "masks): list clue too" if matched == "clue" else
+                f"{method} is {matched}'s random-mask control (its training inside random entries of the sizes of "
+                f"{matched}'s mask, with its tuned setting): list {matched} too"))
         if method not in known:
             raise ClueError(f"config key methods[{i}]: unknown method {method!r}{suggest(method, known)}; known methods: "
                             f"{', '.join(known)}")
@@ -229,9 +228,10 @@ def check_tune(config):
     check_rule(t["rule"])
     trained = [m for m in config["methods"] if m != "origin"]
     for i, m in enumerate(t["methods"] or []):
-        if m == "random":
-            raise ClueError(f"config key tune.methods[{i}]: random trains with CLUE's tuned setting (only its neurons "
-                            "differ); it is not tuned")
+        if matched_method(m):
+            raise ClueError(f"config key tune.methods[{i}]: {m} trains with "
+                            f"{'CLUE' if matched_method(m) == 'clue' else matched_method(m)}'s tuned setting (only its "
+                            "neurons differ); it is not tuned")
         if m not in trained:
             raise ClueError(f"config key tune.methods[{i}]: {m!r} is not a trained method of the config"
                             f"{suggest(m, trained)}; the config trains: {', '.join(trained) or 'none'}")

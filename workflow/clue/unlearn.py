@@ -557,12 +557,10 @@ def tuned_params(params, row, tuned):
     """The unlearn section for one Table 1 row: its tuned learning rate and epochs where the tune
     stage chose them (``epochs`` counts all epochs: CLUE's first epochs_forget on the forget mask,
     a baseline's all), else the section as configured."""
-    if row.startswith("random-"):   # a localizer's random-mask control: the localizer's setting
-        choice = tuned.get(row) or tuned.get(row.partition("-")[2])
-    else:
-        base = row.split("-")[0]
-        # the random-mask control trains with CLUE's setting: only the neurons differ
-        choice = tuned.get(row) or tuned.get(base) or (tuned.get("clue") if base == "random" else None)
+    from clue.names import tuned_from
+
+    # a random-mask control trains with its matched method's setting: only the neurons differ
+    choice = next((tuned[m] for m in tuned_from(row) if tuned.get(m)), None)
     if not choice:
         return params
     ef = params.get("epochs_forget", DEFAULTS["epochs_forget"])
