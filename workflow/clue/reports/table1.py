@@ -108,28 +108,44 @@ def _resamples(forget, retain, task, n):
     return np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
 
 
-def _task_replicates(values, forget, retain, task, facts=None):
+def _task_replicates(values, forget, retain, task, facts=None, draws=None):
     """[BOOTSTRAP] resampled accuracies of one task: its questions resampled, or, where each
     question names the fact it asks (a fact asked in several forms), its facts, each with all of
-    its questions (the forms of one fact are not independent)."""
+    its questions (the forms of one fact are not independent). ``values``: the questions' scores;
+    with ``draws`` ([BOOTSTRAP, k] seed indices, _seed_draws), [k, n] scores of k seeds, each
+    replicate averaging every question over its own draw of the seeds first."""
     import numpy as np
 
     values = np.asarray(values, dtype=float)
-    if facts is None or len(facts) != len(values):
-        return values[_resamples(forget, retain, task, len(values))].mean(1)
+    if draws is not None:
+        values = values[draws].mean(1)   # [BOOTSTRAP, n]: replicate b's seeds, averaged
+
+    def pick(v, idx):   # resample: the same indices for every row of a draw, or a row each
+        return v[idx] if draws is None else np.take_along_axis(v, idx, 1)
+
+    n = values.shape[-1]
+    if facts is None or len(facts) != n:
+        return pick(values, _resamples(forget, retain, task, n)).mean(1)
     names = list(dict.fromkeys(facts))
     index = {f: i for i, f in enumerate(names)}
-    sums, counts = np.zeros(len(names)), np.zeros(len(names))
-    for v, f in zip(values, facts):
-        sums[index[f]] += v
-        counts[index[f]] += 1
+    counts = np.zeros(len(names))
+    if draws is None:
+        sums = np.zeros(len(names))
+        for v, f in zip(values, facts):
+            sums[index[f]] += v
+            counts[index[f]] += 1
+    else:
+        onehot = np.zeros((n, len(names)))
+        onehot[np.arange(n), [index[f] for f in facts]] = 1
+        sums, counts = values @ onehot, onehot.sum(0)
     idx = _resamples(forget, retain, task, len(names))
-    return sums[idx].sum(1) / counts[idx].sum(1)
+    return pick(sums, idx).sum(1) / counts[idx].sum(1)
 
 
-def _replicates(scores, forget, retain, tasks, facts=None):
+def _replicates(scores, forget, retain, tasks, facts=None, draws=None):
     """{FE, RU, GU: [BOOTSTRAP] replicates} of one method from per-question scores (``facts``:
-    {task: the fact of each question} where known); None for a metric whose tasks lack them."""
+    {task: the fact of each question} where known; ``draws``: as in _task_replicates, with each
+    task's scores [k seeds, n]); None for a metric whose tasks lack them."""
     import numpy as np
 
     f, r, g = tasks
@@ -138,7 +154,7 @@ def _replicates(scores, forget, retain, tasks, facts=None):
     def means(names):
         if not names or any(t not in scores for t in names):
             return None
-        return np.mean([_task_replicates(scores[t], forget, retain, t, facts.get(t)) for t in names], axis=0)
+        return np.mean([_task_replicates(scores[t], forget, retain, t, facts.get(t), draws) for t in names], axis=0)
 
     fe = means(f)
     return {"FE": None if fe is None else 1.0 - fe, "RU": means(r), "GU": means(g)}
@@ -150,9 +166,9 @@ def _interval(x):
     return (None, None) if x is None else tuple(float(v) for v in np.percentile(x, [2.5, 97.5]))
 
 
-def _seed_mean_scores(rows):
-    """Per task, each question's score averaged over the rows (the seeds of one method); tasks
-    without per-question results in every row are left out."""
+def _seed_scores(rows):
+    """Per task, the [k, n] question scores of the rows (the k seeds of one method); tasks without
+    per-question results of one length in every row are left out."""
     import numpy as np
 
     tasks = set.intersection(*(set(r.correct) for r in rows)) if rows else set()
@@ -160,7 +176,7 @@ def _seed_mean_scores(rows):
     for t in tasks:
         vectors = [r.correct[t] for r in rows]
         if len({len(v) for v in vectors}) == 1:
-            out[t] = np.mean(np.asarray(vectors, dtype=float), axis=0)
+            out[t] = np.asarray(vectors, dtype=float)
     return out
 
 
@@ -188,39 +204,6 @@ def _seed_draws(forget, retain, method, k):
     return np.random.default_rng(seed).integers(0, k, size=(BOOTSTRAP, k))
 
 
-def _seeds_and_questions_replicates(rows, forget, retain, method, tasks, facts=None):
-    """Like _replicates, over several seeds: each replicate averages every question's score over a
-    draw of the seeds with replacement, then resamples the questions (facts) with the pair's draw."""
-    import numpy as np
-
-    f, r, g = tasks
-    facts = facts or {}
-    shared = set.intersection(*(set(row.correct) for row in rows))
-    draws = _seed_draws(forget, retain, method, len(rows))
-
-    def task(t):
-        per_seed = np.asarray([row.correct[t] for row in rows], dtype=float)   # [k, n]
-        drawn = per_seed[draws].mean(1)                                       # [BOOTSTRAP, n]
-        fact_of = facts.get(t)
-        if fact_of is None or len(fact_of) != drawn.shape[1]:
-            idx = _resamples(forget, retain, t, drawn.shape[1])
-            return np.take_along_axis(drawn, idx, 1).mean(1)
-        names = list(dict.fromkeys(fact_of))
-        onehot = np.zeros((drawn.shape[1], len(names)))
-        onehot[np.arange(drawn.shape[1]), [names.index(x) for x in fact_of]] = 1
-        sums, counts = drawn @ onehot, onehot.sum(0)
-        idx = _resamples(forget, retain, t, len(names))
-        return np.take_along_axis(sums, idx, 1).sum(1) / counts[idx].sum(1)
-
-    def means(names):
-        if not names or any(t not in shared or len({len(row.correct[t]) for row in rows}) != 1 for t in names):
-            return None
-        return np.mean([task(t) for t in names], axis=0)
-
-    fe = means(f)
-    return {"FE": None if fe is None else 1.0 - fe, "RU": means(r), "GU": means(g)}
-
-
 def seed_intervals(df):
     """{(forget, retain, method): {metric: (lo, hi)}} over question scores (with several seeds,
     seeds and questions resampled together), and {(forget, retain, method): replicates} for the
@@ -228,10 +211,11 @@ def seed_intervals(df):
     out, reps = {}, {}
     for (f, r, m), block in df.groupby(["forget", "retain", "method"], sort=False):
         rows = list(block.itertuples())
-        if len(rows) == 1:
-            rep = _replicates(_seed_mean_scores(rows), f, r, _pair_tasks(rows[0]), rows[0].facts)
+        scores = _seed_scores(rows)
+        if len(rows) == 1:   # one seed: its questions alone
+            rep = _replicates({t: v[0] for t, v in scores.items()}, f, r, _pair_tasks(rows[0]), rows[0].facts)
         else:
-            rep = _seeds_and_questions_replicates(rows, f, r, m, _pair_tasks(rows[0]), rows[0].facts)
+            rep = _replicates(scores, f, r, _pair_tasks(rows[0]), rows[0].facts, _seed_draws(f, r, m, len(rows)))
         reps[(f, r, m)] = rep
         out[(f, r, m)] = {k: _interval(v) for k, v in rep.items()}
     return out, reps
