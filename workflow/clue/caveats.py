@@ -59,6 +59,12 @@ def below_chance(forget, accuracy, chance_accuracy, questions, choice_counts):
             "model knows")
 
 
+def forget_set_at_chance(forget, accuracy, test_path, n=None):
+    """below_chance for the base model's ``accuracy`` on the first ``n`` questions of the forget
+    set's test file (chance from that file)."""
+    return below_chance(forget, accuracy, *chance(test_path, n))
+
+
 def choices_tied(task, role, fractions):
     """The warning for a task whose choices the model cannot tell apart, else None.
     ``fractions``: [(row label, choices_tied fraction)], one per evaluated checkpoint."""

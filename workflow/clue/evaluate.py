@@ -524,8 +524,7 @@ def caveats_of(record, args, tasks, forget_sets, method):
             correct = record.get("correct", {}).get(forget)
             test = Path(args.data_root) / forget / "test.jsonl"
             if correct and test.is_file():
-                chance, n, counts = caveats.chance(test, len(correct))
-                lines.append(caveats.below_chance(forget, record["accuracy"][forget], chance, n, counts))
+                lines.append(caveats.forget_set_at_chance(forget, record["accuracy"][forget], test, len(correct)))
     return [line for line in lines if line]
 
 

@@ -223,21 +223,28 @@ def dense_to_axis_masks(dense):
     return {cat: {p: {"dense": m} for p, m in params.items() if bool(m.any())} for cat, params in dense.items()}
 
 
-def read_masks(path):
-    """Raw contents of a mask file: ``(metadata, {category: {param: {axis: uint8 tensor}}})``."""
+def _read_tensors(path, framework):
+    """``(metadata, {key: tensor})`` of a mask file in ``framework`` ("pt", or "numpy" where torch
+    is not imported); ClueError naming the file when it is missing, unreadable or of another format."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.exists():
         raise ClueError(f"{path}: mask file not found")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework=framework) as f:
             metadata = f.metadata() or {}
             raw = {key: f.get_tensor(key) for key in f.keys()}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise ClueError(f"{path}: not a readable safetensors file ({e})") from None
     if metadata.get("format") != FORMAT:
         raise ClueError(f"{path}: metadata format is {metadata.get('format')!r}, expected {FORMAT!r}")
+    return metadata, raw
+
+
+def read_masks(path):
+    """Raw contents of a mask file: ``(metadata, {category: {param: {axis: uint8 tensor}}})``."""
+    metadata, raw = _read_tensors(path, "pt")
     categories = [c for c in metadata.get("categories", "").split(",") if c]
     masks = {c: {} for c in categories}
     for key, vec in raw.items():
@@ -539,22 +546,11 @@ def masked_entries(axis_masks):
 
 def mask_sizes(path):
     """{category: masked_entries} of a mask file, read without torch (Table 1's warnings)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise ClueError(f"{path}: mask file not found")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-            sizes = {c: 0 for c in metadata.get("categories", "").split(",") if c}
-            for key in f.keys():
-                category = key.partition("/")[0]
-                sizes[category] = sizes.get(category, 0) + int((f.get_tensor(key) != 0).sum())
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise ClueError(f"{path}: not a readable safetensors file ({e})") from None
-    if metadata.get("format") != FORMAT:
-        raise ClueError(f"{path}: metadata format is {metadata.get('format')!r}, expected {FORMAT!r}")
+    metadata, raw = _read_tensors(path, "numpy")
+    sizes = {c: 0 for c in metadata.get("categories", "").split(",") if c}
+    for key, vec in raw.items():
+        category = key.partition("/")[0]
+        sizes[category] = sizes.get(category, 0) + int((vec != 0).sum())
     return sizes
 
 

@@ -275,8 +275,7 @@ def warnings(df, data_dirs=(), circuit_paths=(), mask_paths=()):
         if accuracy is None:
             continue
         correct = (row.correct if "correct" in df.columns else {}).get(forget)
-        level, n, counts = caveats.chance(tests[forget], len(correct) if correct else None)
-        out.append(caveats.below_chance(forget, accuracy, level, n, counts))
+        out.append(caveats.forget_set_at_chance(forget, accuracy, tests[forget], len(correct) if correct else None))
 
     if "choices_tied" in df.columns:
         labels = method_labels()
