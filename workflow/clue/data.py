@@ -167,7 +167,7 @@ def check_context(tokenizer, max_positions, data_dir, task, model_dir):
 
 def answer_ids(tokenizer, answer):
     """The tokens of ``answer`` as it continues a prompt: after a space, as lm-eval scores a choice
-    and as circuit discovery predicts an answer's first token (clue.circuits.discover.answer_token)."""
+    and as circuit discovery predicts an answer's first token (check_pair_tokens)."""
     return tokenizer(" " + str(answer), add_special_tokens=False)["input_ids"]
 
 

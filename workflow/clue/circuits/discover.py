@@ -184,17 +184,6 @@ def candidates(value, key="target_sparsity"):
     return sorted(set(values), reverse=True)
 
 
-def answer_token(tokenizer, answer):
-    """The first token of ``answer`` as it continues a prompt (after a space, as lm-eval scores
-    it): with a BPE tokenizer " Paris" and "Paris" are different tokens, and " Buenos Aires" takes
-    several, of which the first is the one predicted at the last prompt position, where the
-    circuit's KL is taken."""
-    ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise ClueError(f"answer {answer!r} encodes to no tokens")
-    return ids[0]
-
-
 def load_pairs(data_dir, task, tokenizer, max_pairs, filename="pairs.jsonl"):
     """Token ids of the task's pairs (``filename``: the discovery pairs, or ``heldout_pairs.jsonl``
     for faithfulness): dict with ``clean``, ``corrupted`` (right-padded [N, T]) and ``last`` (index
