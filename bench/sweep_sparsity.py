@@ -9,7 +9,15 @@ does (discovery pairs, the threshold cut) and prints one row: the expected spars
 kept and dead-end edges, the neurons the circuit touches, KL on the discovery pairs, the
 normalized faithfulness on ``validation_pairs.jsonl`` (which is what chooses a sparsity) and on
 ``heldout_pairs.jsonl`` (KL of the circuit, of the empty circuit, faithfulness: report only, never
-a reason to pick a setting). Nothing is written.
+a reason to pick a setting), the steps trained, and with ``early_stop_every`` in ``--params`` the
+validation faithfulness at each check (``step:faithfulness``). A ``min_faithfulness`` of 1 in
+``--params`` never stops, so the checks trace faithfulness against steps in one run:
+
+    python bench/sweep_sparsity.py --results results/smollm2-135m-instruct --tasks world_cities \
+        --modes noising --sparsities 0.85 --params '{"steps": 2400, "early_stop_every": 200,
+        "min_faithfulness": 1.0, "candidate_nodes": 0.5, "autocast": "auto", ...}'
+
+Nothing is written.
 """
 
 import argparse
@@ -40,7 +48,7 @@ def main():
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     print("task\tmode\ttarget\texpected\tkept\tdead_ends\tneurons\tkl_train\tfaithful_validation\t"
-          "kl_heldout\tkl_empty_heldout\tfaithful_heldout\tseconds")
+          "kl_heldout\tkl_empty_heldout\tfaithful_heldout\tsteps_run\tseconds\tchecks")
     for task in args.tasks:
         data = Path(args.results) / "data" / task
         for sparsity in args.sparsities:
@@ -57,7 +65,14 @@ def main():
                 print(f"{task}\t{mode}\t{sparsity}\t{r['expected_sparsity']:.4f}\t{int(r['kept'].sum())}\t"
                       f"{r['dead_end_edges_removed']}\t{len(neurons)}\t{r['kl']:.3f}\t{v['faithfulness']:.3f}\t"
                       f"{f['kl_circuit']:.3f}\t"
-                      f"{f['kl_empty']:.3f}\t{f['faithfulness']:.3f}\t{time.perf_counter() - start:.1f}", flush=True)
+                      f"{f['kl_empty']:.3f}\t{f['faithfulness']:.3f}\t{r['steps_run']}\t"
+                      f"{time.perf_counter() - start:.1f}\t{checks(r['checks'])}", flush=True)
+
+
+def checks(record):
+    """The early-stop checks that measured a circuit, as ``step:faithfulness`` words."""
+    return " ".join(f"{c['step']}:{c['validation_faithfulness']:.3f}" for c in record
+                    if c["validation_faithfulness"] is not None) or "-"
 
 
 if __name__ == "__main__":

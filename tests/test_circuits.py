@@ -1035,10 +1035,20 @@ def test_early_stop_ends_on_the_first_check_that_reaches_the_floor(tmp_path):
     assert abs(stopped["expected_sparsity"] - base["target_sparsity"]) <= D.SPARSITY_TOLERANCE
     for earlier in range(25, s, 25):   # no earlier check had reached the target sparsity
         assert abs(run(steps=earlier)["expected_sparsity"] - base["target_sparsity"]) > D.SPARSITY_TOLERANCE
+    # each check is recorded with its step; the one it stopped at measured the circuit it returned
+    assert [c["step"] for c in stopped["checks"]] == list(range(25, s + 1, 25))
+    assert stopped["checks"][-1]["validation_faithfulness"] == stopped["validation"]["faithfulness"]
+    assert all(c["validation_faithfulness"] is None for c in stopped["checks"][:-1])
     never = run(early_stop_every=25, min_faithfulness=1.0)
     full = run()
     assert never["steps_run"] == full["steps_run"] == base["steps"]
     assert torch.equal(never["scores"], full["scores"]) and never["validation"] == full["validation"]
+    # a check's figure is that of the circuit a run of just that many steps ends with
+    assert [c["step"] for c in never["checks"]] == list(range(25, base["steps"], 25))
+    measured = [c for c in never["checks"] if c["validation_faithfulness"] is not None]
+    assert measured and measured[0]["step"] == s
+    later = measured[-1]
+    assert later["validation_faithfulness"] == run(steps=later["step"])["validation"]["faithfulness"]
 
 
 def test_select_circuit_prepares_what_its_candidates_share_once(tmp_path, monkeypatch):

@@ -527,6 +527,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
     weights = LowPrecisionWeights(model, autocast_dtype(p["autocast"], "circuit.autocast", device.type))
     every = p["early_stop_every"] if validation is not None else 0
     stop = None   # (cut, validation figures) of the check an early stop ends on
+    checks = []   # every early-stop check: its step, expected sparsity and validation faithfulness
     # every check measures on the same validation pairs: their batches and the empty circuit's KL once
     validation_cache = {} if validation_cache is None else validation_cache
 
@@ -562,9 +563,11 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         done = step + 1
         if every and done >= warmup_steps and done % every == 0 and done < p["steps"]:
             reached = 1 - keep_probability(log_alpha.detach()).sum().item() / graph.n_edges
+            checks.append({"step": done, "expected_sparsity": reached, "validation_faithfulness": None})
             if abs(reached - p["target_sparsity"]) <= SPARSITY_TOLERANCE:
                 now = cut()
                 v = faithfulness(model, graph, validation, mode, now[3].to(device), p, device, validation_cache)
+                checks[-1]["validation_faithfulness"] = v["faithfulness"]
                 if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
                     stop = now, v
                     break
@@ -576,7 +579,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
         "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
         "kl": circuit_kl(model, graph, batches, kept.to(device)),
-        "history": history, "params": p, "steps_run": len(history),
+        "history": history, "params": p, "steps_run": len(history), "checks": checks,
         "candidates": _candidates_record(live, candidate, p), "node_level": False,
     }
     if validation is not None:
@@ -626,7 +629,8 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
         tried.append({"target_sparsity": result["params"]["target_sparsity"], "node_level": node_level,
                       "kept": int(result["kept"].sum().item()), "steps_run": result["steps_run"],
                       "validation_faithfulness": v["faithfulness"],
-                      "validation_kl_circuit": v["kl_circuit"], "validation_kl_empty": v["kl_empty"]})
+                      "validation_kl_circuit": v["kl_circuit"], "validation_kl_empty": v["kl_empty"],
+                      "early_stop_checks": result.get("checks", [])})
         if log is not None:
             what = ("the node-level circuit (every candidate edge)" if node_level else
                     f"target sparsity {target} after {result['steps_run']} of {p['steps']} steps")
@@ -730,6 +734,9 @@ def circuit_record(result, model_name, task, mode):
         "kl": result["kl"], "validation": result.get("validation"), "faithfulness": result.get("faithfulness"),
         "selection": result.get("selection"), "candidates": result["candidates"],
         "node_level": result["node_level"], "steps": p["steps"], "steps_run": result["steps_run"],
+        # what each early-stop check saw (step, expected sparsity, validation faithfulness; None
+        # where the sparsity was not yet at its target): how faithfulness grew with the steps
+        "early_stop_checks": result.get("checks", []),
         # how jobs are split, and whether the other runs are kept or recomputed, change no circuit
         "config": {k: v for k, v in p.items() if k not in ("jobs", "keep_other_runs")},
     }
