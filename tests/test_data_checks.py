@@ -308,3 +308,51 @@ def test_plain_snakemake_reads_a_target_after_configfile_as_a_config_file(tmp_pa
     text = out.stdout + out.stderr
     assert out.returncode != 0 and "FileNotFoundError" in text and "results/x/table1.csv" in text
     assert "config error" not in text   # the Snakefile never ran
+
+
+def test_the_check_reads_every_file_type_as_the_data_stage_does(tmp_path):
+    """The check before any job reads local files without ``datasets`` (read_local_rows); the data
+    stage reads them with it (_load_rows). Both must see the same rows with the same values, or the
+    check passes data the stage refuses (or the reverse): a CSV's "0" is the number 0 for both, an
+    empty CSV field null, a quoted line break stays in its field. A JSON object of columns, which
+    datasets reads as one row, is refused with the fix."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clue.tasks.real import _load_rows, read_local_rows
+
+    rows = [{"sentence": 'a "quoted", comma', "label": 0, "note": "x"},
+            {"sentence": "a line\nbreak", "label": 1, "note": None},
+            {"sentence": "ünïcödé", "label": 1, "note": "y"}]
+    fields = ["sentence", "label", "note"]
+    files = {"rows.jsonl": lambda p: jsonl(p, rows), "rows.json": lambda p: p.write_text(json.dumps(rows, indent=2)),
+             "rows.parquet": lambda p: pq.write_table(pa.Table.from_pylist(rows), p)}
+
+    def write_csv(p):
+        with open(p, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: "" if v is None else v for k, v in r.items()})
+            f.write("\n")      # a blank line at the end is no row for either
+    files["rows.csv"] = write_csv
+    for name, write in files.items():
+        path = tmp_path / name
+        write(path)
+        checked = read_local_rows(None, None, "train", str(path), fields, "t")[0]
+        loaded = _load_rows(None, None, "train", str(path), fields, "t", str(tmp_path / "cache"))[0]
+        assert checked == loaded == rows, name
+    text = tmp_path / "rows.txt"
+    text.write_text("first line\nsecond, line\n")
+    assert (read_local_rows(None, None, "train", str(text), ["text"], "t")[0]
+            == _load_rows(None, None, "train", str(text), ["text"], "t", str(tmp_path / "cache"))[0]
+            == [{"text": "first line"}, {"text": "second, line"}])
+    columns = tmp_path / "columns.json"
+    columns.write_text(json.dumps({k: [r[k] for r in rows] for k in fields}))
+    assert len(_load_rows(None, None, "train", str(columns), fields, "t", str(tmp_path / "cache"))[0]) == 1
+    with pytest.raises(ClueError) as e:
+        read_local_rows(None, None, "train", str(columns), fields, "t")
+    assert str(e.value) == (f"{columns}: one JSON object of columns (sentence, label, note), which the data stage "
+                            "reads as a single row; write one record per line (JSON lines) or an array of records")

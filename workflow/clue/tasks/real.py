@@ -334,29 +334,22 @@ class NotLocal(Exception):
 
 def _records(path, ext):
     """(where, record) of one local file, read as the data stage's ``datasets`` builder reads it
-    (json: JSON lines, or one array or object; csv: a header line; txt: a ``text`` per line;
-    parquet: rows), ``where`` being "path line N" (or "row N" in a parquet file), counted from 1."""
+    (json: JSON lines, or one array of records; csv: a header line, values as pandas reads them;
+    txt: a ``text`` per line; parquet: rows), ``where`` being "path line N" (or "row N" in a
+    parquet file), counted from 1."""
     if ext == ".parquet":
         import pyarrow.parquet as pq   # installed with datasets
 
         for n, row in enumerate(pq.read_table(path).to_pylist(), 1):
             yield f"{path} row {n}", row
         return
-    with open(path, encoding="utf-8", newline="" if ext == ".csv" else None) as f:
+    if ext == ".csv":
+        yield from _csv_records(path)
+        return
+    with open(path, encoding="utf-8") as f:
         if ext == ".txt":
             for n, line in enumerate(f, 1):
                 yield f"{path} line {n}", {"text": line.rstrip("\n")}
-            return
-        if ext == ".csv":
-            import csv
-
-            reader = csv.reader(f)
-            header = next(reader, None) or []
-            last = reader.line_num
-            for row in reader:
-                start, last = last + 1, reader.line_num
-                if row:     # a blank line is no row (pandas skips it too)
-                    yield f"{path} line {start}", dict(zip(header, row))
             return
         text = f.read()
     try:
@@ -376,9 +369,9 @@ def _records(path, ext):
             record, pos = decoder.raw_decode(text, pos)
             yield f"{path} line {line}", record
     if isinstance(whole, dict) and whole and all(isinstance(v, list) for v in whole.values()):
-        for n, values in enumerate(zip(*whole.values()), 1):    # columns, as pyarrow reads them
-            yield f"{path} record {n}", dict(zip(whole, values))
-        return
+        # datasets' json builder reads one object as one row, its columns as lists
+        raise ClueError(f"{path}: one JSON object of columns ({', '.join(whole)}), which the data stage "
+                        "reads as a single row; write one record per line (JSON lines) or an array of records")
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
@@ -386,6 +379,29 @@ def _records(path, ext):
             except ValueError as e:
                 raise ClueError(f"{path} line {n}: not a JSON record ({e})") from None
             yield f"{path} line {n}", record
+
+
+def _csv_records(path):
+    """A CSV file's rows with the values pandas gives them (datasets' csv builder reads through
+    pandas: "0" is the number 0, an empty field null), each at the line where it starts (a quoted
+    field may span lines; blank lines are no row)."""
+    import csv
+    import math
+
+    import pandas
+
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        starts, last = [], reader.line_num
+        for row in reader:
+            start, last = last + 1, reader.line_num
+            if row:
+                starts.append(start)
+    records = pandas.read_csv(path).to_dict("records")
+    for n, record in enumerate(records):
+        record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+        yield (f"{path} line {starts[n]}" if len(starts) == len(records) else f"{path} row {n + 1}"), record
 
 
 def _read_records(path, ext, task):
