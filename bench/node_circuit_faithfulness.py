@@ -1,9 +1,11 @@
 """Faithfulness of node-level circuits: every edge between ``embed`` and the top fraction of
 writers by EAP-IG attribution (as ``circuit.candidate_nodes`` chooses them), all open, no Edge
 Pruning. It shows what the candidates allow before Edge Pruning removes any of their edges.
+With ``--sparsities``, also EAP-IG's circuit at each target sparsity (``circuit.attribution_fallback``:
+the candidate edges of the largest |attribution|, cut and cleared of dead ends, no training).
 
     python bench/node_circuit_faithfulness.py --results results/smollm2-135m-instruct \\
-        --tasks world_cities world_people [--fractions 0.4 0.5] [--threads 2]
+        --tasks world_cities world_people [--fractions 0.4 0.5] [--sparsities 0.9 0.85] [--threads 2]
 
 Attribution on the discovery pairs (``pairs.jsonl``), faithfulness on the validation and the
 held-out pairs, as the circuit stage measures it. Nothing is written.
@@ -21,6 +23,8 @@ def main():
     ap.add_argument("--tasks", nargs="+", required=True)
     ap.add_argument("--modes", nargs="+", default=["noising", "denoising"])
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.4, 0.5])
+    ap.add_argument("--sparsities", type=float, nargs="*", default=[],
+                    help="target sparsities of EAP-IG's circuit from each fraction's candidates")
     ap.add_argument("--attribution-steps", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-pairs", type=int, default=32)
@@ -39,8 +43,8 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval().requires_grad_(False)
     graph = build_graph(model.config)
     params = {"batch_size": args.batch_size}
-    print("| task | mode | candidate writers | candidate edges | validation faithfulness | held-out faithfulness | s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| task | mode | candidate writers | circuit | edges | validation faithfulness | held-out faithfulness | s |")
+    print("|---|---|---|---|---|---|---|---|")
     for task in args.tasks:
         data = f"{args.results}/data/{task}"
         pairs = D.load_pairs(data, task, tok, args.max_pairs)
@@ -49,13 +53,19 @@ def main():
         for mode in args.modes:
             start = time.perf_counter()
             batches = D._prepare_batches(model, graph, pairs, mode, args.batch_size, torch.device("cpu"))
-            _, writer_scores = D.attribute(model, graph, batches, args.attribution_steps)
+            attribution = D.attribute(model, graph, batches, args.attribution_steps)
             for fraction in args.fractions:
-                gates = candidate_edges(graph, D.candidate_writers(graph, writer_scores, fraction))
-                v = D.faithfulness(model, graph, validation, mode, gates, params, "cpu")["faithfulness"]
-                h = D.faithfulness(model, graph, heldout, mode, gates, params, "cpu")["faithfulness"]
-                print(f"| `{task}` | {mode} | {fraction} | {int(gates.sum()):,} | {v:.3f} | {h:.3f} | "
-                      f"{time.perf_counter() - start:.0f} |", flush=True)
+                circuits = [("node-level", candidate_edges(graph, D.candidate_writers(graph, attribution[1], fraction)))]
+                for sparsity in args.sparsities:
+                    p = D.resolve_params({**params, "candidate_nodes": fraction, "target_sparsity": sparsity,
+                                          "attribution_steps": args.attribution_steps})
+                    r = D.attribution_circuit(model, pairs, mode, p, attribution=attribution, batches=batches)
+                    circuits.append((f"EAP-IG {sparsity}", r["kept"]))
+                for name, gates in circuits:
+                    v = D.faithfulness(model, graph, validation, mode, gates, params, "cpu")["faithfulness"]
+                    h = D.faithfulness(model, graph, heldout, mode, gates, params, "cpu")["faithfulness"]
+                    print(f"| `{task}` | {mode} | {fraction} | {name} | {int(gates.sum()):,} | {v:.3f} | {h:.3f} | "
+                          f"{time.perf_counter() - start:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

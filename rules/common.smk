@@ -168,7 +168,7 @@ def circuit_section(run):
     if run.startswith("sparsity"):
         c.update(target_sparsity=float(run[len("sparsity") : -1]), target_sparsity_per_task={})
     if run:  # a run's circuit is Edge Pruning's at its target (a node-level one has its own sparsity)
-        c.update(if_unfaithful="most_faithful", node_level_fallback=False)
+        c.update(if_unfaithful="most_faithful", node_level_fallback=False, attribution_fallback=False)
     return job_params(c)
 
 

@@ -549,6 +549,7 @@ def test_unsupported_model_fails_naming_the_class():
     ({"candidate_nodes": 0}, "candidate_nodes must be in"), ({"candidate_nodes": 1.5}, "candidate_nodes must be in"),
     ({"candidate_nodes": True}, "candidate_nodes must be in"), ({"attribution_steps": 0}, "attribution_steps"),
     ({"node_level_fallback": "yes"}, "node_level_fallback must be true or false"),
+    ({"attribution_fallback": 1}, "circuit config: attribution_fallback must be true or false, got 1"),
     ({"threads": 0}, "threads must be a positive integer, got 0"),
     ({"early_stop_every": -1}, "early_stop_every must be 0 \\(off\\) or a positive integer, got -1"),
     ({"autocast": "bf16"}, "circuit.autocast must be null, auto or one of bfloat16, float16, not 'bf16'"),
@@ -1122,6 +1123,67 @@ def test_select_circuit_prepares_what_its_candidates_share_once(tmp_path, monkey
                                        (validation, "noising", {**p, "batch_size": 1})):
         with pytest.raises(ValueError, match="this cache was filled for other pairs, another model, mode or batching"):
             D.faithfulness(model, result["graph"], other_pairs, mode, result["kept"], other_p, "cpu", cache)
+
+
+def test_eap_ig_circuit_keeps_the_candidate_edges_of_largest_attribution(tmp_path):
+    """attribution_circuit at target sparsity 0.8 from 0.7 of the writers: brute force, the
+    round(0.2 x edges) candidate edges of the largest |EAP-IG attribution| (a sort, not the
+    threshold's binary search), less their dead ends, is exactly what it keeps; no step trained."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, data_dir = write_task(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval().requires_grad_(False)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs = D.load_pairs(data_dir, "toy_demo", tok, 64)
+    p = D.resolve_params({**CLI_PARAMS, "candidate_nodes": 0.7, "target_sparsity": 0.8})
+    model, graph, batches, _ = D._setup(model, pairs, "noising", p)
+    attribution = D.attribute(model, graph, batches, p["attribution_steps"])
+    result = D.attribution_circuit(model, pairs, "noising", p, attribution=attribution)
+    _, candidate = D._candidate_nodes(model, graph, batches, p, attribution)
+    ranked = sorted(candidate.nonzero().flatten().tolist(), key=lambda e: -abs(attribution[0][e].item()))
+    top = torch.zeros(graph.n_edges)
+    top[ranked[:round(0.2 * graph.n_edges)]] = 1
+    assert not candidate.all() and len(ranked) > round(0.2 * graph.n_edges)
+    assert torch.equal(result["kept"], D.remove_dead_ends(graph, top))
+    assert result["dead_end_edges_removed"] == int(top.sum() - result["kept"].sum())
+    assert (result["circuit"], result["steps_run"], result["node_level"]) == ("attribution", 0, False)
+    assert result["scores"].max() == 1 and not result["scores"][~candidate].any()
+
+
+def test_select_circuit_tries_eap_ig_after_edge_pruning_at_each_target(tmp_path):
+    """attribution_fallback: at each target, sparsest first, EAP-IG's circuit right after Edge
+    Pruning's, the node-level circuit last; with the floor at EAP-IG's figure at 0.85 the choice
+    is the first candidate reaching it, and the circuit JSON and --same-sparsity-as name its kind."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, data_dir = write_task(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval().requires_grad_(False)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs, validation = (D.load_pairs(data_dir, "toy_demo", tok, 64, f) for f in ("pairs.jsonl", "validation_pairs.jsonl"))
+    params = {**CLI_PARAMS, "steps": 100, "sparsity_warmup": 0.0, "candidate_nodes": 0.7, "target_sparsity": [0.85, 0.8],
+              "attribution_fallback": True, "node_level_fallback": True, "min_faithfulness": 1.0,
+              "if_unfaithful": "most_faithful"}
+    every = D.select_circuit(model, pairs, "noising", params, validation, progress=False)["selection"]["tried"]
+    assert [(t["target_sparsity"], t["circuit"]) for t in every][:4] == [
+        (0.85, "edge_pruning"), (0.85, "attribution"), (0.8, "edge_pruning"), (0.8, "attribution")]
+    assert len(every) == 5 and every[4]["circuit"] == "node_level" and every[4]["node_level"]
+    floor = every[1]["validation_faithfulness"]
+    first = next(t for t in every if t["validation_faithfulness"] >= floor)
+    result = D.select_circuit(model, pairs, "noising", {**params, "min_faithfulness": floor}, validation,
+                              progress=False)
+    s = result["selection"]
+    assert (s["chosen"], s["circuit"], s["reached_min_faithfulness"]) == (0.85, first["circuit"], True)
+    assert len(s["tried"]) == every.index(first) + 1
+    record = D.circuit_record(result, "m", "toy_demo", "noising")
+    assert record["circuit"] == first["circuit"] == result["circuit"]
+    path = tmp_path / "before.json"
+    path.write_text(json.dumps(record))
+    assert D.chosen_candidate(path) == (0.85, first["circuit"])
+    # a circuit JSON from before `circuit` was recorded: its node_level flag says the kind
+    del record["selection"]["circuit"]
+    record["selection"]["node_level"] = True
+    path.write_text(json.dumps(record))
+    assert D.chosen_candidate(path) == (None, "node_level")
 
 
 def test_autocast_trains_the_gates_in_bf16_and_measures_the_circuit_in_float32(tmp_path):

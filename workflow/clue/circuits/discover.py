@@ -88,6 +88,9 @@ DEFAULTS = {
     # when no target_sparsity candidate reaches min_faithfulness on validation, try the node-level
     # circuit too (every candidate edge kept, no Edge Pruning), the least sparse candidate
     "node_level_fallback": False,
+    # when Edge Pruning misses min_faithfulness at a target sparsity, try EAP-IG's circuit there
+    # too (the edges of the largest |attribution|, no training) before the next candidate
+    "attribution_fallback": False,
     "steps": 300,
     # 0: train every step. N: after the sparsity warmup, every N steps cut the circuit and stop
     # once its validation faithfulness reaches min_faithfulness at the target sparsity
@@ -157,6 +160,8 @@ def resolve_params(params):
         raise ClueError(f"circuit config: min_faithfulness must be a number <= 1, got {p['min_faithfulness']!r}")
     if not isinstance(p["node_level_fallback"], bool):
         raise ClueError(f"circuit config: node_level_fallback must be true or false, got {p['node_level_fallback']!r}")
+    if not isinstance(p["attribution_fallback"], bool):
+        raise ClueError(f"circuit config: attribution_fallback must be true or false, got {p['attribution_fallback']!r}")
     if p["node_level_fallback"] and p["candidate_nodes"] == 1:
         raise ClueError("circuit config: node_level_fallback needs candidate_nodes below 1 (with every writer the "
                         "node-level circuit is the whole model)")
@@ -462,7 +467,42 @@ def node_circuit(model, pairs, mode, params, validation=None, attribution=None, 
         "dead_end_edges_removed": int(scores.sum().item() - kept.sum().item()),
         "kl": circuit_kl(model, graph, batches, kept.to(device)), "history": [],
         "params": {**p, "target_sparsity": sparsity, "steps": 0}, "steps_run": 0,
-        "candidates": _candidates_record(live, candidate, p), "node_level": True,
+        "candidates": _candidates_record(live, candidate, p), "node_level": True, "circuit": "node_level",
+    }
+    if validation is not None:
+        result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device,
+                                            validation_cache)
+    return result
+
+
+def attribution_circuit(model, pairs, mode, params, validation=None, attribution=None, batches=None,
+                        validation_cache=None):
+    """EAP-IG's circuit at ``params["target_sparsity"]`` (``attribution_fallback``): of the
+    candidate edges, the round((1 - target) x edges) of the largest |attribution| on the discovery
+    pairs, cut as Edge Pruning cuts its gates (threshold_cut, then remove_dead_ends), no training.
+    ``score`` is |attribution| over its largest candidate value. Returns discover's dict (no
+    history, ``circuit`` "attribution"). ``batches`` and ``validation_cache``: as for discover."""
+    p = resolve_params(params)
+    model, graph, batches, device = _setup(model, pairs, mode, p, batches)
+    if attribution is None:
+        attribution = attribute(model, graph, batches, p["attribution_steps"])
+    live, candidate = _candidate_nodes(model, graph, batches, p, attribution)
+    magnitude = attribution[0].abs().cpu() * candidate.float()
+    want = round((1 - p["target_sparsity"]) * graph.n_edges)
+    if int((magnitude > 0).sum()) < want:
+        raise ClueError(f"circuit config: candidate_nodes {p['candidate_nodes']} leaves {int((magnitude > 0).sum())} "
+                        f"candidate edges with an attribution, fewer than the {want} that target sparsity "
+                        f"{p['target_sparsity']} keeps; raise circuit.candidate_nodes")
+    scores = magnitude / magnitude.max()
+    learned, threshold = threshold_cut(scores, p["target_sparsity"])
+    kept = remove_dead_ends(graph, learned)
+    result = {
+        "graph": graph, "scores": scores, "kept": kept, "threshold": threshold,
+        "expected_sparsity": 1 - learned.mean().item(), "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
+        "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
+        "kl": circuit_kl(model, graph, batches, kept.to(device)), "history": [],
+        "params": {**p, "steps": 0}, "steps_run": 0,
+        "candidates": _candidates_record(live, candidate, p), "node_level": False, "circuit": "attribution",
     }
     if validation is not None:
         result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device,
@@ -580,7 +620,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
         "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
         "kl": circuit_kl(model, graph, batches, kept.to(device)),
         "history": history, "params": p, "steps_run": len(history), "checks": checks,
-        "candidates": _candidates_record(live, candidate, p), "node_level": False,
+        "candidates": _candidates_record(live, candidate, p), "node_level": False, "circuit": "edge_pruning",
     }
     if validation is not None:
         result["validation"] = stop[1] if stop else faithfulness(model, graph, validation, mode, kept.to(device), p,
@@ -595,45 +635,53 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
                    only=None):
     """The circuit at the sparsest candidate of ``params["target_sparsity"]`` whose normalized
     faithfulness on the ``validation`` pairs reaches ``min_faithfulness``, candidates trained
-    from the sparsest down, and with ``node_level_fallback`` the node-level circuit last (the
+    from the sparsest down (with ``attribution_fallback``, EAP-IG's circuit at each target right
+    after Edge Pruning's), and with ``node_level_fallback`` the node-level circuit last (the
     rule is fixed before any number is seen, and the held-out pairs take no part in it). Returns
     discover's dict for that candidate, with ``selection``: every candidate tried and its
     validation figures. ClueError when none reaches the floor (``if_unfaithful: fail``).
-    ``only``: one candidate instead, ``(target_sparsity, False)`` or ``(None, True)`` for the
-    node-level circuit (an after-run's circuit, at the candidate its circuit before was chosen at)."""
+    ``only``: one candidate instead, ``(target_sparsity, kind)`` with kind ``edge_pruning``,
+    ``attribution`` or ``node_level`` (target None) (an after-run's circuit, at the candidate its
+    circuit before was chosen at)."""
     p = resolve_params(params)
     tried, results = [], []
     attribution = None
-    options = [(target, False) for target in candidates(p["target_sparsity"])]
+    options = [(target, kind) for target in candidates(p["target_sparsity"])
+               for kind in ("edge_pruning", "attribution")[:2 if p["attribution_fallback"] else 1]]
     if p["node_level_fallback"]:
-        options.append((None, True))
+        options.append((None, "node_level"))
     if only is not None:
         options = [only]
-    if p["candidate_nodes"] >= 1 and any(node_level for _, node_level in options):
+    if p["candidate_nodes"] >= 1 and any(kind == "node_level" for _, kind in options):
         raise ClueError(f"circuit {task} {mode}: a node-level circuit needs circuit.candidate_nodes below 1")
     # what every candidate shares, computed once: the discovery batches (kept once in memory, not
     # once more for each candidate), the candidate nodes' attribution, the validation pairs'
     # batches and the empty circuit's KL on them
     model, graph, batches, _ = _setup(model, pairs, mode, p)
-    if p["candidate_nodes"] < 1:   # the same candidate nodes for every target sparsity
+    # the same candidate nodes for every target sparsity, and EAP-IG's ranking of the edges
+    if p["candidate_nodes"] < 1 or any(kind == "attribution" for _, kind in options):
         attribution = attribute(model, graph, batches, p["attribution_steps"])
     shared = {"validation": validation, "attribution": attribution, "batches": batches, "validation_cache": {}}
-    for target, node_level in options:
-        if node_level:
+    for target, kind in options:
+        if kind == "node_level":
             result = node_circuit(model, pairs, mode, p, **shared)
+        elif kind == "attribution":
+            result = attribution_circuit(model, pairs, mode, {**p, "target_sparsity": target}, **shared)
         else:
             result = discover(model, pairs, mode, {**p, "target_sparsity": target}, progress, **shared)
             check_circuit(result, task, mode)
         results.append(result)
         v = result["validation"]
-        tried.append({"target_sparsity": result["params"]["target_sparsity"], "node_level": node_level,
+        tried.append({"target_sparsity": result["params"]["target_sparsity"], "circuit": kind,
+                      "node_level": kind == "node_level",
                       "kept": int(result["kept"].sum().item()), "steps_run": result["steps_run"],
                       "validation_faithfulness": v["faithfulness"],
                       "validation_kl_circuit": v["kl_circuit"], "validation_kl_empty": v["kl_empty"],
                       "early_stop_checks": result.get("checks", [])})
         if log is not None:
-            what = ("the node-level circuit (every candidate edge)" if node_level else
-                    f"target sparsity {target} after {result['steps_run']} of {p['steps']} steps")
+            what = {"node_level": "the node-level circuit (every candidate edge)",
+                    "attribution": f"target sparsity {target}, EAP-IG's circuit (the edges of the largest attribution)",
+                    "edge_pruning": f"target sparsity {target} after {result['steps_run']} of {p['steps']} steps"}[kind]
             log(f"{mode} at {what}: {tried[-1]['kept']} edges kept, validation faithfulness "
                 f"{_fmt(v['faithfulness'])} ({v['pairs']} pairs)")
         if v["faithfulness"] is not None and v["faithfulness"] >= p["min_faithfulness"]:
@@ -666,20 +714,23 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
     if only is None:
         rule = ("the sparsest candidate whose validation faithfulness reaches "
                 f"circuit.min_faithfulness ({p['min_faithfulness']})"
+                + (", EAP-IG's circuit after Edge Pruning's at each target" if p["attribution_fallback"] else "")
                 + (", the node-level circuit last" if p["node_level_fallback"] else ""))
     else:
         rule = (f"the one candidate of the circuit it is compared with ({_name(tried[0])}), training stopped once "
                 f"its validation faithfulness reaches circuit.min_faithfulness ({p['min_faithfulness']})")
     result["selection"] = {"rule": rule + ("" if met else "; none did: the most faithful on validation"),
-                           "candidates": ([] if only[1] else [only[0]]) if only is not None
+                           "candidates": ([] if only[1] == "node_level" else [only[0]]) if only is not None
                            else candidates(p["target_sparsity"]), "tried": tried,
                            "chosen": tried[chosen]["target_sparsity"], "node_level": tried[chosen]["node_level"],
+                           "circuit": tried[chosen]["circuit"],
                            "reached_min_faithfulness": met}
     return result
 
 
 def _name(tried):
-    return "node-level" if tried["node_level"] else str(tried["target_sparsity"])
+    return {"node_level": "node-level", "attribution": f"EAP-IG {tried['target_sparsity']}",
+            "edge_pruning": str(tried["target_sparsity"])}[tried["circuit"]]
 
 
 def _fmt(value):
@@ -733,7 +784,8 @@ def circuit_record(result, model_name, task, mode):
         "dead_end_edges_removed": result["dead_end_edges_removed"],
         "kl": result["kl"], "validation": result.get("validation"), "faithfulness": result.get("faithfulness"),
         "selection": result.get("selection"), "candidates": result["candidates"],
-        "node_level": result["node_level"], "steps": p["steps"], "steps_run": result["steps_run"],
+        "node_level": result["node_level"], "circuit": result["circuit"],
+        "steps": p["steps"], "steps_run": result["steps_run"],
         # what each early-stop check saw (step, expected sparsity, validation faithfulness; None
         # where the sparsity was not yet at its target): how faithfulness grew with the steps
         "early_stop_checks": result.get("checks", []),
@@ -814,11 +866,12 @@ def task_params(params, task):
 
 
 def chosen_candidate(path):
-    """The candidate a circuit JSON was chosen at: ``(target_sparsity, False)``, or ``(None, True)``
-    for a node-level circuit."""
+    """The candidate a circuit JSON was chosen at: ``(target_sparsity, kind)`` (select_circuit's
+    ``only``), ``(None, "node_level")`` for a node-level circuit."""
     try:
         selection = json.loads(Path(path).read_text())["selection"]
-        return (None, True) if selection["node_level"] else (float(selection["chosen"]), False)
+        kind = selection.get("circuit", "node_level" if selection["node_level"] else "edge_pruning")
+        return (None, kind) if kind == "node_level" else (float(selection["chosen"]), kind)
     except FileNotFoundError:
         raise ClueError(f"--same-sparsity-as {path}: file not found") from None
     except (ValueError, KeyError, TypeError) as e:
@@ -880,7 +933,8 @@ def main(args):
         f = result["faithfulness"]
         kept = int(result["kept"].sum().item())
         how = ("as the node-level circuit (every candidate edge" if result["node_level"] else
-               f"at target sparsity {result['params']['target_sparsity']} (threshold {result['threshold']:.4f}")
+               f"at target sparsity {result['params']['target_sparsity']} "
+               f"({'EAP-IG, ' if result['circuit'] == 'attribution' else ''}threshold {result['threshold']:.4f}")
         log(f"{mode}: kept {kept} of {result['graph'].n_edges} edges {how}, "
             f"{result['dead_end_edges_removed']} dead-end edges removed), expected sparsity "
             f"{result['expected_sparsity']:.4f}, achieved {result['achieved_sparsity']:.4f}, KL {result['kl']:.4g}; "
