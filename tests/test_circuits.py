@@ -358,8 +358,9 @@ def test_cli_record_matches_recomputation(tmp_path):
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
     assert {k for k in rec} == {"model", "task", "mode", "writers", "readers", "edges", "target_sparsity",
                                 "expected_sparsity", "achieved_sparsity", "threshold", "dead_end_edges_removed",
-                                "kl", "validation", "faithfulness", "selection", "candidates", "node_level", "steps",
-                                "steps_run", "config"}
+                                "kl", "validation", "faithfulness", "selection", "candidates", "node_level", "circuit",
+                                "steps", "steps_run", "early_stop_checks", "config"}
+    assert rec["circuit"] == "edge_pruning" and rec["early_stop_checks"] == []   # no early stop configured
     assert rec["mode"] == "denoising" and rec["task"] == "toy_demo" and rec["steps"] == rec["steps_run"] == 150
     assert rec["candidates"] == {"writers": len(rec["writers"]) - 1, "edges": len(rec["edges"]), "rule": "every writer"}
     n_kept = sum(e["kept"] for e in rec["edges"])
