@@ -449,6 +449,34 @@ def _setup(model, pairs, mode, p, batches=None):
     return model, graph, batches, device
 
 
+def _check_enough_candidates(p, available, graph, what="candidate edges"):
+    """ClueError when the candidate edges are fewer than the target sparsity keeps."""
+    want = round((1 - p["target_sparsity"]) * graph.n_edges)
+    if available < want:
+        raise ClueError(f"circuit config: candidate_nodes {p['candidate_nodes']} leaves {available} {what}, fewer "
+                        f"than the {want} that target sparsity {p['target_sparsity']} keeps; raise "
+                        "circuit.candidate_nodes")
+
+
+def _untrained_circuit(kind, model, graph, batches, device, mode, p, scores, learned, threshold, live, candidate,
+                       validation, validation_cache):
+    """discover's dict for a circuit cut without training (node-level, EAP-IG's): ``learned`` the
+    0/1 cut of ``scores``, its dead ends removed here."""
+    kept = remove_dead_ends(graph, learned)
+    result = {
+        "graph": graph, "scores": scores, "kept": kept, "threshold": threshold,
+        "expected_sparsity": 1 - learned.mean().item(), "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
+        "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
+        "kl": circuit_kl(model, graph, batches, kept.to(device)), "history": [],
+        "params": {**p, "steps": 0}, "steps_run": 0,
+        "candidates": _candidates_record(live, candidate, p), "node_level": kind == "node_level", "circuit": kind,
+    }
+    if validation is not None:
+        result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device,
+                                            validation_cache)
+    return result
+
+
 def node_circuit(model, pairs, mode, params, validation=None, attribution=None, batches=None,
                  validation_cache=None):
     """The node-level circuit (``node_level_fallback``): every edge between the candidate writers
@@ -459,20 +487,9 @@ def node_circuit(model, pairs, mode, params, validation=None, attribution=None, 
     model, graph, batches, device = _setup(model, pairs, mode, p, batches)
     live, candidate = _candidate_nodes(model, graph, batches, p, attribution)
     scores = candidate.float()
-    kept = remove_dead_ends(graph, scores)
-    sparsity = 1 - scores.mean().item()
-    result = {
-        "graph": graph, "scores": scores, "kept": kept, "threshold": None,
-        "expected_sparsity": sparsity, "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
-        "dead_end_edges_removed": int(scores.sum().item() - kept.sum().item()),
-        "kl": circuit_kl(model, graph, batches, kept.to(device)), "history": [],
-        "params": {**p, "target_sparsity": sparsity, "steps": 0}, "steps_run": 0,
-        "candidates": _candidates_record(live, candidate, p), "node_level": True, "circuit": "node_level",
-    }
-    if validation is not None:
-        result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device,
-                                            validation_cache)
-    return result
+    p = {**p, "target_sparsity": 1 - scores.mean().item()}
+    return _untrained_circuit("node_level", model, graph, batches, device, mode, p, scores, scores, None, live,
+                              candidate, validation, validation_cache)
 
 
 def attribution_circuit(model, pairs, mode, params, validation=None, attribution=None, batches=None,
@@ -488,26 +505,11 @@ def attribution_circuit(model, pairs, mode, params, validation=None, attribution
         attribution = attribute(model, graph, batches, p["attribution_steps"])
     live, candidate = _candidate_nodes(model, graph, batches, p, attribution)
     magnitude = attribution[0].abs().cpu() * candidate.float()
-    want = round((1 - p["target_sparsity"]) * graph.n_edges)
-    if int((magnitude > 0).sum()) < want:
-        raise ClueError(f"circuit config: candidate_nodes {p['candidate_nodes']} leaves {int((magnitude > 0).sum())} "
-                        f"candidate edges with an attribution, fewer than the {want} that target sparsity "
-                        f"{p['target_sparsity']} keeps; raise circuit.candidate_nodes")
+    _check_enough_candidates(p, int((magnitude > 0).sum()), graph, "candidate edges with an attribution")
     scores = magnitude / magnitude.max()
     learned, threshold = threshold_cut(scores, p["target_sparsity"])
-    kept = remove_dead_ends(graph, learned)
-    result = {
-        "graph": graph, "scores": scores, "kept": kept, "threshold": threshold,
-        "expected_sparsity": 1 - learned.mean().item(), "achieved_sparsity": 1 - kept.sum().item() / graph.n_edges,
-        "dead_end_edges_removed": int(learned.sum().item() - kept.sum().item()),
-        "kl": circuit_kl(model, graph, batches, kept.to(device)), "history": [],
-        "params": {**p, "steps": 0}, "steps_run": 0,
-        "candidates": _candidates_record(live, candidate, p), "node_level": False, "circuit": "attribution",
-    }
-    if validation is not None:
-        result["validation"] = faithfulness(model, graph, validation, mode, kept.to(device), p, device,
-                                            validation_cache)
-    return result
+    return _untrained_circuit("attribution", model, graph, batches, device, mode, p, scores, learned, threshold, live,
+                              candidate, validation, validation_cache)
 
 
 def discover(model, pairs, mode, params, progress=True, heldout=None, validation=None, attribution=None,
@@ -541,11 +543,7 @@ def discover(model, pairs, mode, params, progress=True, heldout=None, validation
 
     live, candidate = _candidate_nodes(model, graph, batches, p, attribution)
     gate_index = candidate.nonzero().flatten().to(device)
-    want = round((1 - p["target_sparsity"]) * graph.n_edges)
-    if len(gate_index) < want:
-        raise ClueError(f"circuit config: candidate_nodes {p['candidate_nodes']} leaves {len(gate_index)} candidate "
-                        f"edges, fewer than the {want} that target sparsity {p['target_sparsity']} keeps; raise "
-                        "circuit.candidate_nodes")
+    _check_enough_candidates(p, len(gate_index), graph)
 
     def gates_of(values):
         # [E]: ``values`` on the candidate edges, 0 elsewhere
@@ -646,8 +644,8 @@ def select_circuit(model, pairs, mode, params, validation, heldout=None, progres
     p = resolve_params(params)
     tried, results = [], []
     attribution = None
-    options = [(target, kind) for target in candidates(p["target_sparsity"])
-               for kind in ("edge_pruning", "attribution")[:2 if p["attribution_fallback"] else 1]]
+    kinds = ["edge_pruning", "attribution"] if p["attribution_fallback"] else ["edge_pruning"]
+    options = [(target, kind) for target in candidates(p["target_sparsity"]) for kind in kinds]
     if p["node_level_fallback"]:
         options.append((None, "node_level"))
     if only is not None:
