@@ -150,24 +150,37 @@ def test_retain_loss_matches_the_hf_language_modelling_loss():
 
 def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(tmp_path, monkeypatch):
     """`autocast: auto` reads the CPU's flags: AVX2 alone (torch emulates bf16, ~12x slower than
-    float32) gives float32; avx512_bf16 or amx_bf16 gives bf16; a CUDA device asks torch."""
+    float32) and avx512_bf16 without AMX (measured 1.2-1.5x slower than float32) give float32;
+    amx_bf16 gives bf16, unless ONEDNN_MAX_CPU_ISA caps oneDNN below AMX; a CUDA device asks torch."""
     import torch
 
     import clue.losses as losses
 
     avx2 = tmp_path / "avx2"
     avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    zen4 = tmp_path / "zen4"
+    zen4.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
     amx = tmp_path / "amx"
     amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
     assert losses.cpu_flags(avx2) == {"fpu", "sse2", "avx", "avx2", "fma"}
     assert losses.cpu_flags(tmp_path / "missing") == set()
-    assert not losses.native_bf16("cpu", losses.cpu_flags(avx2))
-    assert losses.native_bf16("cpu", losses.cpu_flags(amx))
+    assert not losses.native_bf16("cpu", losses.cpu_flags(avx2), environ={})
+    assert not losses.native_bf16("cpu", losses.cpu_flags(zen4), environ={})
+    assert losses.native_bf16("cpu", losses.cpu_flags(amx), environ={})
+    # oneDNN capped below AMX (the caps an AVX2 or avx512_bf16 CPU is emulated with): float32
+    for isa, want in (("AVX2", False), ("avx512_core_bf16", False), ("AVX512_CORE_AMX", True), ("ALL", True)):
+        assert losses.native_bf16("cpu", losses.cpu_flags(amx), environ={"ONEDNN_MAX_CPU_ISA": isa}) is want, isa
+    assert not losses.native_bf16("cpu", losses.cpu_flags(amx), environ={"DNNL_MAX_CPU_ISA": "AVX512_CORE"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     read = losses.cpu_flags
-    for path, want in ((avx2, None), (amx, torch.bfloat16)):
+    for path, want in ((avx2, None), (zen4, None), (amx, torch.bfloat16)):
         monkeypatch.setattr(losses, "cpu_flags", lambda cpuinfo=None, path=path: read(path))   # this machine's CPU
         assert losses.autocast_dtype("auto", "unlearn.autocast", "cpu") is want
         with losses.autocast("auto", "unlearn.autocast", "cpu"):
             assert torch.is_autocast_enabled("cpu") == (want is not None)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")   # the process's own environment is read
+    assert losses.autocast_dtype("auto", "unlearn.autocast", "cpu") is None
+    assert "capped by ONEDNN_MAX_CPU_ISA=AVX2" in losses.machine() and "auto precision: float32" in losses.machine()
     assert losses.autocast_dtype("bfloat16", "unlearn.autocast", "cpu") is torch.bfloat16   # asked for: kept
     assert losses.autocast_dtype(None, "unlearn.autocast", "cpu") is None

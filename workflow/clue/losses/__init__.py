@@ -128,7 +128,11 @@ def collate(encoded, pad_id=0, ref_logp=None):
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 
 
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")   # CPU instructions that compute bf16 products natively
+# The CPU instructions under which bf16 products run faster than float32 ones. AMX only: with
+# avx512_bf16 alone (oneDNN capped below AMX on an AMX Xeon, ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) a
+# SmolLM2 training step took 1.5x as long in bf16 as in float32 and a circuit step 1.2x
+# (docs/performance.md), so such a CPU (Cooper Lake, Zen 4) stays in float32.
+BF16_CPU_FLAGS = ("amx_bf16",)
 
 
 def cpu_info(cpuinfo="/proc/cpuinfo"):
@@ -153,30 +157,50 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
     return _flags(cpu_info(cpuinfo))
 
 
-def native_bf16(device_type, flags=None):
-    """Whether ``device_type`` computes bf16 products natively: a CUDA GPU that supports bf16, or a
-    CPU with avx512_bf16 or amx_bf16. Elsewhere (an AVX2-only CPU) torch emulates them, about 12x
-    slower than float32 (docs/performance.md)."""
+def onednn_allows_amx(environ=None):
+    """Whether oneDNN, which computes torch's bf16 CPU products, may use AMX: not when
+    ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA) caps it at an ISA without AMX."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    isa = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    return isa in ("ALL", "DEFAULT") or "AMX" in isa
+
+
+def native_bf16(device_type, flags=None, environ=None):
+    """Whether ``device_type`` computes bf16 products faster than float32 ones: a CUDA GPU that
+    supports bf16, or a CPU with AMX (amx_bf16) that oneDNN may use. Elsewhere bf16 is slower: an
+    AVX2-only CPU emulates it (about 12x slower than float32 a training step), and avx512_bf16
+    alone was 1.2-1.5x slower (BF16_CPU_FLAGS; docs/performance.md)."""
     import torch
 
     if device_type == "cuda":
         # without the emulation a V100- or T4-class GPU would count as supporting bf16
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-    return bool(set(BF16_CPU_FLAGS) & (cpu_flags() if flags is None else flags))
+    return bool(set(BF16_CPU_FLAGS) & (cpu_flags() if flags is None else flags)) and onednn_allows_amx(environ)
+
+
+# Environment variables that cap the instructions torch's kernels use (oneDNN: bf16 products;
+# MKL: float32 products; ATen: its own vectorised kernels): set, a timing is not the CPU's own.
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 
 
 def machine():
     """One line naming what a timing ran on: the CPU's model, family and model number, its cores,
-    whether it has native bf16 (the flags `auto` precision reads) and torch's kernel level."""
+    its bf16 flags and what `auto` precision picks there, torch's kernel level, and any variable
+    that caps the instructions the kernels use (ISA_CAPS)."""
     import os
 
     import torch
 
     info = cpu_info()
-    bf16 = sorted(set(BF16_CPU_FLAGS) & _flags(info))
+    bf16 = sorted({"avx512_bf16", "amx_bf16"} & _flags(info))
+    caps = [f"{k}={os.environ[k]}" for k in ISA_CAPS if os.environ.get(k)]
     return (f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')}, model "
-            f"{info.get('model', '?')}), {os.cpu_count()} cores, native bf16: {', '.join(bf16) or 'none'}, "
-            f"torch {torch.__version__} kernels {torch.backends.cpu.get_cpu_capability()}")
+            f"{info.get('model', '?')}), {os.cpu_count()} cores, bf16 flags: {', '.join(bf16) or 'none'}, "
+            f"auto precision: {'bf16' if native_bf16('cpu') else 'float32'}, "
+            f"torch {torch.__version__} kernels {torch.backends.cpu.get_cpu_capability()}"
+            + (f", capped by {' '.join(caps)}" if caps else ""))
 
 
 def autocast_dtype(value, key, device_type=None):
