@@ -55,3 +55,5 @@ rule all:
         f"{TABLES}/audit.csv" if AUDITED else [],
         # the tuning report (every grid point, the budget table, the trade-off figures)
         f"{TABLES}/tuning_budgets.md" if TUNING else [],
+        # every circuit CLUE's logic reads, with its faithfulness on validation and held-out pairs
+        f"{TABLES}/circuits.md" if "clue" in METHODS else [],

@@ -19,3 +19,4 @@ localrules:
     fig7,
     paper,
     audit_table,
+    circuits_table,

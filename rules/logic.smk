@@ -110,3 +110,36 @@ rule membership:
         runtime=10,
     shell:
         "clue membership --forget-gates {input.forget} --retain-gates {input.retain} --out {output} > {log} 2>&1"
+
+
+rule circuits_table:
+    """Every circuit of Table 1's forget and retain tasks: its kind, validation and held-out
+    faithfulness (flagged below circuit.min_faithfulness), the candidates tried, and each task's
+    gate types, checked against its circuits (clue.reports.circuits)."""
+    input:
+        circuits=expand(
+            "results/{model}/circuits/{task}/{mode}.json",
+            model=MODEL,
+            task=list(dict.fromkeys(FORGET + RETAIN)),
+            mode=MODES,
+        ),
+        gates=expand(
+            "results/{model}/gates/{task}.json",
+            model=MODEL,
+            task=list(dict.fromkeys(FORGET + RETAIN)),
+        ),
+    output:
+        csv=report(f"{TABLES}/circuits.csv", category="Circuits"),
+        md=f"{TABLES}/circuits.md",
+    log:
+        f"logs/{TAG}circuits_table.log",
+    benchmark:
+        f"benchmarks/{TAG}circuits_table.tsv"
+    conda:
+        "../envs/clue.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "clue circuits-table --circuits {input.circuits} --gates {input.gates}"
+        " --csv {output.csv} --md {output.md} > {log} 2>&1"

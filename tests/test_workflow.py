@@ -22,7 +22,8 @@ CONFIGS = ["configs/test.yaml", "configs/test-clue.yaml"]
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     wd = copy_workflow(tmp_path_factory.mktemp("wf"))
-    snakemake(wd, "results/test/table1.csv", "results/test/audit.csv", "--cores", "2", "--configfile", *CONFIGS)
+    snakemake(wd, "results/test/table1.csv", "results/test/audit.csv", "results/test/circuits.csv", "--cores", "2",
+              "--configfile", *CONFIGS)
     return wd
 
 
@@ -72,6 +73,23 @@ def test_end_to_end_tiny_config(tiny_run):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(tiny_run / "results/toy/base")
+
+
+@pytest.mark.slow
+def test_the_circuits_table_of_the_tiny_run(tiny_run):
+    """One row per circuit the logic read, with the faithfulness its JSON records, and the gate
+    counts of its task's gates JSON."""
+    rows = list(csv.DictReader(open(tiny_run / "results/test/circuits.csv")))
+    assert [(r["task"], r["mode"]) for r in rows] == [("toy_cyber", "noising"), ("toy_cyber", "denoising"),
+                                                     ("toy_sst2", "noising"), ("toy_sst2", "denoising")]
+    for r in rows:
+        rec = json.loads((tiny_run / f"results/toy/circuits/{r['task']}/{r['mode']}.json").read_text())
+        assert float(r["heldout_faithfulness"]) == pytest.approx(rec["faithfulness"]["faithfulness"], abs=1e-4)
+        assert float(r["validation_faithfulness"]) == pytest.approx(rec["validation"]["faithfulness"], abs=1e-4)
+        assert int(r["edges_kept"]) == sum(e["kept"] for e in rec["edges"])
+        counts = json.loads((tiny_run / f"results/toy/gates/{r['task']}.json").read_text())["counts"]
+        assert [int(r[k]) for k in ("AND", "OR", "ADDER")] == [counts[k] for k in ("AND", "OR", "ADDER")]
+    assert (tiny_run / "benchmarks/test/circuits_table.tsv").exists()
 
 
 @pytest.mark.slow

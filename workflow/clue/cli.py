@@ -26,6 +26,7 @@ STAGES = {
     "table3": ("clue.reports.table3", "Table 3: forget and conflict neurons before and after unlearning"),
     "sweep-figure": ("clue.reports.sweeps", "Figures 3, 4 and 6: the retain-set, circuit-sparsity and forget-ratio sweeps"),
     "fig7": ("clue.reports.fig7", "Figure 7: the composition by matrix type of each localization, per retain set"),
+    "circuits-table": ("clue.reports.circuits", "every circuit's kind and faithfulness (validation, held-out) and its task's gate types"),
     "stability": ("clue.reports.stability", "Jaccard overlap of CLUE's neuron categories across circuit seeds"),
     "tune": ("clue.tune", "score a method's grid of learning rates and epochs on validation questions"),
     "tune-select": ("clue.reports.tuning", "apply the config's rule to every method's grid: the settings Table 1 uses"),
