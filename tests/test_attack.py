@@ -152,3 +152,20 @@ def test_the_robust_table_shares_and_paired_differences_by_hand(tmp_path):
     assert by["clue"]["FE_trained_lo"] < 0.6 < by["clue"]["FE_trained_hi"]
     with pytest.raises(ClueError, match="no attack record of Origin"):
         rows(records[1:])
+
+
+def test_a_removal_inside_its_interval_gets_no_recovered_share(tmp_path):
+    """Origin FE 0.1 (2 of 20 wrong). MEMIT 0.15: one more question wrong, a removal of 0.05
+    whose paired interval over the 20 facts holds 0 (a resample without that fact gives 0);
+    relearning to 0.2 would read as a share of -2. It gets none, and the table says why. CLUE
+    0.6 (10 more wrong, a removal outside its interval) keeps its share (0.5)."""
+    from clue.reports.robust import markdown, rows
+
+    records = [record("origin", 0.1, 0.1, 0.1), record("memit", 0.15, 0.2, 0.2), record("clue", 0.6, 0.35, 0.5)]
+    table, diffs = rows(records)
+    by = {r["method"]: r for r in table}
+    assert by["memit"]["recovered_relearned"] is None and by["memit"]["recovered_quantized"] is None
+    assert by["memit"]["note"].startswith("FE as trained is Origin's +0.050 [+0.00, +0.15], inside the interval")
+    assert by["clue"]["recovered_relearned"] == pytest.approx(0.5) and by["clue"]["note"] == ""
+    text = markdown(table, diffs, {"memit": "MEMIT"})
+    assert "Recovered '-': MEMIT: FE as trained is Origin's +0.050" in text

@@ -65,6 +65,15 @@ def rows(records, audits=None):
             row[f"recovered_{k}"] = None if rec["method"] == "origin" else recovered(rec, origin, k)
         if rec["method"] != "origin" and row["recovered_relearned"] is None:
             notes.append("FE as trained is at or below Origin's: nothing was removed to recover")
+        elif rec["method"] != "origin":
+            # a share of a removal inside its own noise means nothing (a removal of 0.03 recovered
+            # by 0.06 is "-2"): only a removal outside its paired interval gets one
+            a, o = reps[(rec["method"], "trained")], _replicates(origin, "trained")
+            lo, hi = _interval(a - o) if a is not None and o is not None else (None, None)
+            if lo is not None and lo <= 0:
+                row["recovered_relearned"] = row["recovered_quantized"] = None
+                notes.append(f"FE as trained is Origin's {rec['FE']['trained'] - origin['FE']['trained']:+.3f} "
+                             f"[{lo:+.2f}, {hi:+.2f}], inside the interval: no measurable removal, so no share recovered")
         row["KRS_max"] = krs_max((audits or {}).get(rec["method"]))
         row["note"] = "; ".join(notes)
         out.append(row)
@@ -102,6 +111,9 @@ def markdown(table, diffs, labels):
             lines.append(f"| {labels.get(r['method'], r['method'])} | {cell(r, 'trained')} | {cell(r, 'relearned')} | "
                          f"{share(r['recovered_relearned'])} | {cell(r, 'quantized')} | "
                          f"{share(r['recovered_quantized'])} | {share(r['KRS_max'])} |")
+        noted = [f"{labels.get(r['method'], r['method'])}: {r['note']}" for r in rs if r["note"]]
+        if noted:
+            lines += ["", "Recovered '-': " + "; ".join(noted) + "."]
         ds = [d for d in diffs if (d["forget"], d["retain"]) == pair]
         if ds:
             outside = [f"{labels.get(d['method'], d['method'])} ({d['FE']}: {d['clue_minus_method']:+.3f} "
