@@ -150,7 +150,7 @@ def test_retain_loss_matches_the_hf_language_modelling_loss():
 
 def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(tmp_path, monkeypatch):
     """`autocast: auto` reads the CPU's flags: AVX2 alone (torch emulates bf16, ~12x slower than
-    float32) and avx512_bf16 without AMX (measured 1.2-1.5x slower than float32) give float32;
+    float32) and avx512_bf16 without AMX (measured 1.1-1.5x slower than float32) give float32;
     amx_bf16 gives bf16, unless ONEDNN_MAX_CPU_ISA caps oneDNN below AMX; a CUDA device asks torch."""
     import torch
 

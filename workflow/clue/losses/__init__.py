@@ -130,7 +130,7 @@ AUTOCAST_DTYPES = ("bfloat16", "float16")
 
 # The CPU instructions under which bf16 products run faster than float32 ones. AMX only: with
 # avx512_bf16 alone (oneDNN capped below AMX on an AMX Xeon, ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) a
-# SmolLM2 training step took 1.5x as long in bf16 as in float32 and a circuit step 1.2x
+# SmolLM2 training step took 1.5x as long in bf16 as in float32 and a circuit step 1.14x
 # (docs/performance.md), so such a CPU (Cooper Lake, Zen 4) stays in float32.
 BF16_CPU_FLAGS = ("amx_bf16",)
 
@@ -171,7 +171,7 @@ def native_bf16(device_type, flags=None, environ=None):
     """Whether ``device_type`` computes bf16 products faster than float32 ones: a CUDA GPU that
     supports bf16, or a CPU with AMX (amx_bf16) that oneDNN may use. Elsewhere bf16 is slower: an
     AVX2-only CPU emulates it (about 12x slower than float32 a training step), and avx512_bf16
-    alone was 1.2-1.5x slower (BF16_CPU_FLAGS; docs/performance.md)."""
+    alone was 1.1-1.5x slower (BF16_CPU_FLAGS; docs/performance.md)."""
     import torch
 
     if device_type == "cuda":
