@@ -271,7 +271,8 @@ def test_tune_chooses_on_validation_questions_and_table1_trains_with_the_choice(
 
 @pytest.mark.slow
 def test_second_run_has_nothing_to_do(tiny_run):
-    out = snakemake(tiny_run, "results/test/table1.csv", "results/test/audit.csv", "--cores", "2", "--configfile", *CONFIGS)
+    out = snakemake(tiny_run, "results/test/table1.csv", "results/test/audit.csv", "results/test/circuits.csv",
+                    "--cores", "2", "--configfile", *CONFIGS)
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
@@ -295,8 +296,8 @@ def test_a_run_killed_mid_way_resumes_to_a_byte_identical_table(tiny_run, tmp_pa
     that line snakemake stops with IncompleteFilesException on the circuit JSON, and this test
     fails there."""
     wd = copy_workflow(tmp_path / "killed")
-    cmd = [sys.executable, "-m", "snakemake", "results/test/table1.csv", "results/test/audit.csv", "--cores", "2",
-           "--configfile", *CONFIGS]
+    cmd = [sys.executable, "-m", "snakemake", "results/test/table1.csv", "results/test/audit.csv",
+           "results/test/circuits.csv", "--cores", "2", "--configfile", *CONFIGS]
     first_log = tmp_path / "first.log"
     circuits = wd / "results/toy/circuits"
     with open(first_log, "w") as log:
