@@ -56,4 +56,4 @@ rule all:
         # the tuning report (every grid point, the budget table, the trade-off figures)
         f"{TABLES}/tuning_budgets.md" if TUNING else [],
         # every circuit CLUE's logic reads, with its faithfulness on validation and held-out pairs
-        f"{TABLES}/circuits.md" if "clue" in METHODS else [],
+        f"{TABLES}/circuits.md" if CLUE_ROWS else [],

@@ -57,6 +57,8 @@ TUNE_METHODS = [m for m in (config["tune"]["methods"] or TRAINED) if not matched
 SEED_RUN = r"(seed-?[0-9]+/)?"
 CIRCUIT_RUN = r"(sparsity[0-9.]+/|after-[a-z0-9_]+__[a-z0-9_]+/|cseed[0-9]+/)?"
 MODES = ["noising", "denoising"]  # the two circuit interventions (paper section 4.1)
+# the forget and retain tasks of Table 1's pairs: whose circuits CLUE's logic reads
+TABLE1_TASKS = list(dict.fromkeys(FORGET + [t for r in RETAIN for t in r.split("+")]))
 # Methods that fine-tune every parameter with their forget loss (no localization): every
 # registered forget loss. Localizers are the registered ones (clue/localizers).
 FULL_FINETUNE = tuple(FORGET_LOSSES)

@@ -120,13 +120,13 @@ rule circuits_table:
         circuits=expand(
             "results/{model}/circuits/{task}/{mode}.json",
             model=MODEL,
-            task=list(dict.fromkeys(FORGET + RETAIN)),
+            task=TABLE1_TASKS,
             mode=MODES,
         ),
         gates=expand(
             "results/{model}/gates/{task}.json",
             model=MODEL,
-            task=list(dict.fromkeys(FORGET + RETAIN)),
+            task=TABLE1_TASKS,
         ),
     output:
         csv=report(f"{TABLES}/circuits.csv", category="Circuits"),

@@ -1,7 +1,6 @@
 # Table 1's warnings (clue.caveats) read the circuits of its forget and retain tasks and each
 # pair's CLUE masks where CLUE's masks train a row (CLUE, its Table 2 variants, its random control).
 CLUE_ROWS = any(m == "random" or method_variant(m)[2] == "clue" for m in METHODS)
-TABLE1_TASKS = list(dict.fromkeys(FORGET + [t for r in RETAIN for t in r.split("+")]))
 
 
 rule table1:

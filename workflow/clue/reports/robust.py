@@ -54,6 +54,7 @@ def rows(records, audits=None):
         raise ClueError(f"pair {records[0]['forget']} x {records[0]['retain']}: no attack record of Origin, whose FE "
                         "says how much knowledge there is to recover")
     out, reps = [], {}
+    origin_trained = _replicates(origin, "trained")
     for rec in records:
         row = {"forget": rec["forget"], "retain": rec["retain"], "method": rec["method"], "questions": rec["questions"]}
         for k in KINDS:
@@ -68,8 +69,8 @@ def rows(records, audits=None):
         elif rec["method"] != "origin":
             # a share of a removal inside its own noise means nothing (a removal of 0.03 recovered
             # by 0.06 is "-2"): only a removal outside its paired interval gets one
-            a, o = reps[(rec["method"], "trained")], _replicates(origin, "trained")
-            lo, hi = _interval(a - o) if a is not None and o is not None else (None, None)
+            a = reps[(rec["method"], "trained")]
+            lo, hi = _interval(a - origin_trained) if a is not None and origin_trained is not None else (None, None)
             if lo is not None and lo <= 0:
                 row["recovered_relearned"] = row["recovered_quantized"] = None
                 notes.append(f"FE as trained is Origin's {rec['FE']['trained'] - origin['FE']['trained']:+.3f} "
